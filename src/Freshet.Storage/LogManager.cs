@@ -1,0 +1,339 @@
+using System.Collections.Concurrent;
+using Freshet.Protocol;
+using Freshet.Protocol.Wire;
+using Freshet.Storage.Checkpoints;
+using Freshet.Storage.Segments;
+using Microsoft.Extensions.Logging;
+
+namespace Freshet.Storage;
+
+/// <summary>Settings of the <see cref="LogManager"/>, from the broker's configuration.</summary>
+public sealed record LogManagerOptions
+{
+    /// <summary>log.dirs: where partition directories live (the first also holds the metadata log).</summary>
+    public required IReadOnlyList<string> LogDirs { get; init; }
+
+    /// <summary>Broker-level defaults of topic configs, keyed by the topic-level name (segment.bytes, ...).</summary>
+    public IReadOnlyDictionary<string, string> TopicDefaults { get; init; } = new Dictionary<string, string>();
+
+    public LogOptions Log { get; init; } = new();
+
+    /// <summary>log.retention.check.interval.ms</summary>
+    public long RetentionCheckIntervalMs { get; init; } = 300_000;
+
+    /// <summary>log.flush.scheduler.interval.ms: how often flush.ms is checked.</summary>
+    public long FlushCheckIntervalMs { get; init; } = 1_000;
+
+    /// <summary>log.flush.offset.checkpoint.interval.ms (also used for the log start and high watermark checkpoints).</summary>
+    public long CheckpointIntervalMs { get; init; } = 60_000;
+
+    /// <summary>producer.id.expiration.check.interval.ms</summary>
+    public long ProducerExpirationCheckIntervalMs { get; init; } = 600_000;
+
+    /// <summary>Directory names the manager must leave alone (the metadata log, managed by the quorum).</summary>
+    public IReadOnlySet<string> ReservedDirNames { get; init; } = new HashSet<string> { "__cluster_metadata-0" };
+}
+
+/// <summary>
+/// Owns the partition logs of this broker's log directories (Kafka's LogManager): loads and
+/// recovers them at start-up, creates and deletes them, and runs the background work: retention,
+/// time-based flushes, checkpoints, producer expiry, and the delayed removal of deleted segments.
+/// A clean shutdown leaves <c>.kafka_cleanshutdown</c> in each directory; without it the next
+/// start recovers every log from its recovery point.
+/// </summary>
+public sealed partial class LogManager : IAsyncDisposable
+{
+    public const string CleanShutdownFile = ".kafka_cleanshutdown";
+    public const string LockFile = ".lock";
+    public const string DeleteDirSuffix = "-delete";
+
+    private readonly ConcurrentDictionary<TopicPartition, PartitionLog> _logs = new();
+    private readonly ConcurrentQueue<(LogSegment Segment, long DueMs)> _pendingSegmentDeletes = new();
+    private readonly List<FileStream> _dirLocks = [];
+    private readonly ILogger _logger;
+    private readonly ILoggerFactory _loggerFactory;
+    private readonly TimeProvider _time;
+    private readonly CancellationTokenSource _stop = new();
+    private Task? _background;
+    private int _closed;
+
+    public LogManager(LogManagerOptions options, TimeProvider time, ILoggerFactory loggerFactory)
+    {
+        Options = options;
+        _time = time;
+        _loggerFactory = loggerFactory;
+        _logger = loggerFactory.CreateLogger<LogManager>();
+    }
+
+    public LogManagerOptions Options { get; }
+    public IReadOnlyCollection<PartitionLog> Logs => (IReadOnlyCollection<PartitionLog>)_logs.Values;
+    private long NowMs => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    /// <summary>Locks the directories, loads every log (recovering after a crash) and starts background work.</summary>
+    public void Startup()
+    {
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        foreach (var dir in Options.LogDirs)
+        {
+            Directory.CreateDirectory(dir);
+            try
+            {
+                _dirLocks.Add(new FileStream(Path.Combine(dir, LockFile), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None));
+            }
+            catch (IOException e)
+            {
+                throw new IOException($"log directory {dir} is in use by another process (cannot lock {LockFile}): {e.Message}", e);
+            }
+        }
+        var loads = new List<(string Dir, TopicPartition Tp, long Recovery, long Start, bool Clean)>();
+        foreach (var dir in Options.LogDirs)
+        {
+            string marker = Path.Combine(dir, CleanShutdownFile);
+            bool clean = File.Exists(marker);
+            var recovery = new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.RecoveryPoint)).Read();
+            var starts = new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.LogStartOffset)).Read();
+            foreach (var sub in Directory.EnumerateDirectories(dir))
+            {
+                string name = Path.GetFileName(sub);
+                if (Options.ReservedDirNames.Contains(name)) continue;
+                if (name.EndsWith(DeleteDirSuffix, StringComparison.Ordinal))
+                {
+                    // A deletion interrupted by a crash or shutdown: finish it.
+                    TryDeleteDirectory(sub);
+                    continue;
+                }
+                if (!TopicPartition.TryParse(name, out var tp) || TopicNames.Validate(tp.Topic) is not null) continue;
+                loads.Add((sub, tp, recovery.GetValueOrDefault(tp, 0), starts.GetValueOrDefault(tp, 0), clean));
+            }
+        }
+        Parallel.ForEach(loads, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, Environment.ProcessorCount) }, l =>
+        {
+            var config = LogConfig.Create(Options.TopicDefaults, new Dictionary<string, string>());
+            var log = PartitionLog.Open(l.Dir, l.Tp, config, Options.Log, l.Recovery, l.Start, l.Clean, _time,
+                _loggerFactory.CreateLogger<PartitionLog>(), ScheduleSegmentDelete);
+            _logs[l.Tp] = log;
+        });
+        // From here on a crash must be detected at the next start.
+        foreach (var dir in Options.LogDirs)
+        {
+            string marker = Path.Combine(dir, CleanShutdownFile);
+            if (File.Exists(marker)) File.Delete(marker);
+        }
+        LogLoaded(_logger, _logs.Count, sw.ElapsedMilliseconds);
+        _background = Task.Run(() => BackgroundLoopAsync(_stop.Token));
+    }
+
+    public PartitionLog? GetLog(TopicPartition tp) => _logs.GetValueOrDefault(tp);
+
+    /// <summary>
+    /// The log of <paramref name="tp"/>, created if missing. An existing log with another topic id
+    /// (left by a deleted topic of the same name) is removed first.
+    /// </summary>
+    public PartitionLog GetOrCreateLog(TopicPartition tp, Uuid topicId, LogConfig config)
+    {
+        lock (_logs)
+        {
+            if (_logs.TryGetValue(tp, out var existing))
+            {
+                if (existing.TopicId == topicId || existing.TopicId.IsZero || topicId.IsZero)
+                {
+                    existing.Config = config;
+                    return existing;
+                }
+                DeleteLog(tp);
+            }
+            string dir = Path.Combine(ChooseDir(), tp.ToString());
+            var log = PartitionLog.Create(dir, tp, topicId, config, Options.Log, _time, _loggerFactory.CreateLogger<PartitionLog>(), ScheduleSegmentDelete);
+            _logs[tp] = log;
+            return log;
+        }
+    }
+
+    /// <summary>The directory holding the fewest partitions (Kafka's placement across log.dirs).</summary>
+    private string ChooseDir()
+    {
+        if (Options.LogDirs.Count == 1) return Options.LogDirs[0];
+        return Options.LogDirs
+            .OrderBy(d => _logs.Values.Count(l => l.Dir.StartsWith(Path.GetFullPath(d), StringComparison.Ordinal)))
+            .First();
+    }
+
+    /// <summary>Removes a partition's log: renamed to *-delete at once, files removed in the background.</summary>
+    public bool DeleteLog(TopicPartition tp)
+    {
+        if (!_logs.TryRemove(tp, out var log)) return false;
+        string parent = Path.GetDirectoryName(log.Dir)!;
+        string deleted = Path.Combine(parent, $"{tp}.{Guid.NewGuid():N}{DeleteDirSuffix}");
+        try
+        {
+            log.MarkForDeletion(deleted);
+        }
+        catch (IOException e)
+        {
+            LogDeleteFailed(_logger, tp.ToString(), e.Message);
+            return true;
+        }
+        _ = Task.Run(() => TryDeleteDirectory(deleted));
+        return true;
+    }
+
+    private void TryDeleteDirectory(string dir)
+    {
+        try { Directory.Delete(dir, recursive: true); }
+        catch (IOException e) { LogDeleteFailed(_logger, dir, e.Message); }
+        catch (UnauthorizedAccessException e) { LogDeleteFailed(_logger, dir, e.Message); }
+    }
+
+    /// <summary>Deleted segments stay open for readers until file.delete.delay.ms has passed.</summary>
+    private void ScheduleSegmentDelete(LogSegment segment, long delayMs) => _pendingSegmentDeletes.Enqueue((segment, NowMs + delayMs));
+
+    // ---------------------------------------------------------------- background work
+
+    /// <summary>Runs retention on every log now (the periodic task calls this).</summary>
+    public int RunRetention()
+    {
+        int deleted = 0;
+        long now = NowMs;
+        foreach (var log in _logs.Values)
+        {
+            try { deleted += log.DeleteOldSegments(now); }
+            catch (Exception e) when (e is IOException or ObjectDisposedException) { LogBackgroundFailed(_logger, "retention", log.TopicPartition.ToString(), e.Message); }
+        }
+        return deleted;
+    }
+
+    /// <summary>Removes the files of deleted segments whose file.delete.delay.ms has passed (all of them when <paramref name="all"/>).</summary>
+    public void DeletePendingSegments(bool all = false)
+    {
+        long now = NowMs;
+        int n = _pendingSegmentDeletes.Count;
+        for (int i = 0; i < n && _pendingSegmentDeletes.TryDequeue(out var item); i++)
+        {
+            if (!all && item.DueMs > now)
+            {
+                _pendingSegmentDeletes.Enqueue(item);
+                continue;
+            }
+            try { item.Segment.DeleteFiles(); }
+            catch (IOException e) { LogDeleteFailed(_logger, item.Segment.LogPath, e.Message); }
+        }
+    }
+
+    /// <summary>Writes the recovery point, log start offset and high watermark checkpoints of every directory.</summary>
+    public void WriteCheckpoints(bool fsync = true)
+    {
+        foreach (var dir in Options.LogDirs)
+        {
+            string full = Path.GetFullPath(dir);
+            var logs = _logs.Values.Where(l => Path.GetFullPath(Path.GetDirectoryName(l.Dir)!) == full).ToList();
+            new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.RecoveryPoint))
+                .Write(logs.Select(l => KeyValuePair.Create(l.TopicPartition, l.RecoveryPoint)), fsync);
+            new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.LogStartOffset))
+                .Write(logs.Where(l => l.LogStartOffset > 0).Select(l => KeyValuePair.Create(l.TopicPartition, l.LogStartOffset)), fsync);
+            new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.Replication))
+                .Write(logs.Select(l => KeyValuePair.Create(l.TopicPartition, l.HighWatermark)), fsync);
+        }
+    }
+
+    /// <summary>High watermarks saved by the last checkpoint, so a restarted broker does not show consumers less than before.</summary>
+    public Dictionary<TopicPartition, long> ReadHighWatermarkCheckpoints()
+    {
+        var result = new Dictionary<TopicPartition, long>();
+        foreach (var dir in Options.LogDirs)
+            foreach (var (tp, hw) in new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.Replication)).Read())
+                result[tp] = hw;
+        return result;
+    }
+
+    private async Task BackgroundLoopAsync(CancellationToken ct)
+    {
+        long now = NowMs;
+        long nextRetention = now + Math.Min(Options.RetentionCheckIntervalMs, 30_000);
+        long nextCheckpoint = now + Options.CheckpointIntervalMs;
+        long nextExpiry = now + Options.ProducerExpirationCheckIntervalMs;
+        long nextFlush = now + Options.FlushCheckIntervalMs;
+        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(Math.Clamp(Options.FlushCheckIntervalMs, 50, 1000)), _time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))
+            {
+                now = NowMs;
+                try
+                {
+                    if (now >= nextFlush)
+                    {
+                        foreach (var log in _logs.Values) log.FlushIfDue(now);
+                        nextFlush = now + Options.FlushCheckIntervalMs;
+                    }
+                    if (now >= nextRetention)
+                    {
+                        RunRetention();
+                        nextRetention = now + Options.RetentionCheckIntervalMs;
+                    }
+                    DeletePendingSegments();
+                    if (now >= nextExpiry)
+                    {
+                        foreach (var log in _logs.Values) log.RemoveExpiredProducers(now);
+                        nextExpiry = now + Options.ProducerExpirationCheckIntervalMs;
+                    }
+                    if (now >= nextCheckpoint)
+                    {
+                        WriteCheckpoints();
+                        nextCheckpoint = now + Options.CheckpointIntervalMs;
+                    }
+                }
+                catch (Exception e) when (e is IOException or ObjectDisposedException or UnauthorizedAccessException)
+                {
+                    LogBackgroundFailed(_logger, "log maintenance", "*", e.Message);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>Clean shutdown: stop background work, flush and close every log, write checkpoints and the clean-shutdown marker.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _closed, 1) != 0) return;
+        _stop.Cancel();
+        if (_background is not null)
+        {
+            try { await _background.ConfigureAwait(false); }
+            catch (OperationCanceledException) { }
+        }
+        bool allClosed = true;
+        foreach (var log in _logs.Values)
+        {
+            try { log.Close(); }
+            catch (IOException e)
+            {
+                allClosed = false;
+                LogBackgroundFailed(_logger, "close", log.TopicPartition.ToString(), e.Message);
+            }
+        }
+        DeletePendingSegments(all: true);
+        try
+        {
+            WriteCheckpoints();
+            if (allClosed)
+                foreach (var dir in Options.LogDirs) File.WriteAllText(Path.Combine(dir, CleanShutdownFile), "");
+        }
+        catch (IOException e)
+        {
+            LogBackgroundFailed(_logger, "checkpoint", "*", e.Message);
+        }
+        foreach (var l in _dirLocks) await l.DisposeAsync().ConfigureAwait(false);
+        _stop.Dispose();
+    }
+
+    [LoggerMessage(EventId = 1101, Level = LogLevel.Information, Message = "Loaded {Count} partition logs in {Ms} ms")]
+    private static partial void LogLoaded(ILogger logger, int count, long ms);
+
+    [LoggerMessage(EventId = 1102, Level = LogLevel.Warning, Message = "Could not delete {What}: {Reason}")]
+    private static partial void LogDeleteFailed(ILogger logger, string what, string reason);
+
+    [LoggerMessage(EventId = 1103, Level = LogLevel.Warning, Message = "Background {Task} failed for {Partition}: {Reason}")]
+    private static partial void LogBackgroundFailed(ILogger logger, string task, string partition, string reason);
+}

@@ -1,0 +1,802 @@
+using Freshet.Protocol;
+using Freshet.Protocol.Records;
+using Freshet.Protocol.Wire;
+using Freshet.Storage.Producers;
+using Freshet.Storage.Segments;
+using Microsoft.Extensions.Logging;
+
+namespace Freshet.Storage;
+
+/// <summary>Who is appending: a client's produce (offsets assigned, producer checks), a coordinator, or a follower.</summary>
+public enum AppendOrigin
+{
+    Client,
+    Coordinator,
+    Replication,
+}
+
+/// <summary>Result of an append: the offsets given to the records, or the error that kept them out.</summary>
+public readonly record struct LogAppendResult(
+    ErrorCode Error,
+    string? ErrorMessage,
+    long FirstOffset,
+    long LastOffset,
+    long LogAppendTime,
+    long LogStartOffset,
+    int RecordCount,
+    bool IsDuplicate)
+{
+    public static LogAppendResult Failed(ErrorCode error, string? message, long logStartOffset) =>
+        new(error, message, -1, -1, -1, logStartOffset, 0, false);
+}
+
+/// <summary>Result of a read: whole batches as a file range, and the offsets a fetch response reports.</summary>
+public readonly record struct LogReadResult(ErrorCode Error, FileRecords? Records, long HighWatermark, long LogStartOffset, long LogEndOffset);
+
+/// <summary>Options the broker sets for every log (not per topic).</summary>
+public sealed record LogOptions
+{
+    /// <summary>fsync the data of every append before it is acknowledged (Freshet's single-node durability switch).</summary>
+    public bool FsyncOnAppend { get; init; }
+
+    /// <summary>producer.id.expiration.ms: idle producers are forgotten after this long.</summary>
+    public long ProducerIdExpirationMs { get; init; } = 86_400_000;
+}
+
+/// <summary>
+/// The log of one partition replica (Kafka's UnifiedLog + LocalLog): an ordered list of
+/// <see cref="LogSegment"/>s, the log start and end offsets, the high watermark, the recovery point,
+/// and the producer state for idempotence.
+///
+/// Concurrency: appends, rolls, truncation and segment deletion take <see cref="_lock"/>; reads
+/// do not. The segment list is copy-on-write and offsets are read with volatile semantics, so a
+/// reader sees a consistent prefix of the log. Validation of a batch's bytes happens before the
+/// lock; only offset assignment, producer checks and the write happen under it.
+///
+/// Failure policy: an IOException during an append (disk full) fails that append with
+/// KAFKA_STORAGE_ERROR, leaves the log as it was, and keeps it readable and writable for the next try.
+/// </summary>
+public sealed partial class PartitionLog : IDisposable
+{
+    private readonly Lock _lock = new();
+    private readonly Lock _syncLock = new();
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly Action<LogSegment, long> _scheduleDelete;
+    private LogSegment[] _segments;
+    private long _logStartOffset;
+    private long _logEndOffset;
+    private long _highWatermark;
+    private long _recoveryPoint;
+    private long _unflushedMessages;
+    private long _lastFlushMs;
+    private LogSegment? _syncedSegment;
+    private long _syncedPosition;
+    private LogConfig _config;
+    private bool _disposed;
+
+    private PartitionLog(string dir, TopicPartition tp, Uuid topicId, LogConfig config, LogOptions options, LogSegment[] segments,
+        ProducerStateManager producers, TimeProvider time, ILogger logger, Action<LogSegment, long> scheduleDelete)
+    {
+        Dir = dir;
+        TopicPartition = tp;
+        TopicId = topicId;
+        _config = config;
+        Options = options;
+        _segments = segments;
+        Producers = producers;
+        _time = time;
+        _logger = logger;
+        _scheduleDelete = scheduleDelete;
+        _lastFlushMs = time.GetUtcNow().ToUnixTimeMilliseconds();
+    }
+
+    public string Dir { get; private set; }
+    public TopicPartition TopicPartition { get; }
+    public Uuid TopicId { get; }
+    public LogOptions Options { get; }
+    public ProducerStateManager Producers { get; }
+
+    public LogConfig Config
+    {
+        get => Volatile.Read(ref _config);
+        set
+        {
+            Volatile.Write(ref _config, value);
+            foreach (var s in Segments) s.IndexIntervalBytes = value.IndexIntervalBytes;
+        }
+    }
+
+    public IReadOnlyList<LogSegment> Segments => Volatile.Read(ref _segments);
+    public LogSegment ActiveSegment => Segments[^1];
+    public long LogStartOffset => Volatile.Read(ref _logStartOffset);
+    public long LogEndOffset => Volatile.Read(ref _logEndOffset);
+    public long HighWatermark => Volatile.Read(ref _highWatermark);
+    public long RecoveryPoint => Volatile.Read(ref _recoveryPoint);
+    public long Size => Segments.Sum(s => (long)s.Size);
+
+    private long NowMs => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    // ================================================================ opening
+
+    /// <summary>Creates an empty log in <paramref name="dir"/>.</summary>
+    public static PartitionLog Create(string dir, TopicPartition tp, Uuid topicId, LogConfig config, LogOptions options,
+        TimeProvider time, ILogger logger, Action<LogSegment, long>? scheduleDelete = null)
+    {
+        Directory.CreateDirectory(dir);
+        PartitionMetadataFile.Write(dir, topicId);
+        var seg = LogSegment.Create(dir, 0, config.IndexIntervalBytes, config.SegmentIndexBytes, time.GetUtcNow().ToUnixTimeMilliseconds());
+        var producers = new ProducerStateManager(dir, options.ProducerIdExpirationMs);
+        return new PartitionLog(dir, tp, topicId, config, options, [seg], producers, time, logger, scheduleDelete ?? DeleteNow);
+    }
+
+    private static void DeleteNow(LogSegment s, long delayMs) => s.DeleteFiles();
+
+    /// <summary>
+    /// Opens an existing log: removes leftovers of interrupted operations (*.deleted, *.cleaned,
+    /// *.tmp), loads the segments, recovers every segment from the recovery point on (or from the
+    /// first one whose indexes are unusable), truncates a torn or corrupt tail, deletes segments
+    /// after a corrupt one, and rebuilds the producer state from its snapshot and the log.
+    /// </summary>
+    public static PartitionLog Open(string dir, TopicPartition tp, LogConfig config, LogOptions options, long recoveryPoint,
+        long logStartOffsetCheckpoint, bool hadCleanShutdown, TimeProvider time, ILogger logger, Action<LogSegment, long>? scheduleDelete = null)
+    {
+        foreach (var f in Directory.EnumerateFiles(dir))
+        {
+            if (f.EndsWith(LogSegment.DeletedSuffix, StringComparison.Ordinal) || f.EndsWith(LogSegment.CleanedSuffix, StringComparison.Ordinal)
+                || f.EndsWith(".tmp", StringComparison.Ordinal))
+                File.Delete(f);
+        }
+        var topicId = PartitionMetadataFile.Read(dir) ?? Uuid.Zero;
+        var bases = Directory.EnumerateFiles(dir, "*" + LogSegment.LogSuffix)
+            .Select(f => Path.GetFileNameWithoutExtension(f))
+            .Select(n => long.TryParse(n, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long b) ? b : -1)
+            .Where(b => b >= 0).Order().ToList();
+        // Index files without a log file are leftovers of a crash during roll or delete.
+        foreach (var f in Directory.EnumerateFiles(dir).Where(f => f.EndsWith(LogSegment.IndexSuffix, StringComparison.Ordinal) || f.EndsWith(LogSegment.TimeIndexSuffix, StringComparison.Ordinal)))
+        {
+            var n = Path.GetFileNameWithoutExtension(f);
+            if (long.TryParse(n, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long b) && !bases.Contains(b)) File.Delete(f);
+        }
+
+        var segments = new List<LogSegment>();
+        foreach (long b in bases) segments.Add(LogSegment.Open(dir, b, config.IndexIntervalBytes, config.SegmentIndexBytes));
+        var producers = new ProducerStateManager(dir, options.ProducerIdExpirationMs);
+
+        long nextOffset = 0;
+        bool recovering = false;
+        for (int i = 0; i < segments.Count; i++)
+        {
+            var seg = segments[i];
+            long nextBase = i + 1 < segments.Count ? segments[i + 1].BaseOffset : long.MaxValue;
+            bool needsRecovery = recovering || !hadCleanShutdown && nextBase > recoveryPoint || i == segments.Count - 1 && !hadCleanShutdown;
+            if (!needsRecovery && !seg.LoadIndexes(Math.Min(nextBase, long.MaxValue)))
+            {
+                LogIndexRebuild(logger, tp, seg.BaseOffset);
+                needsRecovery = true;
+            }
+            if (needsRecovery)
+            {
+                var (cut, next) = seg.Recover();
+                recovering = true;
+                if (cut > 0)
+                {
+                    LogTruncatedTail(logger, tp, seg.BaseOffset, cut, next);
+                    // Everything after a corrupt batch is unreachable: drop the later segments.
+                    for (int j = segments.Count - 1; j > i; j--)
+                    {
+                        LogDroppedSegment(logger, tp, segments[j].BaseOffset);
+                        segments[j].DeleteFiles();
+                        segments.RemoveAt(j);
+                    }
+                }
+                nextOffset = next;
+            }
+            else
+            {
+                nextOffset = seg.ReadNextOffset();
+            }
+        }
+        if (segments.Count == 0)
+        {
+            long start = Math.Max(0, logStartOffsetCheckpoint);
+            segments.Add(LogSegment.Create(dir, start, config.IndexIntervalBytes, config.SegmentIndexBytes, time.GetUtcNow().ToUnixTimeMilliseconds()));
+            nextOffset = start;
+        }
+        // An empty last segment keeps its base as the end offset.
+        if (nextOffset < segments[^1].BaseOffset) nextOffset = segments[^1].BaseOffset;
+
+        var log = new PartitionLog(dir, tp, topicId, config, options, segments.ToArray(), producers, time, logger, scheduleDelete ?? DeleteNow);
+        log._logEndOffset = nextOffset;
+        log._logStartOffset = Math.Max(segments[0].BaseOffset, Math.Min(logStartOffsetCheckpoint, nextOffset));
+        log._recoveryPoint = hadCleanShutdown ? nextOffset : Math.Min(recoveryPoint, nextOffset);
+        log._highWatermark = log._logStartOffset;
+        log.RebuildProducerState(hadCleanShutdown);
+        return log;
+    }
+
+    /// <summary>Loads the newest snapshot at or below the end and replays the batch headers after it.</summary>
+    private void RebuildProducerState(bool hadCleanShutdown)
+    {
+        long end = LogEndOffset;
+        long from = Producers.LoadLatestSnapshot(end) ?? LogStartOffset;
+        if (hadCleanShutdown && from == end) return;
+        Span<byte> header = stackalloc byte[RecordBatch.HeaderSize];
+        foreach (var seg in Segments)
+        {
+            int limit = seg.Size;
+            if (seg.Size == 0) continue;
+            var start = seg.FindBatch(from, limit);
+            if (start is null) continue;
+            int pos = start.Value.Position;
+            while (seg.ReadHeader(pos, limit) is { } h)
+            {
+                if (h.Magic == RecordBatch.CurrentMagic && h.BaseOffset >= from)
+                {
+                    seg.ReadExactly(pos, header);
+                    Producers.Replay(header);
+                }
+                pos += h.Size;
+            }
+        }
+        Producers.SetMapEndOffset(end);
+    }
+
+    // ================================================================ append
+
+    /// <summary>
+    /// Validates, assigns offsets to and appends the batches of a produce request's record set
+    /// (<paramref name="records"/> is modified in place: base offsets, leader epoch, LogAppendTime).
+    /// Nothing is stored unless every batch is valid.
+    /// </summary>
+    public LogAppendResult AppendAsLeader(Memory<byte> records, int leaderEpoch, AppendOrigin origin = AppendOrigin.Client)
+    {
+        var config = Config;
+        var span = records.Span;
+        // ---- validation, outside the lock
+        if (span.Length == 0) return LogAppendResult.Failed(ErrorCode.CorruptMessage, "empty record set", LogStartOffset);
+        if (span.Length > config.SegmentBytes)
+            return LogAppendResult.Failed(ErrorCode.RecordListTooLarge,
+                $"Message batch size is {span.Length} bytes in append to partition {TopicPartition} which exceeds the maximum configured segment size of {config.SegmentBytes}.",
+                LogStartOffset);
+        int batchCount = 0, recordCount = 0;
+        long now = NowMs;
+        using (var scratch = new PooledBufferWriter())
+        {
+            int pos = 0;
+            while (pos < span.Length)
+            {
+                int size = RecordBatch.PeekSize(span[pos..]);
+                if (size < RecordBatch.HeaderSize || size > span.Length - pos)
+                    return LogAppendResult.Failed(ErrorCode.CorruptMessage, $"record batch at byte {pos} has an invalid length", LogStartOffset);
+                var batch = span.Slice(pos, size);
+                if (size > config.MaxMessageBytes)
+                    return LogAppendResult.Failed(ErrorCode.MessageTooLarge,
+                        $"The record batch size in the append to {TopicPartition} is {size} bytes which exceeds the maximum configured value of {config.MaxMessageBytes}.",
+                        LogStartOffset);
+                var v = RecordBatchValidator.Validate(batch, scratch);
+                if (v.Error != ErrorCode.None)
+                    return LogAppendResult.Failed(v.Error, v.Message ?? $"invalid record batch in append to {TopicPartition}", LogStartOffset);
+                var rb = new RecordBatch(batch);
+                if (rb.IsControl && origin == AppendOrigin.Client)
+                    return LogAppendResult.Failed(ErrorCode.InvalidRecord, "clients may not write control batches", LogStartOffset);
+                if (config.MessageTimestampType == TimestampType.CreateTime && rb.TimestampType == TimestampType.CreateTime)
+                {
+                    long maxTs = v.MaxTimestamp;
+                    if (rb.BaseTimestamp >= 0 && now - rb.BaseTimestamp > config.MessageTimestampBeforeMaxMs
+                        || maxTs >= 0 && maxTs - now > config.MessageTimestampAfterMaxMs)
+                        return LogAppendResult.Failed(ErrorCode.InvalidTimestamp,
+                            $"Timestamp of a record in {TopicPartition} is out of the range allowed by message.timestamp.before.max.ms/after.max.ms", LogStartOffset);
+                    if (v.MaxTimestampMismatch) RecordBatch.SetMaxTimestamp(records.Span.Slice(pos, size), maxTs);
+                }
+                batchCount++;
+                recordCount += v.RecordCount;
+                pos += size;
+            }
+        }
+
+        LogAppendResult result;
+        LogSegment written;
+        long endPosition;
+        bool flushByCount;
+        lock (_lock)
+        {
+            if (_disposed) return LogAppendResult.Failed(ErrorCode.NotLeaderOrFollower, "log is closed", LogStartOffset);
+            span = records.Span;
+            // ---- producer checks: a duplicate of a batch already in the log gets its offsets back
+            if (origin == AppendOrigin.Client)
+            {
+                int pos = 0;
+                while (pos < span.Length)
+                {
+                    var b = new RecordBatch(span[pos..]);
+                    if (b.HasProducerId)
+                    {
+                        var check = Producers.Check(b.ProducerId, b.ProducerEpoch, b.BaseSequence, b.LastSequence);
+                        if (check.Error != ErrorCode.None) return LogAppendResult.Failed(check.Error, check.Message, LogStartOffset);
+                        if (check.Duplicate is { } d)
+                        {
+                            if (batchCount != 1)
+                                return LogAppendResult.Failed(ErrorCode.DuplicateSequenceNumber, "duplicate batch inside a multi-batch append", LogStartOffset);
+                            return new LogAppendResult(ErrorCode.None, null, d.FirstOffset, d.LastOffset, -1, LogStartOffset, 0, true);
+                        }
+                    }
+                    pos += b.SizeInBytes;
+                }
+            }
+
+            // ---- offsets, epoch and timestamps, in place
+            long first = _logEndOffset;
+            long next = first;
+            long appendTime = config.MessageTimestampType == TimestampType.LogAppendTime ? NowMs : -1;
+            {
+                int pos = 0;
+                while (pos < span.Length)
+                {
+                    var batch = span.Slice(pos, RecordBatch.PeekSize(span[pos..]));
+                    RecordBatch.SetBaseOffset(batch, next);
+                    RecordBatch.SetPartitionLeaderEpoch(batch, leaderEpoch);
+                    if (appendTime >= 0) RecordBatch.SetLogAppendTime(batch, appendTime);
+                    next += new RecordBatch(batch).LastOffsetDelta + 1;
+                    pos += batch.Length;
+                }
+            }
+
+            // ---- write
+            try
+            {
+                var seg = MaybeRoll(span.Length, next - 1);
+                seg.Append(span);
+                written = seg;
+                endPosition = seg.Size;
+            }
+            catch (IOException e)
+            {
+                LogAppendFailed(_logger, TopicPartition, e.Message);
+                return LogAppendResult.Failed(ErrorCode.KafkaStorageError, $"Disk error while appending to {TopicPartition}: {e.Message}", LogStartOffset);
+            }
+
+            // ---- producer state and offsets
+            if (origin != AppendOrigin.Replication)
+            {
+                int pos = 0;
+                while (pos < span.Length)
+                {
+                    var b = new RecordBatch(span[pos..]);
+                    if (b.HasProducerId && !b.IsControl)
+                        Producers.Update(b.ProducerId, b.ProducerEpoch, b.BaseSequence, b.LastSequence, b.BaseOffset, b.LastOffset,
+                            appendTime >= 0 ? appendTime : b.MaxTimestamp);
+                    pos += b.SizeInBytes;
+                }
+            }
+            Producers.SetMapEndOffset(next);
+            Volatile.Write(ref _logEndOffset, next);
+            _unflushedMessages += recordCount;
+            flushByCount = _unflushedMessages >= config.FlushMessages;
+            result = new LogAppendResult(ErrorCode.None, null, first, next - 1, appendTime, LogStartOffset, recordCount, false);
+        }
+
+        // ---- durability, outside the lock so concurrent appends share one fsync
+        try
+        {
+            if (flushByCount) Flush(result.LastOffset + 1);
+            else if (Options.FsyncOnAppend) SyncUpTo(written, endPosition);
+        }
+        catch (IOException e)
+        {
+            LogAppendFailed(_logger, TopicPartition, e.Message);
+            return LogAppendResult.Failed(ErrorCode.KafkaStorageError, $"Disk error while syncing {TopicPartition}: {e.Message}", LogStartOffset);
+        }
+        return result;
+    }
+
+    /// <summary>fsyncs <paramref name="segment"/>'s data unless a concurrent sync already covered <paramref name="position"/>.</summary>
+    private void SyncUpTo(LogSegment segment, long position)
+    {
+        lock (_syncLock)
+        {
+            if (ReferenceEquals(_syncedSegment, segment) && _syncedPosition >= position) return;
+            long covered = segment.Size; // everything written before the sync starts is covered by it
+            segment.SyncData();
+            _syncedSegment = segment;
+            _syncedPosition = covered;
+        }
+    }
+
+    /// <summary>Rolls a new active segment when the next append would not fit (Kafka's shouldRoll). Under the lock.</summary>
+    private LogSegment MaybeRoll(int bytes, long lastOffset)
+    {
+        var config = Config;
+        var active = ActiveSegment;
+        long now = NowMs;
+        long since = active.FirstBatchTimestamp >= 0 ? active.FirstBatchTimestamp : active.CreatedMs;
+        bool full = active.Size > config.SegmentBytes - bytes;
+        bool old = active.Size > 0 && now - since > config.SegmentMs - config.SegmentJitterMs;
+        bool indexFull = active.OffsetIndex.IsFull || active.TimeIndex.IsFull;
+        bool overflow = lastOffset - active.BaseOffset > int.MaxValue;
+        if (active.Size == 0 || !(full || old || indexFull || overflow)) return active;
+        return RollLocked(LogEndOffset);
+    }
+
+    /// <summary>Starts a new active segment at <paramref name="baseOffset"/>; the old one is flushed in the background.</summary>
+    private LogSegment RollLocked(long baseOffset)
+    {
+        var config = Config;
+        var old = ActiveSegment;
+        old.Flush(fsync: false);
+        var seg = LogSegment.Create(Dir, baseOffset, config.IndexIntervalBytes, config.SegmentIndexBytes, NowMs);
+        Volatile.Write(ref _segments, [.. _segments, seg]);
+        Producers.SetMapEndOffset(baseOffset);
+        try { Producers.TakeSnapshot(fsync: false); }
+        catch (IOException e) { LogSnapshotFailed(_logger, TopicPartition, e.Message); }
+        LogRolled(_logger, TopicPartition, baseOffset);
+        // Kafka flushes the rolled segment asynchronously, which moves the recovery point so that
+        // crash recovery only needs to scan the new active segment.
+        _ = Task.Run(() =>
+        {
+            try { Flush(baseOffset); }
+            catch (Exception e) when (e is IOException or ObjectDisposedException) { LogFlushFailed(_logger, TopicPartition, e.Message); }
+        });
+        return seg;
+    }
+
+    /// <summary>Rolls now (tests, DeleteRecords of the whole log, retention of the active segment).</summary>
+    public void Roll()
+    {
+        lock (_lock)
+        {
+            if (ActiveSegment.Size > 0) RollLocked(LogEndOffset);
+        }
+    }
+
+    // ================================================================ flush
+
+    /// <summary>
+    /// fsyncs every segment holding offsets below <paramref name="upToExclusive"/> and their indexes,
+    /// then moves the recovery point there (segments below it are not scanned after a crash).
+    /// </summary>
+    public void Flush(long upToExclusive)
+    {
+        if (upToExclusive <= RecoveryPoint) return;
+        lock (_syncLock)
+        {
+            long from = RecoveryPoint;
+            if (upToExclusive <= from) return;
+            var segs = Segments;
+            for (int i = 0; i < segs.Count; i++)
+            {
+                long nextBase = i + 1 < segs.Count ? segs[i + 1].BaseOffset : long.MaxValue;
+                if (nextBase <= from || segs[i].BaseOffset >= upToExclusive) continue;
+                segs[i].Flush(fsync: true);
+            }
+            _syncedSegment = null;
+            long end = Math.Min(upToExclusive, LogEndOffset);
+            if (end > Volatile.Read(ref _recoveryPoint)) Volatile.Write(ref _recoveryPoint, end);
+        }
+        lock (_lock) _unflushedMessages = 0;
+        _lastFlushMs = NowMs;
+    }
+
+    /// <summary>Flushes when flush.ms has passed since the last flush (the log manager's periodic task).</summary>
+    public void FlushIfDue(long nowMs)
+    {
+        if (LogEndOffset > RecoveryPoint && nowMs - _lastFlushMs >= Config.FlushMs) Flush(LogEndOffset);
+    }
+
+    // ================================================================ read
+
+    /// <summary>
+    /// Reads whole batches from <paramref name="offset"/>, up to <paramref name="maxBytes"/> (at least one
+    /// batch when <paramref name="minOneBatch"/>), stopping before <paramref name="maxOffsetExclusive"/>
+    /// (the high watermark for consumers, the end of the log for followers).
+    /// </summary>
+    public LogReadResult Read(long offset, int maxBytes, long maxOffsetExclusive, bool minOneBatch)
+    {
+        long start = LogStartOffset, end = LogEndOffset, hw = HighWatermark;
+        if (offset < start || offset > end)
+            return new LogReadResult(ErrorCode.OffsetOutOfRange, null, hw, start, end);
+        long limit = Math.Min(maxOffsetExclusive, end);
+        if (offset >= limit) return new LogReadResult(ErrorCode.None, null, hw, start, end);
+        var segs = Segments;
+        for (int i = FloorSegmentIndex(segs, offset); i >= 0 && i < segs.Count; i++)
+        {
+            var r = segs[i].Read(offset, maxBytes, limit, minOneBatch);
+            if (r is not null && r.Length > 0) return new LogReadResult(ErrorCode.None, r, hw, start, end);
+            if (r is not null) return new LogReadResult(ErrorCode.None, r, hw, start, end); // zero-length: first batch bigger than maxBytes
+        }
+        return new LogReadResult(ErrorCode.None, null, hw, start, end);
+    }
+
+    private static int FloorSegmentIndex(IReadOnlyList<LogSegment> segs, long offset)
+    {
+        int lo = 0, hi = segs.Count - 1, found = 0;
+        while (lo <= hi)
+        {
+            int mid = (lo + hi) >>> 1;
+            if (segs[mid].BaseOffset <= offset) { found = mid; lo = mid + 1; }
+            else hi = mid - 1;
+        }
+        return found;
+    }
+
+    /// <summary>Reads every batch from <paramref name="offset"/> to the end into memory (cold paths: metadata replay, tools, tests).</summary>
+    public IEnumerable<byte[]> ReadBatches(long offset, long maxOffsetExclusive = long.MaxValue)
+    {
+        long next = Math.Max(offset, LogStartOffset);
+        while (true)
+        {
+            var r = Read(next, 1 << 20, maxOffsetExclusive, minOneBatch: true);
+            if (r.Error != ErrorCode.None || r.Records is null || r.Records.Length == 0) yield break;
+            var bytes = r.Records.ReadAll();
+            int pos = 0;
+            while (pos + RecordBatch.LogOverhead <= bytes.Length)
+            {
+                int size = RecordBatch.PeekSize(bytes.AsSpan(pos));
+                var batch = bytes.AsSpan(pos, size).ToArray();
+                next = new RecordBatch(batch).NextOffset;
+                yield return batch;
+                pos += size;
+            }
+        }
+    }
+
+    // ================================================================ offsets by time
+
+    /// <summary>
+    /// The first offset whose record timestamp is at or after <paramref name="timestamp"/> (ListOffsets
+    /// by time), with that record's timestamp; null when every record is older.
+    /// </summary>
+    public (long Offset, long Timestamp)? FindOffsetByTimestamp(long timestamp)
+    {
+        long start = LogStartOffset, hw = HighWatermark;
+        foreach (var seg in Segments)
+        {
+            if (seg.MaxTimestamp < timestamp || seg.Size == 0) continue;
+            var (_, hintOffset) = seg.TimeIndex.Lookup(timestamp);
+            var (_, pos) = seg.OffsetIndex.Lookup(Math.Max(hintOffset, start));
+            int limit = seg.Size;
+            while (seg.ReadHeader(pos, limit) is { } h)
+            {
+                if (h.BaseOffset >= hw) return null;
+                if (h.MaxTimestamp >= timestamp && h.LastOffset >= start)
+                {
+                    var bytes = new byte[h.Size];
+                    seg.ReadExactly(h.Position, bytes);
+                    var found = FirstRecordAtOrAfter(bytes, timestamp, start);
+                    if (found is not null) return found;
+                }
+                pos += h.Size;
+            }
+        }
+        return null;
+    }
+
+    private static (long Offset, long Timestamp)? FirstRecordAtOrAfter(byte[] batch, long timestamp, long minOffset)
+    {
+        var b = new RecordBatch(batch);
+        if (b.TimestampType == TimestampType.LogAppendTime)
+            return b.MaxTimestamp >= timestamp ? (Math.Max(b.BaseOffset, minOffset), b.MaxTimestamp) : null;
+        using var scratch = new PooledBufferWriter();
+        foreach (var r in new BatchRecords(batch, scratch))
+        {
+            if (r.Offset >= minOffset && r.Timestamp >= timestamp) return (r.Offset, r.Timestamp);
+        }
+        return null;
+    }
+
+    /// <summary>The offset and timestamp of the record with the largest timestamp (ListOffsets MAX_TIMESTAMP).</summary>
+    public (long Offset, long Timestamp)? FindMaxTimestamp()
+    {
+        long best = RecordBatch.NoTimestamp, offset = -1;
+        foreach (var seg in Segments)
+        {
+            if (seg.MaxTimestamp > best && seg.OffsetOfMaxTimestamp < HighWatermark)
+            {
+                best = seg.MaxTimestamp;
+                offset = seg.OffsetOfMaxTimestamp;
+            }
+        }
+        if (offset < 0) return null;
+        // The index keeps the batch's last offset; find the exact record inside that batch.
+        foreach (var seg in Segments)
+        {
+            if (seg.OffsetOfMaxTimestamp != offset || seg.MaxTimestamp != best) continue;
+            if (seg.FindBatch(offset, seg.Size) is not { } h) break;
+            var bytes = new byte[h.Size];
+            seg.ReadExactly(h.Position, bytes);
+            var b = new RecordBatch(bytes);
+            if (b.TimestampType == TimestampType.LogAppendTime) return (b.BaseOffset, b.MaxTimestamp);
+            using var scratch = new PooledBufferWriter();
+            foreach (var r in new BatchRecords(bytes, scratch))
+                if (r.Timestamp == best) return (r.Offset, r.Timestamp);
+            break;
+        }
+        return (offset, best);
+    }
+
+    // ================================================================ high watermark, log start, retention
+
+    /// <summary>Moves the high watermark (never past the end of the log, never backwards unless <paramref name="force"/>).</summary>
+    public bool UpdateHighWatermark(long hw, bool force = false)
+    {
+        hw = Math.Clamp(hw, LogStartOffset, LogEndOffset);
+        long cur = HighWatermark;
+        if (hw == cur || hw < cur && !force) return false;
+        Volatile.Write(ref _highWatermark, hw);
+        return true;
+    }
+
+    /// <summary>DeleteRecords: moves the log start offset forward (at most to the high watermark) and drops whole segments below it.</summary>
+    public ErrorCode DeleteRecordsBefore(long offset, out long newLogStart)
+    {
+        lock (_lock)
+        {
+            newLogStart = LogStartOffset;
+            if (offset > HighWatermark || offset < 0) return ErrorCode.OffsetOutOfRange;
+            if (offset > LogStartOffset)
+            {
+                Volatile.Write(ref _logStartOffset, offset);
+                Producers.OnLogStartOffsetIncremented(offset);
+            }
+            newLogStart = LogStartOffset;
+        }
+        DeleteOldSegments(NowMs);
+        return ErrorCode.None;
+    }
+
+    /// <summary>
+    /// Deletes segments by retention.ms, retention.bytes (delete policy) and the log start offset;
+    /// only segments wholly below the high watermark. The active segment may go too (a new one is
+    /// rolled first), as Kafka does. Returns the number of segments deleted.
+    /// </summary>
+    public int DeleteOldSegments(long nowMs)
+    {
+        var config = Config;
+        lock (_lock)
+        {
+            if (_disposed) return 0;
+            var segs = _segments;
+            long hw = HighWatermark;
+            long total = segs.Sum(s => (long)s.Size);
+            long excess = config.Delete && config.RetentionBytes >= 0 ? total - config.RetentionBytes : long.MinValue;
+            int delete = 0;
+            for (int i = 0; i < segs.Length; i++)
+            {
+                var s = segs[i];
+                bool isLast = i == segs.Length - 1;
+                long upper = isLast ? LogEndOffset : segs[i + 1].BaseOffset;
+                if (isLast && s.Size == 0 || upper > hw) break;
+                bool byStart = !isLast && segs[i + 1].BaseOffset <= LogStartOffset;
+                long ts = s.MaxTimestamp >= 0 ? s.MaxTimestamp : s.LastModifiedMs;
+                bool byTime = config.Delete && config.RetentionMs >= 0 && nowMs - ts > config.RetentionMs;
+                bool bySize = excess != long.MinValue && excess - s.Size >= 0;
+                if (!(byStart || byTime || bySize)) break;
+                if (bySize) excess -= s.Size;
+                delete++;
+            }
+            if (delete == 0) return 0;
+            if (delete == segs.Length) RollLocked(LogEndOffset);
+            var keep = _segments[delete..];
+            var gone = _segments[..delete];
+            Volatile.Write(ref _segments, keep);
+            long newStart = Math.Max(LogStartOffset, keep[0].BaseOffset);
+            Volatile.Write(ref _logStartOffset, newStart);
+            Producers.OnLogStartOffsetIncremented(newStart);
+            if (RecoveryPoint < newStart) Volatile.Write(ref _recoveryPoint, newStart);
+            if (HighWatermark < newStart) Volatile.Write(ref _highWatermark, newStart);
+            foreach (var s in gone)
+            {
+                LogSegmentDeleted(_logger, TopicPartition, s.BaseOffset);
+                try { s.MarkDeleted(); }
+                catch (IOException e) { LogFlushFailed(_logger, TopicPartition, e.Message); }
+                _scheduleDelete(s, Config.FileDeleteDelayMs);
+            }
+            return gone.Length;
+        }
+    }
+
+    /// <summary>Removes idle producers (producer.id.expiration.ms).</summary>
+    public int RemoveExpiredProducers(long nowMs)
+    {
+        lock (_lock) return Producers.RemoveExpired(nowMs);
+    }
+
+    // ================================================================ truncation (replication)
+
+    /// <summary>Removes everything at or past <paramref name="offset"/> (a follower's divergent tail).</summary>
+    public void TruncateTo(long offset)
+    {
+        lock (_lock)
+        {
+            if (offset >= LogEndOffset) return;
+            offset = Math.Max(offset, LogStartOffset);
+            var segs = _segments.ToList();
+            while (segs.Count > 1 && segs[^1].BaseOffset >= offset)
+            {
+                var s = segs[^1];
+                segs.RemoveAt(segs.Count - 1);
+                s.MarkDeleted();
+                _scheduleDelete(s, Config.FileDeleteDelayMs);
+            }
+            if (segs[^1].BaseOffset > offset) segs[^1].TruncateTo(segs[^1].BaseOffset);
+            else segs[^1].TruncateTo(offset);
+            Volatile.Write(ref _segments, segs.ToArray());
+            Volatile.Write(ref _logEndOffset, Math.Max(offset, segs[^1].BaseOffset));
+            if (HighWatermark > LogEndOffset) Volatile.Write(ref _highWatermark, LogEndOffset);
+            if (RecoveryPoint > LogEndOffset) Volatile.Write(ref _recoveryPoint, LogEndOffset);
+            Producers.ResetTo(LogEndOffset);
+            RebuildProducerState(false);
+        }
+    }
+
+    // ================================================================ lifecycle
+
+    /// <summary>Clean shutdown: flush everything, snapshot the producer state, close files.</summary>
+    public void Close()
+    {
+        lock (_lock)
+        {
+            if (_disposed) return;
+            try
+            {
+                foreach (var s in _segments) s.Flush(fsync: true);
+                Volatile.Write(ref _recoveryPoint, LogEndOffset);
+                Producers.SetMapEndOffset(LogEndOffset);
+                Producers.TakeSnapshot(fsync: true);
+            }
+            finally
+            {
+                foreach (var s in _segments) s.Dispose();
+                _disposed = true;
+            }
+        }
+    }
+
+    /// <summary>Renames the directory (topic deletion) and closes the files; the caller deletes the directory later.</summary>
+    public void MarkForDeletion(string deletedDir)
+    {
+        lock (_lock)
+        {
+            foreach (var s in _segments) s.Dispose();
+            _disposed = true;
+            Directory.Move(Dir, deletedDir);
+            Dir = deletedDir;
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            if (_disposed) return;
+            foreach (var s in _segments) s.Dispose();
+            _disposed = true;
+        }
+    }
+
+    // ================================================================ logging
+
+    [LoggerMessage(EventId = 1001, Level = LogLevel.Warning, Message = "{Partition}: truncated {Bytes} bytes of torn or corrupt data at the end of segment {BaseOffset}; log ends at offset {Next}")]
+    private static partial void LogTruncatedTail(ILogger logger, TopicPartition partition, long baseOffset, int bytes, long next);
+
+    [LoggerMessage(EventId = 1002, Level = LogLevel.Warning, Message = "{Partition}: deleted segment {BaseOffset}, which followed a corrupt segment")]
+    private static partial void LogDroppedSegment(ILogger logger, TopicPartition partition, long baseOffset);
+
+    [LoggerMessage(EventId = 1003, Level = LogLevel.Information, Message = "{Partition}: rebuilding the indexes of segment {BaseOffset}")]
+    private static partial void LogIndexRebuild(ILogger logger, TopicPartition partition, long baseOffset);
+
+    [LoggerMessage(EventId = 1004, Level = LogLevel.Error, Message = "{Partition}: append failed: {Reason}")]
+    private static partial void LogAppendFailed(ILogger logger, TopicPartition partition, string reason);
+
+    [LoggerMessage(EventId = 1005, Level = LogLevel.Debug, Message = "{Partition}: rolled new segment at offset {BaseOffset}")]
+    private static partial void LogRolled(ILogger logger, TopicPartition partition, long baseOffset);
+
+    [LoggerMessage(EventId = 1006, Level = LogLevel.Warning, Message = "{Partition}: flush failed: {Reason}")]
+    private static partial void LogFlushFailed(ILogger logger, TopicPartition partition, string reason);
+
+    [LoggerMessage(EventId = 1007, Level = LogLevel.Warning, Message = "{Partition}: producer state snapshot failed: {Reason}")]
+    private static partial void LogSnapshotFailed(ILogger logger, TopicPartition partition, string reason);
+
+    [LoggerMessage(EventId = 1008, Level = LogLevel.Information, Message = "{Partition}: deleting segment {BaseOffset} (retention or log start offset)")]
+    private static partial void LogSegmentDeleted(ILogger logger, TopicPartition partition, long baseOffset);
+}
