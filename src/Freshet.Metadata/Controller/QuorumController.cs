@@ -1,0 +1,419 @@
+using System.Collections.Immutable;
+using Freshet.Metadata.Image;
+using Freshet.Metadata.Log;
+using Freshet.Protocol;
+using Freshet.Protocol.Config;
+using Freshet.Protocol.MetadataRecords;
+using Freshet.Protocol.Wire;
+using Freshet.Storage;
+using Microsoft.Extensions.Logging;
+using static Freshet.Metadata.Log.MetadataRecordSerde;
+
+namespace Freshet.Metadata.Controller;
+
+/// <summary>Receives every committed image, in order (the broker's metadata publisher).</summary>
+public interface IMetadataListener
+{
+    void OnMetadataUpdate(MetadataImage previous, MetadataImage current);
+}
+
+/// <summary>
+/// The active controller (Kafka's QuorumController): turns admin operations into metadata
+/// records, validates them against the current image, appends them to the metadata log and
+/// publishes the resulting image. Operations run one at a time under a lock, as Kafka's single
+/// controller event thread does. With a quorum of one, an append is a commit; when the Raft
+/// quorum arrives it sits behind <see cref="IMetadataLog"/> and this class stays the same.
+/// </summary>
+public sealed partial class QuorumController
+{
+    /// <summary>The metadata.version written at bootstrap (Kafka 3.9-IV0's level).</summary>
+    public const short BootstrapMetadataVersion = 21;
+
+    private readonly Lock _lock = new();
+    private readonly IMetadataLog _log;
+    private readonly ILogger _logger;
+    private readonly List<IMetadataListener> _listeners = [];
+    private MetadataImage _image;
+
+    public QuorumController(ControllerOptions options, IMetadataLog log, ILogger<QuorumController> logger)
+    {
+        Options = options;
+        _log = log;
+        _logger = logger;
+        _image = MetadataImage.Empty(options.ClusterId, options.NodeId);
+    }
+
+    public ControllerOptions Options { get; }
+
+    /// <summary>The latest committed image.</summary>
+    public MetadataImage Image => Volatile.Read(ref _image);
+
+    public void AddListener(IMetadataListener listener)
+    {
+        lock (_lock) _listeners.Add(listener);
+    }
+
+    /// <summary>Replays the log into the image; an empty log is bootstrapped with the metadata.version feature.</summary>
+    public void Start()
+    {
+        lock (_lock)
+        {
+            var builder = new MetadataImageBuilder(_image);
+            long last = -1;
+            foreach (var (offset, record) in _log.ReadAll())
+            {
+                builder.Apply(record.Message);
+                last = offset;
+            }
+            _image = builder.Build(last);
+            LogReplayed(_logger, last + 1, _image.TopicsByName.Count);
+            if (last < 0)
+                Commit([new VersionedRecord((short)MetadataRecordType.FeatureLevel, 0,
+                    new FeatureLevelRecord { Name = "metadata.version", FeatureLevel = BootstrapMetadataVersion })]);
+        }
+    }
+
+    /// <summary>Appends records (durably) and publishes the image they produce. Under the lock.</summary>
+    private MetadataImage Commit(IReadOnlyList<VersionedRecord> records)
+    {
+        if (records.Count == 0) return _image;
+        long lastOffset = _log.Append(records);
+        var previous = _image;
+        var builder = new MetadataImageBuilder(previous);
+        foreach (var r in records) builder.Apply(r.Message);
+        var next = builder.Build(lastOffset);
+        Volatile.Write(ref _image, next);
+        foreach (var l in _listeners) l.OnMetadataUpdate(previous, next);
+        return next;
+    }
+
+    // ================================================================ brokers
+
+    /// <summary>Registers (or re-registers) a broker and unfences it; returns its new broker epoch.</summary>
+    public long RegisterBroker(int brokerId, Uuid incarnationId, IReadOnlyList<BrokerEndpoint> endpoints, string? rack)
+    {
+        lock (_lock)
+        {
+            long epoch = _log.EndOffset;
+            var reg = new RegisterBrokerRecord
+            {
+                BrokerId = brokerId,
+                IncarnationId = incarnationId,
+                BrokerEpoch = epoch,
+                Rack = rack,
+                Fenced = true,
+                EndPoints = [.. endpoints.Select(e => new RegisterBrokerRecord.BrokerEndpoint
+                {
+                    Name = e.Name, Host = e.Host, Port = (ushort)e.Port, SecurityProtocol = e.SecurityProtocol,
+                })],
+            };
+            Commit([
+                new VersionedRecord((short)MetadataRecordType.RegisterBroker, 2, reg),
+                new VersionedRecord((short)MetadataRecordType.UnfenceBroker, 0, new UnfenceBrokerRecord { Id = brokerId, Epoch = epoch }),
+            ]);
+            return epoch;
+        }
+    }
+
+    // ================================================================ topics
+
+    public IReadOnlyList<CreateTopicResult> CreateTopics(IReadOnlyList<NewTopic> topics, bool validateOnly)
+    {
+        lock (_lock)
+        {
+            var image = _image;
+            var results = new List<CreateTopicResult>();
+            var records = new List<VersionedRecord>();
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            var duplicates = topics.GroupBy(t => t.Name).Where(g => g.Count() > 1).Select(g => g.Key).ToHashSet(StringComparer.Ordinal);
+            int partitionsInRequest = 0;
+            foreach (var t in topics)
+            {
+                if (duplicates.Contains(t.Name))
+                {
+                    if (seen.Add(t.Name)) results.Add(Fail(t.Name, ErrorCode.InvalidRequest, "Duplicate topic name."));
+                    continue;
+                }
+                var r = PlanTopic(image, t, records, ref partitionsInRequest, validateOnly);
+                results.Add(r);
+            }
+            if (!validateOnly) Commit(records);
+            return results;
+        }
+    }
+
+    private static CreateTopicResult Fail(string name, ErrorCode e, string message) => new(name, e, message, Uuid.Zero, -1, -1);
+
+    private CreateTopicResult PlanTopic(MetadataImage image, NewTopic t, List<VersionedRecord> records, ref int partitionsInRequest, bool validateOnly)
+    {
+        if (TopicNames.Validate(t.Name) is { } bad) return Fail(t.Name, ErrorCode.InvalidTopicException, bad);
+        if (image.TopicsByName.ContainsKey(t.Name) || records.Any(r => r.Message is TopicRecord tr && tr.Name == t.Name))
+            return Fail(t.Name, ErrorCode.TopicAlreadyExists, $"Topic '{t.Name}' already exists.");
+        string normalized = t.Name.Replace('.', '_');
+        var collision = image.TopicsByName.Keys.FirstOrDefault(n => n.Replace('.', '_') == normalized);
+        if (collision is not null)
+            return Fail(t.Name, ErrorCode.InvalidTopicException, $"Topic '{t.Name}' collides with existing topic: {collision}");
+
+        List<IReadOnlyList<int>> assignment;
+        var brokers = image.ActiveBrokers.ToList();
+        if (t.Assignments is { Count: > 0 } given)
+        {
+            if (t.NumPartitions != -1 || t.ReplicationFactor != -1)
+                return Fail(t.Name, ErrorCode.InvalidRequest, "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.");
+            assignment = [];
+            for (int p = 0; p < given.Count; p++)
+            {
+                if (!given.TryGetValue(p, out var replicas))
+                    return Fail(t.Name, ErrorCode.InvalidReplicaAssignment, "partitions should be a consecutive 0-based integer sequence");
+                if (replicas.Count == 0 || replicas.Distinct().Count() != replicas.Count)
+                    return Fail(t.Name, ErrorCode.InvalidReplicaAssignment, $"Invalid replica list for partition {p}: duplicate or empty replicas");
+                var unknown = replicas.Where(b => !image.Brokers.ContainsKey(b)).ToList();
+                if (unknown.Count > 0)
+                    return Fail(t.Name, ErrorCode.InvalidReplicaAssignment, $"The manual partition assignment includes broker {unknown[0]}, but no such broker is registered.");
+                assignment.Add(replicas);
+            }
+        }
+        else
+        {
+            int partitions = t.NumPartitions == -1 ? Options.DefaultNumPartitions : t.NumPartitions;
+            short rf = t.ReplicationFactor == -1 ? Options.DefaultReplicationFactor : t.ReplicationFactor;
+            if (partitions <= 0) return Fail(t.Name, ErrorCode.InvalidPartitions, "Number of partitions was set to an invalid non-positive value.");
+            if (rf <= 0) return Fail(t.Name, ErrorCode.InvalidReplicationFactor, "Replication factor must be larger than 0, or -1 to use the default value.");
+            if (rf > brokers.Count)
+                return Fail(t.Name, ErrorCode.InvalidReplicationFactor,
+                    $"Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only {brokers.Count} broker(s) are registered.");
+            if (partitionsInRequest + partitions > Options.MaxPartitionsPerRequest)
+                return Fail(t.Name, ErrorCode.PolicyViolation, $"Unable to create {partitions} partitions: at most {Options.MaxPartitionsPerRequest} partitions may be created per request.");
+            assignment = ReplicaPlacer.Place(brokers, partitions, rf, 0, Random.Shared);
+        }
+        partitionsInRequest += assignment.Count;
+
+        var overrides = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (k, v) in t.Configs)
+        {
+            if (v is null) return Fail(t.Name, ErrorCode.InvalidConfig, $"Null value not supported for topic configs: {k}");
+            overrides[k] = v;
+        }
+        if (LogConfig.Validate(overrides) is { } configError) return Fail(t.Name, ErrorCode.InvalidConfig, configError);
+        var effective = LogConfig.Create(Options.TopicDefaults, overrides);
+        short replication = (short)assignment[0].Count;
+        if (effective.MinInSyncReplicas > replication && overrides.ContainsKey(LogConfig.MinInSyncReplicasConfig))
+            return Fail(t.Name, ErrorCode.InvalidConfig, $"min.insync.replicas {effective.MinInSyncReplicas} is larger than the replication factor {replication}");
+
+        var id = Uuid.Random();
+        if (validateOnly) return new CreateTopicResult(t.Name, ErrorCode.None, null, Uuid.Zero, assignment.Count, replication);
+        records.Add(new VersionedRecord((short)MetadataRecordType.Topic, 0, new TopicRecord { Name = t.Name, TopicId = id }));
+        foreach (var (k, v) in overrides)
+            records.Add(new VersionedRecord((short)MetadataRecordType.Config, 0,
+                new ConfigRecord { ResourceType = (sbyte)ConfigResourceType.Topic, ResourceName = t.Name, Name = k, Value = v }));
+        for (int p = 0; p < assignment.Count; p++) records.Add(PartitionRecordFor(id, p, assignment[p]));
+        return new CreateTopicResult(t.Name, ErrorCode.None, null, id, assignment.Count, replication);
+    }
+
+    private static VersionedRecord PartitionRecordFor(Uuid topicId, int partition, IReadOnlyList<int> replicas) =>
+        new((short)MetadataRecordType.Partition, 0, new PartitionRecord
+        {
+            PartitionId = partition,
+            TopicId = topicId,
+            Replicas = [.. replicas],
+            Isr = [.. replicas],
+            Leader = replicas[0],
+            LeaderEpoch = 0,
+            PartitionEpoch = 0,
+        });
+
+    /// <summary>Deletes topics by name (or by id when the name is null).</summary>
+    public IReadOnlyList<DeleteTopicResult> DeleteTopics(IReadOnlyList<(string? Name, Uuid Id)> topics)
+    {
+        lock (_lock)
+        {
+            var image = _image;
+            var results = new List<DeleteTopicResult>();
+            var records = new List<VersionedRecord>();
+            var removed = new HashSet<Uuid>();
+            foreach (var (name, id) in topics)
+            {
+                TopicImage? t = name is not null ? image.Topic(name) : image.Topic(id);
+                if (t is null)
+                {
+                    results.Add(name is not null
+                        ? new DeleteTopicResult(name, id, ErrorCode.UnknownTopicOrPartition, "This server does not host this topic-partition.")
+                        : new DeleteTopicResult(null, id, ErrorCode.UnknownTopicId, "This server does not host this topic ID."));
+                    continue;
+                }
+                if (removed.Add(t.Id))
+                    records.Add(new VersionedRecord((short)MetadataRecordType.RemoveTopic, 0, new RemoveTopicRecord { TopicId = t.Id }));
+                results.Add(new DeleteTopicResult(t.Name, t.Id, ErrorCode.None, null));
+            }
+            Commit(records);
+            return results;
+        }
+    }
+
+    public IReadOnlyList<CreatePartitionsResult> CreatePartitions(IReadOnlyList<NewPartitions> requests, bool validateOnly)
+    {
+        lock (_lock)
+        {
+            var image = _image;
+            var results = new List<CreatePartitionsResult>();
+            var records = new List<VersionedRecord>();
+            foreach (var req in requests)
+            {
+                var t = image.Topic(req.Topic);
+                if (t is null)
+                {
+                    results.Add(new(req.Topic, ErrorCode.UnknownTopicOrPartition, "This server does not host this topic-partition."));
+                    continue;
+                }
+                int current = t.Partitions.Count;
+                if (req.Count < current)
+                {
+                    results.Add(new(req.Topic, ErrorCode.InvalidPartitions, $"Topic currently has {current} partitions, which is higher than the requested {req.Count}."));
+                    continue;
+                }
+                if (req.Count == current)
+                {
+                    results.Add(new(req.Topic, ErrorCode.InvalidPartitions, $"Topic already has {current} partitions."));
+                    continue;
+                }
+                if (req.Count - current > Options.MaxPartitionsPerRequest)
+                {
+                    results.Add(new(req.Topic, ErrorCode.PolicyViolation, $"Unable to create {req.Count - current} partitions: at most {Options.MaxPartitionsPerRequest} per request."));
+                    continue;
+                }
+                int rf = t.Partitions.Values.First().Replicas.Length;
+                var brokers = image.ActiveBrokers.ToList();
+                List<IReadOnlyList<int>> assignment;
+                if (req.Assignments is { } given)
+                {
+                    if (given.Count != req.Count - current)
+                    {
+                        results.Add(new(req.Topic, ErrorCode.InvalidReplicaAssignment,
+                            $"Increasing the number of partitions by {req.Count - current} but {given.Count} assignments provided."));
+                        continue;
+                    }
+                    var bad = given.FirstOrDefault(a => a.Count == 0 || a.Distinct().Count() != a.Count || a.Any(b => !image.Brokers.ContainsKey(b)));
+                    if (bad is not null)
+                    {
+                        results.Add(new(req.Topic, ErrorCode.InvalidReplicaAssignment, "Invalid replica assignment: empty, duplicate or unknown brokers."));
+                        continue;
+                    }
+                    assignment = [.. given];
+                }
+                else
+                {
+                    if (rf > brokers.Count)
+                    {
+                        results.Add(new(req.Topic, ErrorCode.InvalidReplicationFactor,
+                            $"Unable to replicate the partition {rf} time(s): only {brokers.Count} broker(s) are registered."));
+                        continue;
+                    }
+                    assignment = ReplicaPlacer.Place(brokers, req.Count - current, (short)rf, current, Random.Shared);
+                }
+                if (!validateOnly)
+                    for (int i = 0; i < assignment.Count; i++) records.Add(PartitionRecordFor(t.Id, current + i, assignment[i]));
+                results.Add(new(req.Topic, ErrorCode.None, null));
+            }
+            if (!validateOnly) Commit(records);
+            return results;
+        }
+    }
+
+    // ================================================================ configs
+
+    /// <summary>IncrementalAlterConfigs for topics; other resource types are refused with INVALID_REQUEST.</summary>
+    public IReadOnlyList<AlterConfigsResult> IncrementalAlterConfigs(
+        IReadOnlyList<(ConfigResourceType Type, string Name, IReadOnlyList<ConfigChange> Changes)> resources, bool validateOnly)
+    {
+        lock (_lock)
+        {
+            var image = _image;
+            var results = new List<AlterConfigsResult>();
+            var records = new List<VersionedRecord>();
+            foreach (var (type, name, changes) in resources)
+            {
+                if (type != ConfigResourceType.Topic)
+                {
+                    results.Add(new(type, name, ErrorCode.InvalidRequest, $"Freshet does not yet change {type} configs at runtime; set them in server.properties."));
+                    continue;
+                }
+                if (image.Topic(name) is null)
+                {
+                    results.Add(new(type, name, ErrorCode.UnknownTopicOrPartition, "This server does not host this topic-partition."));
+                    continue;
+                }
+                var current = image.ConfigsOf(type, name);
+                var next = new Dictionary<string, string>(current, StringComparer.Ordinal);
+                string? error = null;
+                var touched = new List<string>();
+                foreach (var c in changes)
+                {
+                    if (!LogConfig.Definition.TryGet(c.Name, out var key)) { error = $"Unknown topic config name: {c.Name}"; break; }
+                    touched.Add(c.Name);
+                    switch (c.Op)
+                    {
+                        case AlterConfigOp.Set:
+                            if (c.Value is null) { error = $"Null value not supported for {c.Name}"; break; }
+                            next[c.Name] = c.Value;
+                            break;
+                        case AlterConfigOp.Delete:
+                            next.Remove(c.Name);
+                            break;
+                        case AlterConfigOp.Append or AlterConfigOp.Subtract:
+                        {
+                            if (key.Type != ConfigType.List) { error = $"Config value append is not allowed for config key: {c.Name}"; break; }
+                            var items = ConfigValues.ParseList(next.GetValueOrDefault(c.Name) ?? LogConfig.Create(Options.TopicDefaults, next).Values[c.Name]).ToList();
+                            var delta = ConfigValues.ParseList(c.Value ?? "");
+                            if (c.Op == AlterConfigOp.Append) items.AddRange(delta.Where(d => !items.Contains(d)));
+                            else items.RemoveAll(delta.Contains);
+                            next[c.Name] = string.Join(",", items);
+                            break;
+                        }
+                        default:
+                            error = $"Unknown operation {(int)c.Op} for {c.Name}";
+                            break;
+                    }
+                    if (error is not null) break;
+                }
+                error ??= LogConfig.Validate(next);
+                if (error is not null)
+                {
+                    results.Add(new(type, name, ErrorCode.InvalidConfig, error));
+                    continue;
+                }
+                if (!validateOnly)
+                {
+                    foreach (var k in touched.Distinct())
+                    {
+                        next.TryGetValue(k, out var v);
+                        if (current.TryGetValue(k, out var old) && old == v) continue;
+                        if (v is null && !current.ContainsKey(k)) continue;
+                        records.Add(new VersionedRecord((short)MetadataRecordType.Config, 0,
+                            new ConfigRecord { ResourceType = (sbyte)type, ResourceName = name, Name = k, Value = v }));
+                    }
+                }
+                results.Add(new(type, name, ErrorCode.None, null));
+            }
+            if (!validateOnly) Commit(records);
+            return results;
+        }
+    }
+
+    // ================================================================ producer ids
+
+    /// <summary>Hands a broker the next block of producer ids, durably (AllocateProducerIds).</summary>
+    public ProducerIdBlock AllocateProducerIds(int brokerId, long brokerEpoch)
+    {
+        lock (_lock)
+        {
+            long first = _image.NextProducerId;
+            int size = Options.ProducerIdBlockSize;
+            Commit([new VersionedRecord((short)MetadataRecordType.ProducerIds, 0,
+                new ProducerIdsRecord { BrokerId = brokerId, BrokerEpoch = brokerEpoch, NextProducerId = first + size })]);
+            return new ProducerIdBlock(brokerId, first, size);
+        }
+    }
+
+    [LoggerMessage(EventId = 2001, Level = LogLevel.Information, Message = "Metadata log replayed: {Records} records, {Topics} topics")]
+    private static partial void LogReplayed(ILogger logger, long records, int topics);
+}
