@@ -118,6 +118,13 @@ public readonly ref struct RecordBatch
         UpdateCrc(batch);
     }
 
+    /// <summary>Sets maxTimestamp (the type bit stays) and the CRC it is under: the fix for a CreateTime batch whose header disagrees with its records.</summary>
+    public static void SetMaxTimestamp(Span<byte> batch, long timestamp)
+    {
+        BinaryPrimitives.WriteInt64BigEndian(batch[MaxTimestampOffset..], timestamp);
+        UpdateCrc(batch);
+    }
+
     public static void UpdateCrc(Span<byte> batch) =>
         BinaryPrimitives.WriteUInt32BigEndian(batch[CrcOffset..], Crc32C.Compute(batch[AttributesOffset..]));
 
