@@ -65,8 +65,10 @@ public sealed partial class QuorumController
                 builder.Apply(record.Message);
                 last = offset;
             }
+            var empty = _image;
             _image = builder.Build(last);
             LogReplayed(_logger, last + 1, _image.TopicsByName.Count);
+            foreach (var l in _listeners) l.OnMetadataUpdate(empty, _image);
             if (last < 0)
                 Commit([new VersionedRecord((short)MetadataRecordType.FeatureLevel, 0,
                     new FeatureLevelRecord { Name = "metadata.version", FeatureLevel = BootstrapMetadataVersion })]);

@@ -1,0 +1,112 @@
+using Freshet.Broker.Replication;
+using Freshet.Protocol;
+using Freshet.Protocol.Messages;
+using Freshet.Protocol.Wire;
+
+namespace Freshet.Broker.Handlers;
+
+/// <summary>ListOffsets (earliest, latest, by timestamp, max timestamp) and DeleteRecords.</summary>
+public sealed class OffsetsHandler(RequestDispatcher dispatcher, ReplicaManager replicas, MetadataCache cache)
+{
+    public const long LatestTimestamp = -1;
+    public const long EarliestTimestamp = -2;
+    public const long MaxTimestamp = -3;
+    public const long EarliestLocalTimestamp = -4;
+    public const long LatestTieredTimestamp = -5;
+
+    private const int DebuggingConsumerId = -2;
+    private const sbyte ReadCommitted = 1;
+
+    public void Register()
+    {
+        dispatcher.Register(ApiKey.ListOffsets, (c, r) => new(HandleListOffsets(c, (ListOffsetsRequest)r)));
+        dispatcher.Register(ApiKey.DeleteRecords, (c, r) => new(HandleDeleteRecords(c, (DeleteRecordsRequest)r)));
+    }
+
+    private (Partition? Partition, ErrorCode Error) Lookup(string topic, int index)
+    {
+        var p = replicas.GetPartition(topic, index);
+        if (p is null) return (null, cache.Image.Partition(topic, index) is null ? ErrorCode.UnknownTopicOrPartition : ErrorCode.NotLeaderOrFollower);
+        if (!p.IsLeader) return (p, ErrorCode.NotLeaderOrFollower);
+        return (p, ErrorCode.None);
+    }
+
+    public ListOffsetsResponse HandleListOffsets(RequestContext context, ListOffsetsRequest request)
+    {
+        short v = context.ApiVersion;
+        var response = new ListOffsetsResponse();
+        foreach (var topic in request.Topics)
+        {
+            var tr = new ListOffsetsResponse.ListOffsetsTopicResponse { Name = topic.Name };
+            response.Topics.Add(tr);
+            foreach (var rp in topic.Partitions)
+            {
+                var pr = new ListOffsetsResponse.ListOffsetsPartitionResponse { PartitionIndex = rp.PartitionIndex };
+                tr.Partitions.Add(pr);
+                var (p, error) = Lookup(topic.Name, rp.PartitionIndex);
+                if (error == ErrorCode.None && v >= 4) error = p!.CheckLeaderEpoch(rp.CurrentLeaderEpoch);
+                if (error != ErrorCode.None)
+                {
+                    pr.ErrorCode = (short)error;
+                    continue;
+                }
+                var log = p!.Log;
+                long hw = p.HighWatermark;
+                long latest = request.ReplicaId == DebuggingConsumerId ? log.LogEndOffset : hw; // LSO == HW until transactions
+                (long Offset, long Timestamp)? found = rp.Timestamp switch
+                {
+                    LatestTimestamp => (latest, -1),
+                    EarliestTimestamp or EarliestLocalTimestamp => (log.LogStartOffset, -1),
+                    MaxTimestamp => log.FindMaxTimestamp() ?? (-1, -1),
+                    LatestTieredTimestamp => (-1, -1),
+                    < 0 => null,
+                    _ => log.FindOffsetByTimestamp(rp.Timestamp) ?? (-1, -1),
+                };
+                if (found is null)
+                {
+                    pr.ErrorCode = (short)ErrorCode.InvalidRequest;
+                    continue;
+                }
+                if (v == 0)
+                {
+                    // v0 returns a list of offsets; one is what every client asks for.
+                    if (rp.MaxNumOffsets > 0 && found.Value.Offset >= 0) pr.OldStyleOffsets.Add(found.Value.Offset);
+                }
+                else
+                {
+                    pr.Offset = found.Value.Offset;
+                    pr.Timestamp = found.Value.Timestamp;
+                    pr.LeaderEpoch = found.Value.Offset >= 0 ? p.LeaderEpoch : -1;
+                }
+            }
+        }
+        return response;
+    }
+
+    public DeleteRecordsResponse HandleDeleteRecords(RequestContext context, DeleteRecordsRequest request)
+    {
+        var response = new DeleteRecordsResponse();
+        foreach (var topic in request.Topics)
+        {
+            var tr = new DeleteRecordsResponse.DeleteRecordsTopicResult { Name = topic.Name };
+            response.Topics.Add(tr);
+            foreach (var rp in topic.Partitions)
+            {
+                var pr = new DeleteRecordsResponse.DeleteRecordsPartitionResult { PartitionIndex = rp.PartitionIndex, LowWatermark = -1 };
+                tr.Partitions.Add(pr);
+                var (p, error) = Lookup(topic.Name, rp.PartitionIndex);
+                if (error != ErrorCode.None)
+                {
+                    pr.ErrorCode = (short)error;
+                    continue;
+                }
+                // -1 means "up to the high watermark".
+                long offset = rp.Offset == -1 ? p!.HighWatermark : rp.Offset;
+                var e = p!.Log.DeleteRecordsBefore(offset, out long low);
+                pr.ErrorCode = (short)e;
+                pr.LowWatermark = e == ErrorCode.None ? low : -1;
+            }
+        }
+        return response;
+    }
+}

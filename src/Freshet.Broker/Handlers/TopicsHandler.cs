@@ -1,0 +1,103 @@
+using Freshet.Metadata.Controller;
+using Freshet.Metadata.Image;
+using Freshet.Protocol;
+using Freshet.Protocol.Config;
+using Freshet.Protocol.Messages;
+using Freshet.Protocol.Wire;
+using Freshet.Storage;
+
+namespace Freshet.Broker.Handlers;
+
+/// <summary>CreateTopics, DeleteTopics and CreatePartitions, passed to the controller.</summary>
+public sealed class TopicsHandler(RequestDispatcher dispatcher, BrokerOptions options, QuorumController controller)
+{
+    public void Register()
+    {
+        dispatcher.Register(ApiKey.CreateTopics, (c, r) => new(HandleCreateTopics(c, (CreateTopicsRequest)r)));
+        dispatcher.Register(ApiKey.DeleteTopics, (c, r) => new(HandleDeleteTopics(c, (DeleteTopicsRequest)r)));
+        dispatcher.Register(ApiKey.CreatePartitions, (c, r) => new(HandleCreatePartitions(c, (CreatePartitionsRequest)r)));
+    }
+
+    public CreateTopicsResponse HandleCreateTopics(RequestContext context, CreateTopicsRequest request)
+    {
+        short v = context.ApiVersion;
+        var topics = request.Topics.Select(t => new NewTopic(
+            t.Name,
+            t.NumPartitions,
+            t.ReplicationFactor,
+            t.Assignments.Count == 0 ? null : t.Assignments.ToDictionary(a => a.PartitionIndex, a => (IReadOnlyList<int>)a.BrokerIds),
+            t.Configs.GroupBy(c => c.Name).ToDictionary(g => g.Key, g => g.Last().Value))).ToList();
+        var results = controller.CreateTopics(topics, request.ValidateOnly);
+        var response = new CreateTopicsResponse();
+        foreach (var r in results)
+        {
+            var tr = new CreateTopicsResponse.CreatableTopicResult
+            {
+                Name = r.Name,
+                ErrorCode = (short)r.Error,
+                ErrorMessage = r.Message,
+                TopicId = r.TopicId,
+                NumPartitions = r.Error == ErrorCode.None ? r.NumPartitions : -1,
+                ReplicationFactor = r.Error == ErrorCode.None ? r.ReplicationFactor : (short)-1,
+                Configs = null,
+            };
+            if (r.Error == ErrorCode.None && v >= 5)
+            {
+                var requested = topics.First(t => t.Name == r.Name);
+                var overrides = requested.Configs.Where(kv => kv.Value is not null).ToDictionary(kv => kv.Key, kv => kv.Value!);
+                var config = LogConfig.Create(options.TopicDefaults, overrides);
+                tr.Configs = [.. LogConfig.Definition.Keys.Select(k => new CreateTopicsResponse.CreatableTopicConfigs
+                {
+                    Name = k.Name,
+                    Value = config.Values[k.Name],
+                    ReadOnly = false,
+                    ConfigSource = (sbyte)config.SourceOf(k.Name),
+                    IsSensitive = k.Sensitive,
+                })];
+            }
+            response.Topics.Add(tr);
+        }
+        return response;
+    }
+
+    public DeleteTopicsResponse HandleDeleteTopics(RequestContext context, DeleteTopicsRequest request)
+    {
+        short v = context.ApiVersion;
+        var targets = v >= 6
+            ? request.Topics.Select(t => (t.Name, t.TopicId)).ToList()
+            : request.TopicNames.Select(n => ((string?)n, Uuid.Zero)).ToList();
+        var response = new DeleteTopicsResponse();
+        if (!options.DeleteTopicEnable)
+        {
+            foreach (var (name, id) in targets)
+                response.Responses.Add(new DeleteTopicsResponse.DeletableTopicResult
+                {
+                    Name = name, TopicId = id, ErrorCode = (short)ErrorCode.TopicDeletionDisabled, ErrorMessage = "Topic deletion is disabled.",
+                });
+            return response;
+        }
+        foreach (var r in controller.DeleteTopics(targets))
+            response.Responses.Add(new DeleteTopicsResponse.DeletableTopicResult
+            {
+                Name = r.Name, TopicId = r.TopicId, ErrorCode = (short)r.Error, ErrorMessage = r.Message,
+            });
+        return response;
+    }
+
+    public CreatePartitionsResponse HandleCreatePartitions(RequestContext context, CreatePartitionsRequest request)
+    {
+        var response = new CreatePartitionsResponse();
+        var duplicates = request.Topics.GroupBy(t => t.Name).Where(g => g.Count() > 1).Select(g => g.Key).ToHashSet();
+        var requests = new List<NewPartitions>();
+        foreach (var t in request.Topics)
+        {
+            if (duplicates.Contains(t.Name)) continue;
+            requests.Add(new NewPartitions(t.Name, t.Count, t.Assignments?.Select(a => (IReadOnlyList<int>)a.BrokerIds).ToList()));
+        }
+        foreach (var name in duplicates)
+            response.Results.Add(new() { Name = name, ErrorCode = (short)ErrorCode.InvalidRequest, ErrorMessage = "Duplicate topic in request." });
+        foreach (var r in controller.CreatePartitions(requests, request.ValidateOnly))
+            response.Results.Add(new() { Name = r.Topic, ErrorCode = (short)r.Error, ErrorMessage = r.Message });
+        return response;
+    }
+}

@@ -1,0 +1,153 @@
+using System.Collections.Concurrent;
+using Freshet.Metadata.Controller;
+using Freshet.Metadata.Image;
+using Freshet.Protocol;
+using Freshet.Storage;
+using Microsoft.Extensions.Logging;
+
+namespace Freshet.Broker.Replication;
+
+/// <summary>
+/// The partitions this broker hosts (Kafka's ReplicaManager): follows the metadata image to
+/// create, update and delete partition replicas and their logs, appends produced batches to
+/// leaders, and lets fetches and acks=all produces wait for the high watermark.
+/// </summary>
+public sealed partial class ReplicaManager(BrokerOptions options, LogManager logs, ILogger<ReplicaManager> logger) : IMetadataListener
+{
+    private readonly ConcurrentDictionary<TopicPartition, Partition> _partitions = new();
+    private readonly Lock _updateLock = new();
+    private bool _strayLogsChecked;
+
+    public BrokerOptions Options { get; } = options;
+    public LogManager Logs { get; } = logs;
+    public IReadOnlyCollection<Partition> Partitions => (IReadOnlyCollection<Partition>)_partitions.Values;
+
+    public Partition? GetPartition(TopicPartition tp) => _partitions.GetValueOrDefault(tp);
+
+    public Partition? GetPartition(string topic, int partition) => _partitions.GetValueOrDefault(new TopicPartition(topic, partition));
+
+    // ---------------------------------------------------------------- metadata
+
+    public void OnMetadataUpdate(MetadataImage previous, MetadataImage current)
+    {
+        lock (_updateLock)
+        {
+            int me = Options.NodeId;
+            var wanted = new HashSet<TopicPartition>();
+            foreach (var topic in current.TopicsByName.Values)
+            {
+                var overrides = current.ConfigsOf(ConfigResourceType.Topic, topic.Name);
+                var prevTopic = previous.Topic(topic.Name);
+                bool configChanged = prevTopic is null || prevTopic.Id != topic.Id
+                    || !ReferenceEquals(previous.ConfigsOf(ConfigResourceType.Topic, topic.Name), overrides);
+                LogConfig? config = null;
+                foreach (var (index, reg) in topic.Partitions)
+                {
+                    if (!reg.Replicas.Contains(me)) continue;
+                    var tp = new TopicPartition(topic.Name, index);
+                    wanted.Add(tp);
+                    if (_partitions.TryGetValue(tp, out var existing) && existing.TopicId == topic.Id)
+                    {
+                        if (configChanged) existing.Log.Config = config ??= LogConfig.Create(Options.TopicDefaults, overrides);
+                        if (!ReferenceEquals(prevTopic?.Partitions.GetValueOrDefault(index), reg)) existing.Update(reg);
+                        continue;
+                    }
+                    if (existing is not null) RemovePartition(tp);
+                    config ??= LogConfig.Create(Options.TopicDefaults, overrides);
+                    var log = Logs.GetOrCreateLog(tp, topic.Id, config);
+                    var partition = new Partition(tp, topic.Id, log, me);
+                    _partitions[tp] = partition;
+                    partition.Update(reg);
+                }
+            }
+            foreach (var tp in _partitions.Keys.Where(tp => !wanted.Contains(tp)).ToList()) RemovePartition(tp);
+            if (!_strayLogsChecked)
+            {
+                // Logs left on disk for topics the metadata no longer has (deleted while this broker was down).
+                _strayLogsChecked = true;
+                foreach (var log in Logs.Logs.Where(l => !wanted.Contains(l.TopicPartition)).ToList())
+                {
+                    LogStray(logger, log.TopicPartition);
+                    Logs.DeleteLog(log.TopicPartition);
+                }
+            }
+        }
+    }
+
+    private void RemovePartition(TopicPartition tp)
+    {
+        if (_partitions.TryRemove(tp, out var p))
+        {
+            p.Signal.Pulse();
+            Logs.DeleteLog(tp);
+            LogRemoved(logger, tp);
+        }
+    }
+
+    // ---------------------------------------------------------------- produce
+
+    /// <summary>Appends to the leader replica; the caller waits for the high watermark when acks=all.</summary>
+    public LogAppendResult AppendToLeader(Partition p, Memory<byte> records, short requiredAcks, AppendOrigin origin = AppendOrigin.Client)
+    {
+        if (!p.IsLeader)
+            return LogAppendResult.Failed(ErrorCode.NotLeaderOrFollower, $"Broker {Options.NodeId} is not the leader of {p.TopicPartition}", p.Log.LogStartOffset);
+        if (requiredAcks == -1 && p.Isr.Length < p.Log.Config.MinInSyncReplicas)
+            return LogAppendResult.Failed(ErrorCode.NotEnoughReplicas,
+                $"The size of the current ISR {p.Isr.Length} is insufficient to satisfy the min.isr requirement of {p.Log.Config.MinInSyncReplicas} for partition {p.TopicPartition}",
+                p.Log.LogStartOffset);
+        var result = p.Log.AppendAsLeader(records, p.LeaderEpoch, origin);
+        if (result.Error == ErrorCode.None && !result.IsDuplicate) p.MaybeIncrementHighWatermark();
+        return result;
+    }
+
+    /// <summary>Waits until the high watermark passes <paramref name="offset"/> (acks=all); false on timeout.</summary>
+    public static async Task<bool> WaitForHighWatermarkAsync(Partition p, long offset, int timeoutMs, CancellationToken ct)
+    {
+        if (p.HighWatermark > offset) return true;
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        cts.CancelAfter(Math.Max(0, timeoutMs));
+        try
+        {
+            while (p.HighWatermark <= offset)
+            {
+                var next = p.Signal.Next;
+                if (p.HighWatermark > offset) break;
+                await next.WaitAsync(cts.Token).ConfigureAwait(false);
+            }
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            return p.HighWatermark > offset;
+        }
+    }
+
+    // ---------------------------------------------------------------- fetch
+
+    /// <summary>Waits until any partition signals new data, the timeout passes, or the connection closes.</summary>
+    public static async Task WaitForDataAsync(IReadOnlyList<Partition> partitions, int timeoutMs, CancellationToken ct)
+    {
+        if (timeoutMs <= 0) return;
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        cts.CancelAfter(timeoutMs);
+        try
+        {
+            Task any = partitions.Count switch
+            {
+                0 => Task.Delay(Timeout.Infinite, cts.Token),
+                1 => partitions[0].Signal.Next,
+                _ => Task.WhenAny(partitions.Select(p => p.Signal.Next)),
+            };
+            await any.WaitAsync(cts.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    [LoggerMessage(EventId = 3001, Level = LogLevel.Information, Message = "Deleting stray log {Partition}: its topic is not in the metadata")]
+    private static partial void LogStray(ILogger logger, TopicPartition partition);
+
+    [LoggerMessage(EventId = 3002, Level = LogLevel.Information, Message = "Removed partition {Partition}")]
+    private static partial void LogRemoved(ILogger logger, TopicPartition partition);
+}

@@ -1,0 +1,75 @@
+using Freshet.Server;
+using Microsoft.Extensions.Logging;
+
+namespace Freshet.Cli.Commands;
+
+/// <summary>`freshet server`: runs a node until Ctrl-C or SIGTERM, then shuts down cleanly.</summary>
+public static class ServerCommand
+{
+    public const string Usage = """
+        usage: freshet server [--config server.properties] [--override key=value]... [--log-level info]
+
+        Starts a Freshet node. Without a config file: one node in combined broker+controller mode,
+        listening on localhost:9092, data in ./data. Settings use Kafka's server.properties names;
+        --override (repeatable) sets one, e.g. --override num.partitions=3.
+        """;
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var cl = new CommandLine(args, new HashSet<string>());
+        string? configPath = cl.Get("config") ?? cl.Positionals.FirstOrDefault();
+        var overrides = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var o in cl.GetAll("override"))
+        {
+            int eq = o.IndexOf('=');
+            if (eq <= 0) throw new UsageException($"--override expects key=value, got '{o}'");
+            overrides[o[..eq].Trim()] = o[(eq + 1)..].Trim();
+        }
+        var level = ParseLevel(cl.Get("log-level") ?? "info");
+        cl.EnsureAllUsed();
+        if (configPath is not null && !File.Exists(configPath)) throw new UsageException($"config file not found: {configPath}");
+
+        var props = configPath is null ? new Dictionary<string, string>(StringComparer.Ordinal) : PropertiesFile.Parse(File.ReadAllText(configPath));
+        foreach (var (k, v) in overrides) props[k] = v;
+
+        using var loggers = LoggerFactory.Create(b => b
+            .SetMinimumLevel(level)
+            .AddSimpleConsole(o =>
+            {
+                o.SingleLine = true;
+                o.TimestampFormat = "yyyy-MM-dd HH:mm:ss.fff ";
+                o.UseUtcTimestamp = false;
+            }));
+        using var stop = new CancellationTokenSource();
+        using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c =>
+        {
+            c.Cancel = true;
+            stop.Cancel();
+        });
+        Console.CancelKeyPress += (_, e) =>
+        {
+            e.Cancel = true;
+            stop.Cancel();
+        };
+        await using (var server = await FreshetServer.StartAsync(new FreshetServerOptions { Properties = props, Loggers = loggers }).ConfigureAwait(false))
+        {
+            Console.Out.WriteLine($"Freshet is ready: bootstrap.servers={server.BootstrapServers} (cluster {server.ClusterId}, started in {server.StartupTime.TotalMilliseconds:F0} ms)");
+            Console.Out.Flush();
+            try { await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false); }
+            catch (OperationCanceledException) { }
+            Console.Out.WriteLine("Shutting down...");
+        }
+        return 0;
+    }
+
+    private static LogLevel ParseLevel(string s) => s.ToLowerInvariant() switch
+    {
+        "trace" => LogLevel.Trace,
+        "debug" => LogLevel.Debug,
+        "info" or "information" => LogLevel.Information,
+        "warn" or "warning" => LogLevel.Warning,
+        "error" => LogLevel.Error,
+        "none" or "off" => LogLevel.None,
+        _ => throw new UsageException($"unknown log level '{s}'"),
+    };
+}

@@ -1,0 +1,43 @@
+using Freshet.Cli;
+using Freshet.Cli.Commands;
+
+const string usage = """
+    usage: freshet <command> [options]
+
+    commands:
+      server     run a Freshet node (broker + controller)
+      topics     create, list, describe, alter, delete topics
+      produce    send lines from stdin to a topic
+      consume    print records of a topic
+      bench      produce and consume through a Kafka client and report throughput and latency
+
+    Run `freshet <command> --help` for a command's options.
+    """;
+
+if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+{
+    Console.Out.WriteLine(usage);
+    return args.Length == 0 ? 2 : 0;
+}
+
+var rest = args[1..];
+try
+{
+    return args[0] switch
+    {
+        "server" => rest.Contains("--help") ? Help(ServerCommand.Usage) : await ServerCommand.RunAsync(rest),
+        _ => throw new UsageException($"unknown command '{args[0]}'"),
+    };
+}
+catch (UsageException e)
+{
+    Console.Error.WriteLine($"freshet: {e.Message}");
+    Console.Error.WriteLine("Run `freshet --help` for usage.");
+    return 2;
+}
+
+static int Help(string text)
+{
+    Console.Out.WriteLine(text);
+    return 0;
+}

@@ -1,0 +1,221 @@
+using System.Globalization;
+using Freshet.Broker;
+using Freshet.Protocol.Config;
+using Freshet.Storage;
+
+namespace Freshet.Server;
+
+/// <summary>
+/// A node's configuration: Kafka's server.properties keys, with Kafka's defaults except where
+/// noted (listeners binds localhost, log.dirs is ./data). Built from a properties file plus
+/// overrides; unknown keys are reported (not fatal, as in Kafka), bad values are fatal.
+/// To add a setting: define it in <see cref="Definition"/> and read it in the constructor.
+/// </summary>
+public sealed class BrokerConfig
+{
+    private const string LongMax = "9223372036854775807";
+
+    /// <summary>Broker-level keys (topic defaults come from <see cref="LogConfig.BrokerSynonyms"/>, added below).</summary>
+    public static readonly ConfigDef Definition = BuildDefinition();
+
+    /// <summary>Keys Kafka has that tune things Freshet does not have (threads, ZooKeeper, JVM); accepted and ignored.</summary>
+    public static readonly IReadOnlySet<string> IgnoredKeys = new HashSet<string>(StringComparer.Ordinal)
+    {
+        "num.network.threads", "num.io.threads", "num.replica.fetchers", "num.recovery.threads.per.data.dir",
+        "background.threads", "queued.max.requests", "socket.listen.backlog.size", "group.initial.rebalance.delay.ms",
+        "offsets.topic.replication.factor", "transaction.state.log.replication.factor", "transaction.state.log.min.isr",
+        "controller.quorum.voters", "controller.quorum.bootstrap.servers", "controller.listener.names",
+        "inter.broker.listener.name", "listener.security.protocol.map", "log.segment.delete.delay.ms",
+    };
+
+    private static ConfigDef BuildDefinition()
+    {
+        var d = new ConfigDef()
+            .Define("node.id", ConfigType.Int, "1", "This node's id in the cluster.", ConfigDef.AtLeast(0), readOnly: true)
+            .Define("process.roles", ConfigType.List, "broker,controller", "Roles of this node: broker, controller, or both.", ConfigDef.ListOf("broker", "controller"), readOnly: true)
+            .Define("listeners", ConfigType.List, "PLAINTEXT://localhost:9092", "Listeners to bind: NAME://host:port, comma separated.", readOnly: true)
+            .Define("advertised.listeners", ConfigType.List, null, "Addresses given to clients; defaults to listeners.", readOnly: true)
+            .Define("log.dirs", ConfigType.List, null, "Directories for partition logs.", readOnly: true)
+            .Define("log.dir", ConfigType.String, "./data", "Directory for partition logs when log.dirs is not set.", readOnly: true)
+            .Define("metadata.log.dir", ConfigType.String, null, "Directory of the metadata log; defaults to the first log directory.", readOnly: true)
+            .Define("broker.rack", ConfigType.String, null, "Rack of this broker.", readOnly: true)
+            .Define("num.partitions", ConfigType.Int, "1", "Default partitions of a new topic.", ConfigDef.AtLeast(1))
+            .Define("default.replication.factor", ConfigType.Int, "1", "Default replication factor of a new topic.", ConfigDef.AtLeast(1))
+            .Define("auto.create.topics.enable", ConfigType.Boolean, "true", "Create a topic when a client asks for metadata of a missing one.")
+            .Define("delete.topic.enable", ConfigType.Boolean, "true", "Allow deleting topics.")
+            .Define("socket.request.max.bytes", ConfigType.Int, "104857600", "Largest request accepted; a larger one closes the connection.", ConfigDef.AtLeast(1))
+            .Define("socket.send.buffer.bytes", ConfigType.Int, "102400", "SO_SNDBUF of client sockets; -1 for the OS default.")
+            .Define("socket.receive.buffer.bytes", ConfigType.Int, "102400", "SO_RCVBUF of client sockets; -1 for the OS default.")
+            .Define("connections.max.idle.ms", ConfigType.Long, "600000", "Idle connections are closed after this long.")
+            .Define("max.connections", ConfigType.Int, "2147483647", "Most client connections at once.", ConfigDef.AtLeast(0))
+            .Define("log.retention.hours", ConfigType.Int, "168", "Retention in hours, when log.retention.ms and .minutes are unset.")
+            .Define("log.retention.minutes", ConfigType.Int, null, "Retention in minutes, when log.retention.ms is unset.")
+            .Define("log.roll.hours", ConfigType.Int, "168", "Segment age in hours, when log.roll.ms is unset.", ConfigDef.AtLeast(1))
+            .Define("log.roll.jitter.hours", ConfigType.Int, "0", "Segment jitter in hours, when log.roll.jitter.ms is unset.", ConfigDef.AtLeast(0))
+            .Define("log.retention.check.interval.ms", ConfigType.Long, "300000", "How often retention runs.", ConfigDef.AtLeast(1))
+            .Define("log.flush.scheduler.interval.ms", ConfigType.Long, LongMax, "How often flush.ms is checked.")
+            .Define("log.flush.offset.checkpoint.interval.ms", ConfigType.Int, "60000", "How often recovery points are checkpointed.", ConfigDef.AtLeast(0))
+            .Define("log.flush.per.append", ConfigType.Boolean, "false", "Freshet: fsync each append before acknowledging it (durability without replication).")
+            .Define("producer.id.expiration.ms", ConfigType.Int, "86400000", "Idle producers' state is dropped after this long.", ConfigDef.AtLeast(1))
+            .Define("producer.id.expiration.check.interval.ms", ConfigType.Int, "600000", "How often idle producers are looked for.", ConfigDef.AtLeast(1))
+            .Define("transactional.id.expiration.ms", ConfigType.Int, "604800000", "Idle transactional ids expire after this long.", ConfigDef.AtLeast(1))
+            .Define("unstable.api.versions.enable", ConfigType.Boolean, "false", "Advertise API versions the schemas mark unstable.")
+            .Define("fetch.max.wait.ms.cap", ConfigType.Int, "30000", "Freshet: ceiling on a fetch's max.wait.ms.", ConfigDef.AtLeast(0));
+        foreach (var (topicKey, brokerKey) in LogConfig.BrokerSynonyms)
+        {
+            if (d.Contains(brokerKey)) continue;
+            LogConfig.Definition.TryGet(topicKey, out var k);
+            string? def = brokerKey switch
+            {
+                "log.retention.ms" or "log.roll.ms" or "log.roll.jitter.ms" or "log.flush.interval.ms" => null, // derived from hours/minutes
+                "log.flush.interval.messages" => LongMax,
+                "compression.type" => "producer",
+                _ => k.Default,
+            };
+            d.Define(brokerKey, k.Type, def, k.Doc, k.Validator);
+        }
+        return d;
+    }
+
+    private readonly Dictionary<string, string> _values;
+
+    public BrokerConfig(IReadOnlyDictionary<string, string> properties)
+    {
+        _values = new Dictionary<string, string>(properties, StringComparer.Ordinal);
+        Unknown = properties.Keys.Where(k => !Definition.Contains(k) && !IgnoredKeys.Contains(k)).Order(StringComparer.Ordinal).ToList();
+        foreach (var (k, v) in properties)
+        {
+            if (Definition.TryGet(k, out var key) && key.Validate(v) is { } error) throw new ArgumentException(error);
+        }
+        NodeId = GetInt("node.id");
+        ProcessRoles = GetList("process.roles");
+        Listeners = ParseListeners(Get("listeners")!, "listeners");
+        AdvertisedListeners = Get("advertised.listeners") is { } adv ? ParseListeners(adv, "advertised.listeners") : Listeners;
+        LogDirs = Get("log.dirs") is { } dirs ? ConfigValues.ParseList(dirs) : [Get("log.dir")!];
+        if (LogDirs.Count == 0) throw new ArgumentException("log.dirs is empty");
+        MetadataLogDir = Get("metadata.log.dir") ?? LogDirs[0];
+        Rack = Get("broker.rack");
+        NumPartitions = GetInt("num.partitions");
+        DefaultReplicationFactor = (short)GetInt("default.replication.factor");
+        AutoCreateTopicsEnable = GetBool("auto.create.topics.enable");
+        DeleteTopicEnable = GetBool("delete.topic.enable");
+        SocketRequestMaxBytes = GetInt("socket.request.max.bytes");
+        SocketSendBufferBytes = GetInt("socket.send.buffer.bytes");
+        SocketReceiveBufferBytes = GetInt("socket.receive.buffer.bytes");
+        ConnectionsMaxIdleMs = GetLong("connections.max.idle.ms");
+        MaxConnections = GetInt("max.connections");
+        RetentionCheckIntervalMs = GetLong("log.retention.check.interval.ms");
+        FlushSchedulerIntervalMs = GetLong("log.flush.scheduler.interval.ms");
+        CheckpointIntervalMs = GetInt("log.flush.offset.checkpoint.interval.ms");
+        FlushPerAppend = GetBool("log.flush.per.append");
+        ProducerIdExpirationMs = GetInt("producer.id.expiration.ms");
+        ProducerIdExpirationCheckIntervalMs = GetInt("producer.id.expiration.check.interval.ms");
+        UnstableApiVersionsEnable = GetBool("unstable.api.versions.enable");
+        FetchMaxWaitCapMs = GetInt("fetch.max.wait.ms.cap");
+        TopicDefaults = ResolveTopicDefaults();
+    }
+
+    public static BrokerConfig Load(string? path, IReadOnlyDictionary<string, string> overrides)
+    {
+        var props = path is null ? new Dictionary<string, string>(StringComparer.Ordinal) : PropertiesFile.Parse(File.ReadAllText(path));
+        foreach (var (k, v) in overrides) props[k] = v;
+        return new BrokerConfig(props);
+    }
+
+    public int NodeId { get; }
+    public IReadOnlyList<string> ProcessRoles { get; }
+    public IReadOnlyList<(string Name, string Host, int Port)> Listeners { get; }
+    public IReadOnlyList<(string Name, string Host, int Port)> AdvertisedListeners { get; }
+    public IReadOnlyList<string> LogDirs { get; }
+    public string MetadataLogDir { get; }
+    public string? Rack { get; }
+    public int NumPartitions { get; }
+    public short DefaultReplicationFactor { get; }
+    public bool AutoCreateTopicsEnable { get; }
+    public bool DeleteTopicEnable { get; }
+    public int SocketRequestMaxBytes { get; }
+    public int SocketSendBufferBytes { get; }
+    public int SocketReceiveBufferBytes { get; }
+    public long ConnectionsMaxIdleMs { get; }
+    public int MaxConnections { get; }
+    public long RetentionCheckIntervalMs { get; }
+    public long FlushSchedulerIntervalMs { get; }
+    public int CheckpointIntervalMs { get; }
+    public bool FlushPerAppend { get; }
+    public int ProducerIdExpirationMs { get; }
+    public int ProducerIdExpirationCheckIntervalMs { get; }
+    public bool UnstableApiVersionsEnable { get; }
+    public int FetchMaxWaitCapMs { get; }
+
+    /// <summary>Keys given that Freshet does not know (reported at start-up).</summary>
+    public IReadOnlyList<string> Unknown { get; }
+
+    /// <summary>Topic config defaults set by broker keys, keyed by topic-level name (what <see cref="LogConfig.Create"/> takes).</summary>
+    public IReadOnlyDictionary<string, string> TopicDefaults { get; }
+
+    public string? Get(string key)
+    {
+        if (_values.TryGetValue(key, out var v)) return v;
+        return Definition.TryGet(key, out var k) ? k.Default : null;
+    }
+
+    private int GetInt(string key) => ConfigValues.ParseInt(Get(key)!);
+    private long GetLong(string key) => ConfigValues.ParseLong(Get(key)!);
+    private bool GetBool(string key) => ConfigValues.ParseBool(Get(key)!);
+    private IReadOnlyList<string> GetList(string key) => ConfigValues.ParseList(Get(key) ?? "");
+
+    private static List<(string, string, int)> ParseListeners(string value, string key)
+    {
+        var result = new List<(string, string, int)>();
+        foreach (var item in ConfigValues.ParseList(value))
+        {
+            int sep = item.IndexOf("://", StringComparison.Ordinal);
+            int colon = item.LastIndexOf(':');
+            if (sep <= 0 || colon <= sep + 2 || !int.TryParse(item.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out int port) || port > 65535)
+                throw new ArgumentException($"Invalid value {item} for configuration {key}: expected NAME://host:port");
+            string host = item[(sep + 3)..colon].Trim('[', ']');
+            result.Add((item[..sep].ToUpperInvariant(), host, port));
+        }
+        if (result.Count == 0) throw new ArgumentException($"{key} is empty");
+        return result;
+    }
+
+    /// <summary>Broker keys that set topic defaults, with Kafka's ms / minutes / hours precedence.</summary>
+    private Dictionary<string, string> ResolveTopicDefaults()
+    {
+        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (topicKey, brokerKey) in LogConfig.BrokerSynonyms)
+            if (_values.TryGetValue(brokerKey, out var v)) result[topicKey] = v;
+        string Ms(long n) => n.ToString(CultureInfo.InvariantCulture);
+        if (!result.ContainsKey(LogConfig.RetentionMsConfig))
+        {
+            if (_values.TryGetValue("log.retention.minutes", out var m)) result[LogConfig.RetentionMsConfig] = Ms(ConfigValues.ParseLong(m) * 60_000);
+            else if (_values.TryGetValue("log.retention.hours", out var h)) result[LogConfig.RetentionMsConfig] = Ms(ConfigValues.ParseLong(h) * 3_600_000);
+        }
+        if (!result.ContainsKey(LogConfig.SegmentMsConfig) && _values.TryGetValue("log.roll.hours", out var rh))
+            result[LogConfig.SegmentMsConfig] = Ms(ConfigValues.ParseLong(rh) * 3_600_000);
+        if (!result.ContainsKey(LogConfig.SegmentJitterMsConfig) && _values.TryGetValue("log.roll.jitter.hours", out var jh))
+            result[LogConfig.SegmentJitterMsConfig] = Ms(ConfigValues.ParseLong(jh) * 3_600_000);
+        if (!result.ContainsKey(LogConfig.FlushMsConfig) && _values.TryGetValue("log.flush.scheduler.interval.ms", out var fs))
+            result[LogConfig.FlushMsConfig] = fs;
+        if (LogConfig.Validate(result) is { } error) throw new ArgumentException(error);
+        return result;
+    }
+
+    /// <summary>Every broker key with its value and source, for DescribeConfigs on this broker.</summary>
+    public IReadOnlyList<ConfigEntry> Describe()
+    {
+        var list = new List<ConfigEntry>();
+        foreach (var key in Definition.Keys)
+        {
+            bool set = _values.TryGetValue(key.Name, out var v);
+            var source = set ? ConfigSource.StaticBrokerConfig : ConfigSource.DefaultConfig;
+            string? value = set ? v : key.Default;
+            var synonyms = new List<(string, string?, ConfigSource)>();
+            if (set) synonyms.Add((key.Name, v, ConfigSource.StaticBrokerConfig));
+            synonyms.Add((key.Name, key.Default, ConfigSource.DefaultConfig));
+            list.Add(new ConfigEntry(key.Name, value, source, key.Sensitive, true, key.Type, key.Doc, synonyms));
+        }
+        return list;
+    }
+}
