@@ -1,0 +1,113 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+
+namespace Freshet.Integration.Tests.Support;
+
+/// <summary>
+/// A broker in its own process (`freshet server`), for tests that kill it with SIGKILL or stop it
+/// with SIGTERM. Data stays in <see cref="DataDir"/> across restarts; the directory is removed on dispose.
+/// </summary>
+public sealed class BrokerProcess : IAsyncDisposable
+{
+    private Process? _process;
+    private readonly StringBuilder _output = new();
+    private readonly Dictionary<string, string> _overrides;
+
+    public BrokerProcess(Dictionary<string, string>? overrides = null, int? port = null)
+    {
+        Port = port ?? FreePort();
+        DataDir = Path.Combine(Path.GetTempPath(), "freshet-proc-" + Guid.NewGuid().ToString("N")[..10]);
+        _overrides = new Dictionary<string, string>(overrides ?? [])
+        {
+            ["listeners"] = $"PLAINTEXT://127.0.0.1:{Port}",
+            ["log.dirs"] = DataDir,
+        };
+        if (overrides is not null)
+            foreach (var (k, v) in overrides) _overrides[k] = v;
+    }
+
+    public int Port { get; }
+    public string DataDir { get; }
+    public string BootstrapServers => $"127.0.0.1:{Port}";
+    public string Output { get { lock (_output) return _output.ToString(); } }
+    public int? Pid => _process?.Id;
+
+    public static int FreePort()
+    {
+        var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        int port = ((IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
+    }
+
+    /// <summary>Path of freshet.dll next to the test assembly (the Cli project is referenced).</summary>
+    public static string FreshetDll => Path.Combine(AppContext.BaseDirectory, "freshet.dll");
+
+    /// <summary>Starts the process and waits for its ready line; returns the time it took.</summary>
+    public async Task<TimeSpan> StartAsync(TimeSpan? timeout = null)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(FreshetDll);
+        psi.ArgumentList.Add("server");
+        psi.ArgumentList.Add("--log-level");
+        psi.ArgumentList.Add("warning");
+        foreach (var (k, v) in _overrides)
+        {
+            psi.ArgumentList.Add("--override");
+            psi.ArgumentList.Add($"{k}={v}");
+        }
+        var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var p = new Process { StartInfo = psi, EnableRaisingEvents = true };
+        p.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            lock (_output) _output.AppendLine(e.Data);
+            if (e.Data.StartsWith("Freshet is ready", StringComparison.Ordinal)) ready.TrySetResult();
+        };
+        p.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is not null) lock (_output) _output.AppendLine(e.Data);
+        };
+        p.Exited += (_, _) => ready.TrySetException(new InvalidOperationException($"broker exited during start-up:\n{Output}"));
+        var sw = Stopwatch.StartNew();
+        p.Start();
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        _process = p;
+        await ready.Task.WaitAsync(timeout ?? TimeSpan.FromSeconds(60));
+        return sw.Elapsed;
+    }
+
+    /// <summary>SIGKILL: no shutdown code runs, as after a power cut of the process (the page cache survives).</summary>
+    public async Task KillAsync()
+    {
+        if (_process is null) return;
+        _process.Kill(entireProcessTree: true);
+        await _process.WaitForExitAsync();
+        _process.Dispose();
+        _process = null;
+    }
+
+    /// <summary>SIGTERM and wait for the clean shutdown.</summary>
+    public async Task StopAsync(TimeSpan? timeout = null)
+    {
+        if (_process is null) return;
+        using (var kill = Process.Start("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+            await kill.WaitForExitAsync();
+        await _process.WaitForExitAsync().WaitAsync(timeout ?? TimeSpan.FromSeconds(30));
+        _process.Dispose();
+        _process = null;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        try { await KillAsync(); }
+        catch (InvalidOperationException) { }
+        try { Directory.Delete(DataDir, recursive: true); }
+        catch (DirectoryNotFoundException) { }
+        catch (IOException) { }
+    }
+}
