@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Runs Freshet's test suite. On a fresh machine it first installs what the tests need:
+# kcat and kafka-python (Debian packages) and the npm modules of tests/clients (kafkajs).
+#
+#   ./test.sh            fast suite (default; about 10 minutes on 2 cores)
+#   ./test.sh --full     also the long soaks (FRESHET_FULL_TESTS=1)
+#   ./test.sh --filter X passes a dotnet test filter (e.g. --filter FullyQualifiedName~Storage)
+#
+# Ends with one line: "tests: N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")"
+
+FILTER=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --full) export FRESHET_FULL_TESTS=1; shift ;;
+    --filter) FILTER="$2"; shift 2 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; exit 64 ;;
+  esac
+done
+
+# ---- what the tests need
+SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+need=()
+command -v kcat >/dev/null 2>&1 || need+=(kcat)
+/usr/bin/python3 -c 'import kafka' >/dev/null 2>&1 || need+=(python3-kafka)
+if [[ ${#need[@]} -gt 0 ]]; then
+  echo "installing: ${need[*]}"
+  $SUDO apt-get update -qq || true
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need[@]}" >/dev/null
+fi
+if [[ -f tests/clients/package.json ]] && command -v npm >/dev/null 2>&1; then
+  if [[ ! -d tests/clients/node_modules ]]; then
+    echo "installing npm modules for tests/clients"
+    (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error) || (cd tests/clients && npm install --no-audit --no-fund --loglevel=error)
+  fi
+fi
+
+# ---- build once, then run every test project
+dotnet build Freshet.slnx -c Debug -v quiet -nologo || { echo "tests: 0 passed, 1 failed"; exit 1; }
+
+passed=0; failed=0; status=0
+for proj in tests/*/*.csproj; do
+  log=$(mktemp)
+  args=(test "$proj" --no-build -nologo)
+  [[ -n "$FILTER" ]] && args+=(--filter "$FILTER")
+  dotnet "${args[@]}" 2>&1 | tee "$log" | grep -vE '^\s*(Passed |Determining|Restored|A total of|Test run for|Starting test execution|Build started|\[xUnit)' || true
+  # "Passed!  - Failed: 0, Passed: 12, Skipped: 0, Total: 12" (or "Failed!  - ...")
+  line=$(grep -E '(Passed|Failed)!\s+- Failed:' "$log" | tail -1)
+  if [[ -z "$line" ]]; then
+    if grep -q "No test matches the given testcase filter" "$log"; then rm -f "$log"; continue; fi
+    echo "no test summary for $proj (build or host failure)"; failed=$((failed + 1)); status=1
+  else
+    f=$(sed -E 's/.*Failed:\s+([0-9]+).*/\1/' <<<"$line")
+    p=$(sed -E 's/.*Passed:\s+([0-9]+).*/\1/' <<<"$line")
+    passed=$((passed + p)); failed=$((failed + f))
+    [[ "$f" -ne 0 ]] && status=1
+  fi
+  rm -f "$log"
+done
+echo "tests: $passed passed, $failed failed"
+exit $status
