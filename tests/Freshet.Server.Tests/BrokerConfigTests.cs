@@ -1,0 +1,121 @@
+using Freshet.Protocol.Config;
+using Freshet.Storage;
+
+namespace Freshet.Server.Tests;
+
+public sealed class BrokerConfigTests
+{
+    private static BrokerConfig Config(params (string Key, string Value)[] props) =>
+        new(props.ToDictionary(p => p.Key, p => p.Value));
+
+    [Fact]
+    public void DefaultsAreASingleCombinedNodeOnLocalhost9092WithDataInDotData()
+    {
+        var c = Config();
+        Assert.Equal(1, c.NodeId);
+        Assert.Equal(["broker", "controller"], c.ProcessRoles);
+        Assert.Equal([("PLAINTEXT", "localhost", 9092)], c.Listeners);
+        Assert.Equal(c.Listeners, c.AdvertisedListeners);
+        Assert.Equal(["./data"], c.LogDirs);
+        Assert.Equal("./data", c.MetadataLogDir);
+        Assert.True(c.AutoCreateTopicsEnable);
+        Assert.Equal(1, c.NumPartitions);
+        Assert.Equal(1, c.DefaultReplicationFactor);
+        Assert.Equal(104857600, c.SocketRequestMaxBytes);
+        Assert.False(c.FlushPerAppend);
+        // log.retention.hours=168 is Kafka's default and becomes the topic default retention.ms.
+        Assert.Equal("604800000", LogConfig.Create(c.TopicDefaults, new Dictionary<string, string>()).Values["retention.ms"]);
+    }
+
+    [Fact]
+    public void RetentionUsesMsThenMinutesThenHours()
+    {
+        Assert.Equal("7200000", Config(("log.retention.hours", "2")).TopicDefaults["retention.ms"]);
+        Assert.Equal("300000", Config(("log.retention.hours", "2"), ("log.retention.minutes", "5")).TopicDefaults["retention.ms"]);
+        Assert.Equal("42", Config(("log.retention.hours", "2"), ("log.retention.minutes", "5"), ("log.retention.ms", "42")).TopicDefaults["retention.ms"]);
+        Assert.Equal("3600000", Config(("log.roll.hours", "1")).TopicDefaults["segment.ms"]);
+        Assert.Equal("1048576", Config(("log.segment.bytes", "1048576")).TopicDefaults["segment.bytes"]);
+        Assert.Equal("2000000", Config(("message.max.bytes", "2000000")).TopicDefaults["max.message.bytes"]);
+    }
+
+    [Fact]
+    public void ListenersLogDirsAndUnknownKeys()
+    {
+        var c = Config(("listeners", "PLAINTEXT://0.0.0.0:9093,internal://[::1]:9094"), ("advertised.listeners", "PLAINTEXT://kafka.example:9093"),
+            ("log.dirs", "/a,/b"), ("num.io.threads", "8"), ("no.such.setting", "x"));
+        Assert.Equal([("PLAINTEXT", "0.0.0.0", 9093), ("INTERNAL", "::1", 9094)], c.Listeners);
+        Assert.Equal([("PLAINTEXT", "kafka.example", 9093)], c.AdvertisedListeners);
+        Assert.Equal(["/a", "/b"], c.LogDirs);
+        Assert.Equal(["no.such.setting"], c.Unknown); // Kafka's thread settings are known and ignored
+    }
+
+    [Theory]
+    [InlineData("num.partitions", "0")]
+    [InlineData("num.partitions", "three")]
+    [InlineData("auto.create.topics.enable", "maybe")]
+    [InlineData("listeners", "localhost:9092")]
+    [InlineData("log.cleanup.policy", "shred")]
+    [InlineData("log.retention.ms", "soon")]
+    public void BadValuesAreRefusedWithTheKeyInTheMessage(string key, string value)
+    {
+        var e = Assert.Throws<ArgumentException>(() => Config((key, value)));
+        Assert.Contains(key, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void DescribeReportsSourceAndDefaults()
+    {
+        var entries = Config(("num.partitions", "6")).Describe().ToDictionary(e => e.Name);
+        Assert.Equal("6", entries["num.partitions"].Value);
+        Assert.Equal(ConfigSource.StaticBrokerConfig, entries["num.partitions"].Source);
+        Assert.Equal("true", entries["auto.create.topics.enable"].Value);
+        Assert.Equal(ConfigSource.DefaultConfig, entries["auto.create.topics.enable"].Source);
+    }
+
+    [Fact]
+    public void PropertiesFileSyntax()
+    {
+        var p = PropertiesFile.Parse("""
+            # comment
+            ! also a comment
+            a=1
+            b : two
+            c three
+              d.e = spaced value  
+            long=first,\
+                 second
+            path=C:\\data\\x
+            unicode=caf\u00e9
+            empty=
+            """);
+        Assert.Equal("1", p["a"]);
+        Assert.Equal("two", p["b"]);
+        Assert.Equal("three", p["c"]);
+        Assert.Equal("spaced value", p["d.e"]);
+        Assert.Equal("first,second", p["long"]);
+        Assert.Equal(@"C:\data\x", p["path"]);
+        Assert.Equal("café", p["unicode"]);
+        Assert.Equal("", p["empty"]);
+        Assert.Equal(8, p.Count);
+    }
+
+    [Fact]
+    public void MetaPropertiesFormatsOnceAndRefusesAnotherNode()
+    {
+        string a = Path.Combine(Path.GetTempPath(), "meta-" + Guid.NewGuid().ToString("N")[..8]);
+        string b = a + "-b";
+        try
+        {
+            string cluster = MetaProperties.EnsureFormatted([a, b], 3);
+            Assert.Equal(22, cluster.Length);
+            Assert.Equal(cluster, MetaProperties.EnsureFormatted([a, b], 3));
+            Assert.Equal(3, MetaProperties.Read(a)!.NodeId);
+            Assert.Throws<InvalidOperationException>(() => MetaProperties.EnsureFormatted([a], 4));
+        }
+        finally
+        {
+            Directory.Delete(a, true);
+            Directory.Delete(b, true);
+        }
+    }
+}
