@@ -1,0 +1,204 @@
+using System.Globalization;
+using System.Text.Json;
+using Freshet.Integration.Tests.Support;
+using Freshet.Protocol.Records;
+using Freshet.Server;
+using Microsoft.Extensions.Logging;
+using Xunit.Abstractions;
+
+namespace Freshet.Integration.Tests.Compatibility;
+
+/// <summary>
+/// kafka-python 2.0.2 (Debian's python3-kafka, run with /usr/bin/python3) through
+/// tests/clients/python/kafka_python_client.py: KafkaAdminClient, KafkaProducer, and a KafkaConsumer
+/// with assign() + seek_to_beginning() and no group.
+/// <para>Codecs: python3-kafka does not depend on the codec modules, so a test.sh machine has gzip
+/// only; snappy (python3-snappy), lz4 (python3-lz4) and zstd (python3-zstandard) are exercised when
+/// their modules import, and otherwise kafka-python's refusal to use them is what is checked.
+/// lz4 with api_version 0.9 (magic 0) also needs xxhash, which Debian does not package for Python 3.</para>
+/// </summary>
+public sealed class KafkaPythonTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly ILoggerFactory _loggers = TestOutputLoggerProvider.Factory(output);
+
+    private const int Partitions = 3;
+    private const int Messages = 300;
+
+    private static string Script => Path.Combine(ClientTools.ClientsDir, "python", "kafka_python_client.py");
+
+    [Fact]
+    public async Task AdminClientCreatesListsAndDescribesTopics()
+    {
+        await using var broker = await StartAsync();
+        var r = await RunAsync(broker, "admin", "--topic", "py-admin-a", "--topic", "py-admin-b", "--partitions", "3");
+
+        Assert.Equal(0, r.GetProperty("create_errors").GetProperty("py-admin-a").GetInt32());
+        Assert.Equal(0, r.GetProperty("create_errors").GetProperty("py-admin-b").GetInt32());
+        Assert.Equal("TopicAlreadyExistsError", r.GetProperty("duplicate_create").GetString());
+        var listed = r.GetProperty("listed").EnumerateArray().Select(e => e.GetString()).ToList();
+        Assert.Contains("py-admin-a", listed);
+        Assert.Contains("py-admin-b", listed);
+        foreach (var topic in new[] { "py-admin-a", "py-admin-b" })
+        {
+            var d = r.GetProperty("described").GetProperty(topic);
+            Assert.Equal(0, d.GetProperty("error_code").GetInt32());
+            var parts = d.GetProperty("partitions").EnumerateArray().ToList();
+            Assert.Equal([0, 1, 2], parts.Select(p => p.GetProperty("partition").GetInt32()));
+            Assert.All(parts, p =>
+            {
+                Assert.Equal(1, p.GetProperty("leader").GetInt32());
+                Assert.Equal([1], p.GetProperty("replicas").EnumerateArray().Select(x => x.GetInt32()));
+                Assert.Equal([1], p.GetProperty("isr").EnumerateArray().Select(x => x.GetInt32()));
+            });
+        }
+        // The protocol generation kafka-python settles on from ApiVersions; 2.4 is the newest it knows.
+        output.WriteLine($"kafka-python probed api_version {r.GetProperty("api_version").GetString()}");
+        Assert.Equal("2.4.0", r.GetProperty("api_version").GetString());
+    }
+
+    /// <summary>
+    /// Produce and read back. api_version null lets kafka-python probe the broker (2.4: Produce v7 with
+    /// record batches, Fetch v10); forcing an old generation makes it speak the deprecated versions:
+    /// 0.10.1 is Produce v2 with magic 1 messages, Fetch v3 and ListOffsets v1; 0.9 is Produce v1 with
+    /// magic 0 messages (no timestamps), Fetch v1 and ListOffsets v0.
+    /// </summary>
+    [Theory]
+    [InlineData("none", null)]
+    [InlineData("gzip", null)]
+    [InlineData("none", "0.10.1")]
+    [InlineData("gzip", "0.10.1")]
+    [InlineData("none", "0.9")]
+    [InlineData("gzip", "0.9")]
+    public async Task ProducerAndAssignedConsumerRoundTrip(string codec, string? apiVersion)
+    {
+        await using var broker = await StartAsync();
+        string topic = $"py-{codec}-{apiVersion ?? "probed"}".Replace('.', '_');
+        var r = await RoundTripAsync(broker, topic, codec, apiVersion);
+        CheckRoundTrip(r, codec, apiVersion);
+        await CheckStoredCodecAsync(broker, topic, codec);
+    }
+
+    /// <summary>The codecs whose Python modules python3-kafka does not pull in: a full round trip when the module imports, else kafka-python must refuse the codec.</summary>
+    [Theory]
+    [InlineData("snappy")]
+    [InlineData("lz4")]
+    [InlineData("zstd")]
+    public async Task OptionalCodecRoundTripsWhenItsModuleIsInstalled(string codec)
+    {
+        await using var broker = await StartAsync();
+        string topic = "py-opt-" + codec;
+        var r = await RoundTripAsync(broker, topic, codec, null);
+        if (r.TryGetProperty("producer_error", out var error))
+        {
+            // Not available on this machine: kafka-python checks its codec library when the producer is built.
+            Assert.Equal($"Libraries for {codec} compression codec not found", error.GetString());
+            output.WriteLine($"NOT TESTED: kafka-python {codec} compression (its Python module does not import; apt package python3-{(codec == "zstd" ? "zstandard" : codec)})");
+            return;
+        }
+        CheckRoundTrip(r, codec, null);
+        await CheckStoredCodecAsync(broker, topic, codec);
+    }
+
+    private async Task<FreshetServer> StartAsync()
+    {
+        await ClientTools.RequirePythonKafkaAsync(v => output.WriteLine("kafka-python " + v));
+        return await FreshetServer.StartEmbeddedAsync(null, _loggers);
+    }
+
+    public void Dispose() => _loggers.Dispose();
+
+    private Task<JsonElement> RoundTripAsync(FreshetServer broker, string topic, string codec, string? apiVersion)
+    {
+        var args = new List<string> { "roundtrip", "--topic", topic, "--partitions", Partitions.ToString(CultureInfo.InvariantCulture),
+            "--messages", Messages.ToString(CultureInfo.InvariantCulture), "--codec", codec };
+        if (apiVersion is not null) args.AddRange(["--api-version", apiVersion]);
+        return RunAsync(broker, [.. args]);
+    }
+
+    private async Task<JsonElement> RunAsync(FreshetServer broker, params string[] args)
+    {
+        var all = new List<string> { Script };
+        all.AddRange(args);
+        all.AddRange(["--bootstrap", broker.BootstrapServers]);
+        if (ClientTools.Debug) all.Add("--debug");
+        var result = await ExternalProcess.RunAsync(ClientTools.DebianPython, all, ClientTools.ClientTimeout);
+        output.WriteLine(result.Describe());
+        return ClientTools.LastJsonLine(result);
+    }
+
+    private static void CheckRoundTrip(JsonElement r, string codec, string? apiVersion)
+    {
+        Assert.False(r.TryGetProperty("producer_error", out var pe), $"producer refused: {pe}");
+        Assert.Equal(apiVersion ?? "2.4.0", r.GetProperty("api_version").GetString());
+        Assert.Equal(apiVersion ?? "2.4.0", r.GetProperty("consumer_api_version").GetString());
+        Assert.Equal([0, 1, 2], r.GetProperty("partitions").EnumerateArray().Select(p => p.GetInt32()));
+        bool magic0 = apiVersion == "0.9";
+        bool hasHeaders = apiVersion is null; // record headers exist from magic 2 (0.11) on
+
+        // Where the producer was told each message went.
+        var sent = r.GetProperty("sent").EnumerateArray()
+            .ToDictionary(s => s.GetProperty("seq").GetInt32(), s => (Partition: s.GetProperty("partition").GetInt32(), Offset: s.GetProperty("offset").GetInt64()));
+        Assert.Equal(Messages, sent.Count);
+
+        var received = r.GetProperty("received").EnumerateArray().ToList();
+        Assert.Equal(Messages, received.Count);
+        var seen = new HashSet<int>();
+        var last = new Dictionary<int, (long Offset, int Seq)>();
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        foreach (var m in received)
+        {
+            int partition = m.GetProperty("partition").GetInt32();
+            long offset = m.GetProperty("offset").GetInt64();
+            string value = m.GetProperty("value").GetString()!;
+            int seq = int.Parse(value["value-".Length..], CultureInfo.InvariantCulture);
+            Assert.True(seen.Add(seq), $"message {seq} read twice");
+            Assert.Equal(sent[seq], (partition, offset));
+            Assert.Equal($"key-{seq % 7}", m.GetProperty("key").GetString());
+            var headers = m.GetProperty("headers").EnumerateArray().Select(h => $"{h[0].GetString()}={h[1].GetString()}").ToList();
+            List<string> expectedHeaders = hasHeaders ? [$"seq={seq}", $"codec={codec}"] : [];
+            Assert.Equal(expectedHeaders, headers);
+            var ts = m.GetProperty("timestamp");
+            if (magic0)
+            {
+                Assert.Equal(JsonValueKind.Null, ts.ValueKind); // magic 0 messages have no timestamp
+            }
+            else
+            {
+                Assert.InRange(ts.GetInt64(), now - 600_000, now + 60_000); // the producer's CreateTime
+            }
+            if (last.TryGetValue(partition, out var l))
+            {
+                Assert.Equal(l.Offset + 1, offset);
+                Assert.True(seq > l.Seq, $"partition {partition}: message {seq} after {l.Seq}");
+            }
+            else
+            {
+                Assert.Equal(0, offset);
+            }
+            last[partition] = (offset, seq);
+        }
+        foreach (var (partition, end) in r.GetProperty("end_offsets").EnumerateObject().Select(e => (int.Parse(e.Name, CultureInfo.InvariantCulture), e.Value.GetInt64())))
+            Assert.Equal(last.TryGetValue(partition, out var l) ? l.Offset + 1 : 0, end);
+    }
+
+    /// <summary>Legacy message sets are up-converted to one v2 batch per produce; a compressed producer keeps its codec.</summary>
+    private static async Task CheckStoredCodecAsync(FreshetServer broker, string topic, string codec)
+    {
+        var expected = codec switch
+        {
+            "gzip" => CompressionType.Gzip,
+            "snappy" => CompressionType.Snappy,
+            "lz4" => CompressionType.Lz4,
+            "zstd" => CompressionType.Zstd,
+            _ => CompressionType.None,
+        };
+        long total = 0;
+        for (int p = 0; p < Partitions; p++)
+        {
+            var batches = await ClientTools.StoredBatchesAsync(broker.BootstrapServers, topic, p);
+            Assert.All(batches, b => Assert.Equal(expected, b.Compression));
+            total += batches.Sum(b => (long)b.Count);
+        }
+        Assert.Equal(Messages, total);
+    }
+}

@@ -1,0 +1,151 @@
+#!/usr/bin/python3
+"""kafka-python against a Freshet broker, for tests/Freshet.Integration.Tests/Compatibility.
+
+Run with the Debian interpreter (/usr/bin/python3, package python3-kafka). Every command prints one
+JSON object on the last line of stdout; the C# test parses and checks it. Client logs go to stderr
+(--debug for DEBUG level).
+
+  kafka_python_client.py admin --bootstrap H:P --topic T [--topic T2 ...] --partitions 3
+      KafkaAdminClient: create_topics, create the first again (expects TopicAlreadyExistsError),
+      list_topics, describe_topics.
+  kafka_python_client.py roundtrip --bootstrap H:P --topic T --partitions 3 --messages N
+                                   [--codec none|gzip|snappy|lz4|zstd] [--api-version 0.10.1]
+      KafkaAdminClient creates the topic (unless it exists), KafkaProducer sends N keyed messages
+      (with headers when the protocol has them), then a KafkaConsumer with assign() +
+      seek_to_beginning() and no group reads every partition to its end.
+  A codec whose Python module does not import makes KafkaProducer refuse it; roundtrip then prints
+  {"producer_error": ...} instead of failing.
+"""
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+import kafka
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+# gzip is in the standard library; snappy, lz4 and zstd need python3-snappy, python3-lz4 and
+# python3-zstandard, which python3-kafka does not depend on.
+CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
+
+
+def parse_version(text):
+    return tuple(int(x) for x in text.split(".")) if text else None
+
+
+def cmd_admin(args):
+    admin = KafkaAdminClient(bootstrap_servers=args.bootstrap, client_id="freshet-compat-admin", request_timeout_ms=10000)
+    try:
+        created = admin.create_topics([NewTopic(t, args.partitions, 1) for t in args.topic], timeout_ms=10000)
+        create_errors = {t: code for (t, code, _msg) in created.topic_errors}
+        try:
+            admin.create_topics([NewTopic(args.topic[0], args.partitions, 1)], timeout_ms=10000)
+            duplicate = "no error"
+        except TopicAlreadyExistsError as e:
+            duplicate = type(e).__name__
+        listed = sorted(admin.list_topics())
+        described = {}
+        for t in admin.describe_topics(args.topic):
+            described[t["topic"]] = {
+                "error_code": t["error_code"],
+                "partitions": sorted([{"partition": p["partition"], "leader": p["leader"], "replicas": p["replicas"], "isr": p["isr"]}
+                                      for p in t["partitions"]], key=lambda p: p["partition"]),
+            }
+        return {"kafka_python": kafka.__version__, "api_version": ".".join(map(str, admin.config["api_version"])),
+                "create_errors": create_errors, "duplicate_create": duplicate, "listed": listed, "described": described}
+    finally:
+        admin.close()
+
+
+def cmd_roundtrip(args):
+    api_version = parse_version(args.api_version)
+    codec = None if args.codec == "none" else args.codec
+    common = {"bootstrap_servers": args.bootstrap, "request_timeout_ms": 10000}
+    if api_version:
+        common["api_version"] = api_version
+    admin = KafkaAdminClient(bootstrap_servers=args.bootstrap, client_id="freshet-compat-admin", request_timeout_ms=10000)
+    try:
+        admin.create_topics([NewTopic(args.topic, args.partitions, 1)], timeout_ms=10000)
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        admin.close()
+    try:
+        producer = KafkaProducer(client_id="freshet-compat-producer", acks="all", compression_type=codec, linger_ms=5, **common)
+    except AssertionError as e:
+        # kafka-python refuses a codec whose library does not import: "Libraries for snappy compression codec not found".
+        return {"kafka_python": kafka.__version__, "codec": args.codec, "producer_error": str(e)}
+    used_version = producer.config["api_version"]
+    with_headers = used_version >= (0, 11)  # headers need record batches (magic 2)
+    futures = []
+    for i in range(args.messages):
+        headers = [("seq", str(i).encode()), ("codec", args.codec.encode())] if with_headers else None
+        futures.append(producer.send(args.topic, key=("key-%d" % (i % 7)).encode(), value=("value-%d" % i).encode(), headers=headers))
+    producer.flush(timeout=20)
+    sent = []
+    for i, f in enumerate(futures):
+        md = f.get(timeout=20)
+        sent.append({"seq": i, "partition": md.partition, "offset": md.offset})
+    producer.close(timeout=5)
+
+    consumer = KafkaConsumer(client_id="freshet-compat-consumer", group_id=None, enable_auto_commit=False,
+                             fetch_max_wait_ms=100, **common)
+    try:
+        partitions = sorted(consumer.partitions_for_topic(args.topic) or [])
+        tps = [TopicPartition(args.topic, p) for p in partitions]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        if consumer.config["api_version"] >= (0, 10, 1):
+            end = {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}  # ListOffsets v1+
+        else:
+            # kafka-python's end_offsets() needs ListOffsets v1 (0.10.1+); the topic is new, so its
+            # end is one past the last offset the producer was given.
+            end = {p: 1 + max([s["offset"] for s in sent if s["partition"] == p], default=-1) for p in partitions}
+        received = []
+        deadline = time.monotonic() + args.timeout
+        while any(consumer.position(tp) < end[tp.partition] for tp in tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError("positions %s did not reach %s" % ({tp.partition: consumer.position(tp) for tp in tps}, end))
+            for tp, records in consumer.poll(timeout_ms=200).items():
+                for r in records:
+                    received.append({
+                        "partition": r.partition, "offset": r.offset, "timestamp": r.timestamp,
+                        "key": r.key.decode() if r.key is not None else None,
+                        "value": r.value.decode() if r.value is not None else None,
+                        "headers": [[k, v.decode()] for k, v in (r.headers or [])],
+                    })
+        return {"kafka_python": kafka.__version__, "codec": args.codec,
+                "api_version": ".".join(map(str, used_version)),
+                "consumer_api_version": ".".join(map(str, consumer.config["api_version"])),
+                "partitions": partitions, "end_offsets": {str(p): o for p, o in end.items()},
+                "sent": sent, "received": received}
+    finally:
+        consumer.close()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command", choices=["admin", "roundtrip"])
+    parser.add_argument("--bootstrap")
+    parser.add_argument("--topic", action="append", default=[])
+    parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument("--messages", type=int, default=100)
+    parser.add_argument("--codec", default="none", choices=CODECS)
+    parser.add_argument("--api-version", default=None, help="force a protocol generation, e.g. 0.10.1 or 0.9 (default: probe the broker)")
+    parser.add_argument("--timeout", type=float, default=15.0, help="seconds to read everything back")
+    parser.add_argument("--debug", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "roundtrip":
+        args.topic = args.topic[0]
+    result = {"admin": cmd_admin, "roundtrip": cmd_roundtrip}[args.command](args)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
