@@ -25,6 +25,10 @@ SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
 need=()
 command -v kcat >/dev/null 2>&1 || need+=(kcat)
 /usr/bin/python3 -c 'import kafka' >/dev/null 2>&1 || need+=(python3-kafka)
+# kafka-python's optional codecs (the package itself brings only gzip)
+/usr/bin/python3 -c 'import snappy' >/dev/null 2>&1 || need+=(python3-snappy)
+/usr/bin/python3 -c 'import lz4' >/dev/null 2>&1 || need+=(python3-lz4)
+/usr/bin/python3 -c 'import zstandard' >/dev/null 2>&1 || need+=(python3-zstandard)
 if [[ ${#need[@]} -gt 0 ]]; then
   echo "installing: ${need[*]}"
   $SUDO apt-get update -qq || true
