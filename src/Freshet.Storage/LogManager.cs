@@ -56,6 +56,7 @@ public sealed partial class LogManager : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private Task? _background;
     private int _closed;
+    private volatile bool _started;
 
     public LogManager(LogManagerOptions options, TimeProvider time, ILoggerFactory loggerFactory)
     {
@@ -82,6 +83,9 @@ public sealed partial class LogManager : IAsyncDisposable
             }
             catch (IOException e)
             {
+                // Release the directories locked so far: a failed start must not keep them from another manager.
+                foreach (var l in _dirLocks) l.Dispose();
+                _dirLocks.Clear();
                 throw new IOException($"log directory {dir} is in use by another process (cannot lock {LockFile}): {e.Message}", e);
             }
         }
@@ -120,6 +124,7 @@ public sealed partial class LogManager : IAsyncDisposable
             if (File.Exists(marker)) File.Delete(marker);
         }
         LogLoaded(_logger, _logs.Count, sw.ElapsedMilliseconds);
+        _started = true;
         _background = Task.Run(() => BackgroundLoopAsync(_stop.Token));
     }
 
@@ -153,10 +158,18 @@ public sealed partial class LogManager : IAsyncDisposable
     private string ChooseDir()
     {
         if (Options.LogDirs.Count == 1) return Options.LogDirs[0];
+        // Compare whole directory paths: a prefix test counted the logs of /data/d2 as logs of /data/d.
         return Options.LogDirs
-            .OrderBy(d => _logs.Values.Count(l => l.Dir.StartsWith(Path.GetFullPath(d), StringComparison.Ordinal)))
+            .OrderBy(d => _logs.Values.Count(l => IsLogIn(l, d)))
             .First();
     }
+
+    /// <summary>Full path without a trailing separator, so "/data/" and "/data" name the same log directory.</summary>
+    private static string NormalizeDir(string dir) => Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir));
+
+    /// <summary>Whether <paramref name="log"/>'s partition directory sits directly in log directory <paramref name="dir"/>.</summary>
+    private static bool IsLogIn(PartitionLog log, string dir) =>
+        string.Equals(NormalizeDir(Path.GetDirectoryName(NormalizeDir(log.Dir))!), NormalizeDir(dir), StringComparison.Ordinal);
 
     /// <summary>Removes a partition's log: renamed to *-delete at once, files removed in the background.</summary>
     public bool DeleteLog(TopicPartition tp)
@@ -224,8 +237,9 @@ public sealed partial class LogManager : IAsyncDisposable
     {
         foreach (var dir in Options.LogDirs)
         {
-            string full = Path.GetFullPath(dir);
-            var logs = _logs.Values.Where(l => Path.GetFullPath(Path.GetDirectoryName(l.Dir)!) == full).ToList();
+            // Normalized on both sides: with a trailing separator in log.dirs no log matched, and empty
+            // checkpoints were written (losing log start offsets and recovery points).
+            var logs = _logs.Values.Where(l => IsLogIn(l, dir)).ToList();
             new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.RecoveryPoint))
                 .Write(logs.Select(l => KeyValuePair.Create(l.TopicPartition, l.RecoveryPoint)), fsync);
             new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.LogStartOffset))
@@ -314,15 +328,22 @@ public sealed partial class LogManager : IAsyncDisposable
             }
         }
         DeletePendingSegments(all: true);
-        try
+        // Only a manager that started owns its directories. One whose Startup failed (directory locked
+        // by another manager, a log that failed to load) must not write checkpoints or the clean-shutdown
+        // marker there: the marker would make the next start skip recovery of logs this manager never
+        // loaded, or of the other manager's logs after it crashed.
+        if (_started)
         {
-            WriteCheckpoints();
-            if (allClosed)
-                foreach (var dir in Options.LogDirs) File.WriteAllText(Path.Combine(dir, CleanShutdownFile), "");
-        }
-        catch (IOException e)
-        {
-            LogBackgroundFailed(_logger, "checkpoint", "*", e.Message);
+            try
+            {
+                WriteCheckpoints();
+                if (allClosed)
+                    foreach (var dir in Options.LogDirs) File.WriteAllText(Path.Combine(dir, CleanShutdownFile), "");
+            }
+            catch (IOException e)
+            {
+                LogBackgroundFailed(_logger, "checkpoint", "*", e.Message);
+            }
         }
         foreach (var l in _dirLocks) await l.DisposeAsync().ConfigureAwait(false);
         _stop.Dispose();

@@ -205,6 +205,12 @@ public sealed partial class PartitionLog : IDisposable
         }
         // An empty last segment keeps its base as the end offset.
         if (nextOffset < segments[^1].BaseOffset) nextOffset = segments[^1].BaseOffset;
+        // Snapshots past the recovered end describe batches that were cut off (torn tail, corrupt
+        // batch, dropped segments). Left in place, a later restart would load one of them once the
+        // log grows past its offset again, and replace the real producer state with that of the
+        // lost batches. Kafka deletes them on load too.
+        foreach (var (offset, path) in producers.ListSnapshots().ToList())
+            if (offset > nextOffset) File.Delete(path);
 
         var log = new PartitionLog(dir, tp, topicId, config, options, segments.ToArray(), producers, time, logger, scheduleDelete ?? DeleteNow);
         log._logEndOffset = nextOffset;
@@ -671,7 +677,11 @@ public sealed partial class PartitionLog : IDisposable
                 bool byTime = config.Delete && config.RetentionMs >= 0 && nowMs - ts > config.RetentionMs;
                 bool bySize = excess != long.MinValue && excess - s.Size >= 0;
                 if (!(byStart || byTime || bySize)) break;
-                if (bySize) excess -= s.Size;
+                // Every deleted segment shrinks the log, whatever the reason it goes for: Kafka applies
+                // the policies one after the other, re-measuring the size in between, so a segment
+                // dropped by age or log start counts toward retention.bytes too. (Decrementing only
+                // for size-deleted segments deleted more than retention.bytes required.)
+                if (excess != long.MinValue) excess -= s.Size;
                 delete++;
             }
             if (delete == 0) return 0;

@@ -135,7 +135,12 @@ public sealed class LogSegment : IDisposable
             Volatile.Write(ref _offsetOfMaxTimestamp, b.LastOffset);
             Volatile.Write(ref _maxTimestamp, maxTs);
         }
-        if (position == 0 || _bytesSinceLastIndexEntry > IndexIntervalBytes)
+        // A full index takes no more entries; the batches after its last entry are found by scanning
+        // forward from it. The log rolls before the next append, but one append of several batches can
+        // fill the index midway, and recovery re-indexes segments written when segment.index.bytes or
+        // index.interval.bytes allowed more entries: OffsetIndex.Append would throw there, after the
+        // batches were written (append) or on every attempt to open the log (recovery).
+        if ((position == 0 || _bytesSinceLastIndexEntry > IndexIntervalBytes) && !OffsetIndex.IsFull)
         {
             OffsetIndex.Append(b.LastOffset, position);
             TimeIndex.MaybeAppend(_maxTimestamp, _offsetOfMaxTimestamp);
