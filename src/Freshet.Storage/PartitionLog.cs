@@ -266,6 +266,7 @@ public sealed partial class PartitionLog : IDisposable
                 $"Message batch size is {span.Length} bytes in append to partition {TopicPartition} which exceeds the maximum configured segment size of {config.SegmentBytes}.",
                 LogStartOffset);
         int batchCount = 0, recordCount = 0;
+        long maxTimestamp = RecordBatch.NoTimestamp;
         long now = NowMs;
         using (var scratch = new PooledBufferWriter())
         {
@@ -297,6 +298,7 @@ public sealed partial class PartitionLog : IDisposable
                 }
                 batchCount++;
                 recordCount += v.RecordCount;
+                maxTimestamp = Math.Max(maxTimestamp, v.MaxTimestamp);
                 pos += size;
             }
         }
@@ -351,7 +353,7 @@ public sealed partial class PartitionLog : IDisposable
             // ---- write
             try
             {
-                var seg = MaybeRoll(span.Length, next - 1);
+                var seg = MaybeRoll(span.Length, next - 1, appendTime >= 0 ? appendTime : maxTimestamp);
                 seg.Append(span);
                 written = seg;
                 endPosition = seg.Size;
@@ -410,14 +412,21 @@ public sealed partial class PartitionLog : IDisposable
     }
 
     /// <summary>Rolls a new active segment when the next append would not fit (Kafka's shouldRoll). Under the lock.</summary>
-    private LogSegment MaybeRoll(int bytes, long lastOffset)
+    /// <remarks>
+    /// A segment's age for segment.ms is measured in record time, as Kafka does: the incoming
+    /// batches' largest timestamp minus the first batch's timestamp; wall-clock time since the
+    /// segment was created only when the segment has no timestamped batch. (Wall-clock "now minus
+    /// first timestamp" would roll on every append for a producer whose clock lags segment.ms.)
+    /// </remarks>
+    private LogSegment MaybeRoll(int bytes, long lastOffset, long incomingMaxTimestamp)
     {
         var config = Config;
         var active = ActiveSegment;
-        long now = NowMs;
-        long since = active.FirstBatchTimestamp >= 0 ? active.FirstBatchTimestamp : active.CreatedMs;
+        long age = active.FirstBatchTimestamp >= 0 && incomingMaxTimestamp >= 0
+            ? incomingMaxTimestamp - active.FirstBatchTimestamp
+            : NowMs - active.CreatedMs;
         bool full = active.Size > config.SegmentBytes - bytes;
-        bool old = active.Size > 0 && now - since > config.SegmentMs - config.SegmentJitterMs;
+        bool old = active.Size > 0 && age > config.SegmentMs - config.SegmentJitterMs;
         bool indexFull = active.OffsetIndex.IsFull || active.TimeIndex.IsFull;
         bool overflow = lastOffset - active.BaseOffset > int.MaxValue;
         if (active.Size == 0 || !(full || old || indexFull || overflow)) return active;
@@ -731,7 +740,8 @@ public sealed partial class PartitionLog : IDisposable
             if (segs[^1].BaseOffset > offset) segs[^1].TruncateTo(segs[^1].BaseOffset);
             else segs[^1].TruncateTo(offset);
             Volatile.Write(ref _segments, segs.ToArray());
-            Volatile.Write(ref _logEndOffset, Math.Max(offset, segs[^1].BaseOffset));
+            // The end is where the remaining batches end (at or below the target: a batch straddling it goes too).
+            Volatile.Write(ref _logEndOffset, segs[^1].Size == 0 ? segs[^1].BaseOffset : segs[^1].ReadNextOffset());
             if (HighWatermark > LogEndOffset) Volatile.Write(ref _highWatermark, LogEndOffset);
             if (RecoveryPoint > LogEndOffset) Volatile.Write(ref _recoveryPoint, LogEndOffset);
             Producers.ResetTo(LogEndOffset);

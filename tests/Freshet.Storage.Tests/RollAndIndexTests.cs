@@ -68,6 +68,15 @@ public sealed class RollAndIndexTests : IDisposable
         Assert.Equal([0L, 1L], log.SegmentBases());
     }
 
+    [Fact]
+    public void A_producer_whose_clock_lags_more_than_segment_ms_does_not_roll_a_segment_per_append()
+    {
+        // Segment age is measured in record time (incoming batch minus first batch), as Kafka does.
+        using var log = TestLogs.Create(Dir, _time, TestLogs.Config((LogConfig.SegmentMsConfig, "60000")));
+        for (int i = 0; i < 5; i++) log.Append(Batches.Make(1, Now - 10 * 86_400_000L + i));
+        Assert.Equal([0L], log.SegmentBases());
+    }
+
     [Theory]
     [InlineData(false, 3)] // one timestamp: the time index holds one entry, the offset index (3 entries) fills first
     [InlineData(true, 2)]  // rising timestamps: the time index (2 entries) fills first

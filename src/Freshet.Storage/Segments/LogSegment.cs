@@ -321,17 +321,21 @@ public sealed class LogSegment : IDisposable
         return next;
     }
 
-    /// <summary>Removes every batch at or past <paramref name="offset"/>; returns bytes removed.</summary>
+    /// <summary>
+    /// Removes every batch holding an offset at or past <paramref name="offset"/>, the batch that
+    /// straddles it included (as Kafka does: a divergent follower must not keep part of a batch the
+    /// leader may have cut differently); returns bytes removed.
+    /// </summary>
     public int TruncateTo(long offset)
     {
         int limit = Size;
         var h = FindBatch(offset, limit);
         if (h is null) return 0;
-        int pos = h.Value.BaseOffset >= offset ? h.Value.Position : h.Value.Position + h.Value.Size;
+        int pos = h.Value.Position;
         int removed = limit - pos;
         if (removed <= 0) return 0;
-        OffsetIndex.TruncateTo(offset);
-        TimeIndex.TruncateTo(offset);
+        OffsetIndex.TruncateTo(h.Value.BaseOffset);
+        TimeIndex.TruncateTo(h.Value.BaseOffset);
         RandomAccess.SetLength(_log, pos);
         Volatile.Write(ref _size, pos);
         // Re-derive the largest timestamp from what is left.
