@@ -26,14 +26,36 @@ try
     return args[0] switch
     {
         "server" => rest.Contains("--help") ? Help(ServerCommand.Usage) : await ServerCommand.RunAsync(rest),
+        "topics" => await TopicsCommand.RunAsync(rest),
+        "produce" => rest.Contains("--help") ? Help(ProduceCommand.Usage) : await ProduceCommand.RunAsync(rest),
+        "consume" => rest.Contains("--help") ? Help(ConsumeCommand.Usage) : await ConsumeCommand.RunAsync(rest),
         _ => throw new UsageException($"unknown command '{args[0]}'"),
     };
 }
 catch (UsageException e)
 {
     Console.Error.WriteLine($"freshet: {e.Message}");
-    Console.Error.WriteLine("Run `freshet --help` for usage.");
+    Console.Error.WriteLine(args[0] is "server" or "topics" or "produce" or "consume"
+        ? $"Run `freshet {args[0]} --help` for usage."
+        : "Run `freshet --help` for usage.");
     return 2;
+}
+catch (CommandFailedException e)
+{
+    Console.Error.WriteLine($"freshet {args[0]}: {e.Message}");
+    return 1;
+}
+catch (IOException e)
+{
+    // A port already taken, an unreadable file: the message says it all; a stack trace does not help.
+    Console.Error.WriteLine($"freshet {args[0]}: {e.Message}");
+    return 1;
+}
+catch (Confluent.Kafka.KafkaException e)
+{
+    // Errors not tied to one topic or record: the cluster unreachable, a request timed out.
+    Console.Error.WriteLine($"freshet {args[0]}: {KafkaErrors.Describe(e.Error)}");
+    return 1;
 }
 
 static int Help(string text)

@@ -45,7 +45,7 @@ public sealed partial class SocketServer : IAsyncDisposable
             var address = Resolve(l.Host);
             var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
             if (address.Equals(IPAddress.IPv6Any)) socket.DualMode = true;
-            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            AllowRebindDuringTimeWait(socket);
             try
             {
                 socket.Bind(new IPEndPoint(address, l.Port));
@@ -60,6 +60,21 @@ public sealed partial class SocketServer : IAsyncDisposable
             _bound.Add((l, socket, bound));
             LogListening(_logger, l.Name, bound.ToString());
         }
+    }
+
+    /// <summary>
+    /// Sets plain SO_REUSEADDR, so a restarted broker can bind while its old connections sit in
+    /// TIME_WAIT. Not SocketOptionName.ReuseAddress: on Linux and macOS .NET maps that to
+    /// SO_REUSEPORT as well, which lets a second process bind a port already in use and silently
+    /// take half of its connections. Windows needs nothing (TIME_WAIT does not block a bind).
+    /// </summary>
+    private static void AllowRebindDuringTimeWait(Socket socket)
+    {
+        const int enable = 1;
+        if (OperatingSystem.IsLinux())
+            socket.SetRawSocketOption(1 /* SOL_SOCKET */, 2 /* SO_REUSEADDR */, BitConverter.GetBytes(enable));
+        else if (OperatingSystem.IsMacOS() || OperatingSystem.IsFreeBSD())
+            socket.SetRawSocketOption(0xffff /* SOL_SOCKET */, 4 /* SO_REUSEADDR */, BitConverter.GetBytes(enable));
     }
 
     /// <summary>Starts serving connections (once the broker is ready to answer them).</summary>

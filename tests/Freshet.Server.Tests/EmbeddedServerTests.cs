@@ -49,4 +49,27 @@ public sealed class EmbeddedServerTests
         var e = await Assert.ThrowsAsync<IOException>(() => FreshetServer.StartEmbeddedAsync(new Dictionary<string, string> { ["listeners"] = $"PLAINTEXT://127.0.0.1:{port}" }));
         Assert.Contains($"{port}", e.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task ASecondServerCannotListenOnTheSamePort()
+    {
+        // Both sockets come from Freshet here: with SO_REUSEPORT on both, Linux let the second
+        // bind succeed and split new connections between the two brokers.
+        await using var first = await FreshetServer.StartEmbeddedAsync();
+        int port = int.Parse(first.BootstrapServers[(first.BootstrapServers.LastIndexOf(':') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+        string dir = Path.Combine(Path.GetTempPath(), "freshet-port-" + Guid.NewGuid().ToString("N")[..8]);
+        try
+        {
+            var e = await Assert.ThrowsAsync<IOException>(() => FreshetServer.StartEmbeddedAsync(new Dictionary<string, string>
+            {
+                ["listeners"] = $"PLAINTEXT://127.0.0.1:{port}",
+                ["log.dirs"] = dir,
+            }));
+            Assert.Contains($"{port}", e.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
 }
