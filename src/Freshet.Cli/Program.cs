@@ -29,6 +29,7 @@ try
         "topics" => await TopicsCommand.RunAsync(rest),
         "produce" => rest.Contains("--help") ? Help(ProduceCommand.Usage) : await ProduceCommand.RunAsync(rest),
         "consume" => rest.Contains("--help") ? Help(ConsumeCommand.Usage) : await ConsumeCommand.RunAsync(rest),
+        "bench" => rest.Contains("--help") ? Help(BenchCommand.Usage) : await BenchCommand.RunAsync(rest),
         _ => throw new UsageException($"unknown command '{args[0]}'"),
     };
 }
