@@ -14,13 +14,25 @@ public delegate ValueTask<IApiMessage?> ApiHandler(RequestContext context, IApiM
 public sealed class RequestDispatcher(bool enableUnstableVersions = false)
 {
     private readonly ApiHandler?[] _handlers = new ApiHandler?[short.MaxValue + 1];
+    private readonly bool[] _ordered = new bool[short.MaxValue + 1];
     private readonly SortedSet<short> _keys = [];
 
-    public void Register(ApiKey key, ApiHandler handler)
+    /// <param name="ordered">
+    /// The connection reads no further request until this one has completed (Kafka's behaviour
+    /// for every request). For APIs whose effects later requests may depend on and whose handlers
+    /// can wait on the controller or the disk: topic and config administration, producer ids,
+    /// metadata with auto-creation. Others (produce, fetch) pipeline: their order-sensitive part
+    /// runs before the handler first awaits.
+    /// </param>
+    public void Register(ApiKey key, ApiHandler handler, bool ordered = false)
     {
         _handlers[(short)key] = handler;
+        _ordered[(short)key] = ordered;
         _keys.Add((short)key);
     }
+
+    /// <summary>True when the connection must wait for this API's requests to complete before reading the next one.</summary>
+    public bool IsOrdered(short apiKey) => apiKey >= 0 && _ordered[apiKey];
 
     public IReadOnlyCollection<short> ApiKeys => _keys;
 

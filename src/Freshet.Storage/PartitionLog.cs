@@ -26,9 +26,18 @@ public readonly record struct LogAppendResult(
     int RecordCount,
     bool IsDuplicate)
 {
+    /// <summary>
+    /// Set when the append was made with <c>deferSync</c> and the flush policy wants the data on
+    /// disk before it is acknowledged: pass the result to <see cref="PartitionLog.SyncAsync"/>.
+    /// </summary>
+    public PendingSync? Sync { get; init; }
+
     public static LogAppendResult Failed(ErrorCode error, string? message, long logStartOffset) =>
         new(error, message, -1, -1, -1, logStartOffset, 0, false);
 }
+
+/// <summary>An fsync an append still owes: the segment written and how far, or a flush of everything up to an offset.</summary>
+public sealed record PendingSync(LogSegment Segment, long Position, long FlushUpTo);
 
 /// <summary>Result of a read: whole batches as a file range, and the offsets a fetch response reports.</summary>
 public readonly record struct LogReadResult(ErrorCode Error, FileRecords? Records, long HighWatermark, long LogStartOffset, long LogEndOffset);
@@ -255,7 +264,12 @@ public sealed partial class PartitionLog : IDisposable
     /// (<paramref name="records"/> is modified in place: base offsets, leader epoch, LogAppendTime).
     /// Nothing is stored unless every batch is valid.
     /// </summary>
-    public LogAppendResult AppendAsLeader(Memory<byte> records, int leaderEpoch, AppendOrigin origin = AppendOrigin.Client)
+    /// <param name="deferSync">
+    /// When true, an fsync the flush policy requires is not done here but returned in
+    /// <see cref="LogAppendResult.Sync"/> for <see cref="SyncAsync"/>, so that a network thread
+    /// appending in request order never blocks on the disk.
+    /// </param>
+    public LogAppendResult AppendAsLeader(Memory<byte> records, int leaderEpoch, AppendOrigin origin = AppendOrigin.Client, bool deferSync = false)
     {
         var config = Config;
         var span = records.Span;
@@ -385,12 +399,24 @@ public sealed partial class PartitionLog : IDisposable
         }
 
         // ---- durability, outside the lock so concurrent appends share one fsync
+        if (!flushByCount && !Options.FsyncOnAppend) return result;
+        var sync = new PendingSync(written, endPosition, flushByCount ? result.LastOffset + 1 : -1);
+        if (deferSync) return result with { Sync = sync };
+        return Sync(result, sync);
+    }
+
+    /// <summary>Does the fsync an append deferred, on a thread-pool thread; the result's error tells whether it worked.</summary>
+    public Task<LogAppendResult> SyncAsync(LogAppendResult result) =>
+        result.Sync is { } sync ? Task.Run(() => Sync(result with { Sync = null }, sync)) : Task.FromResult(result);
+
+    private LogAppendResult Sync(LogAppendResult result, PendingSync sync)
+    {
         try
         {
-            if (flushByCount) Flush(result.LastOffset + 1);
-            else if (Options.FsyncOnAppend) SyncUpTo(written, endPosition);
+            if (sync.FlushUpTo >= 0) Flush(sync.FlushUpTo);
+            else SyncUpTo(sync.Segment, sync.Position);
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
         {
             LogAppendFailed(_logger, TopicPartition, e.Message);
             return LogAppendResult.Failed(ErrorCode.KafkaStorageError, $"Disk error while syncing {TopicPartition}: {e.Message}", LogStartOffset);

@@ -46,6 +46,8 @@ public sealed class ConcurrencyTests : IDisposable
         }
 
         var readers = Enumerable.Range(0, 2).Select(i => Task.Run(() => Reader(i))).ToArray();
+        // On a busy machine the readers may start late: let them get going before the writer runs.
+        SpinWait.SpinUntil(() => Volatile.Read(ref reads) > 0, TimeSpan.FromSeconds(10));
         long next = 0;
         for (int i = 0; i < batches && errors.Count == 0; i++)
         {
@@ -55,6 +57,7 @@ public sealed class ConcurrencyTests : IDisposable
             next += n;
             log.UpdateHighWatermark(log.LogEndOffset);
         }
+        SpinWait.SpinUntil(() => Volatile.Read(ref reads) > 100, TimeSpan.FromSeconds(10));
         await Task.Delay(50);
         done.Cancel();
         await Task.WhenAll(readers);

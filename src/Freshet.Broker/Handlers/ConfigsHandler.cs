@@ -4,6 +4,7 @@ using Freshet.Metadata.Image;
 using Freshet.Protocol;
 using Freshet.Protocol.Config;
 using Freshet.Protocol.Messages;
+using Freshet.Protocol.Wire;
 using Freshet.Storage;
 
 namespace Freshet.Broker.Handlers;
@@ -14,7 +15,8 @@ public sealed class ConfigsHandler(RequestDispatcher dispatcher, BrokerOptions o
     public void Register()
     {
         dispatcher.Register(ApiKey.DescribeConfigs, (c, r) => new(HandleDescribe(c, (DescribeConfigsRequest)r)));
-        dispatcher.Register(ApiKey.IncrementalAlterConfigs, (c, r) => new(HandleIncrementalAlter(c, (IncrementalAlterConfigsRequest)r)));
+        dispatcher.Register(ApiKey.IncrementalAlterConfigs,
+            (c, r) => new(Task.Run<IApiMessage?>(() => HandleIncrementalAlter(c, (IncrementalAlterConfigsRequest)r))), ordered: true);
     }
 
     public DescribeConfigsResponse HandleDescribe(RequestContext context, DescribeConfigsRequest request)

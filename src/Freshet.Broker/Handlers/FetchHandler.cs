@@ -70,10 +70,12 @@ public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions opt
         long deadline = Environment.TickCount64 + maxWait;
         while (true)
         {
+            // Note the signals' versions before reading, so data appended in between wakes the wait below at once.
+            var seen = DataWaiter.Snapshot(waitOn);
             var (bytes, errors) = ReadAll(v, request, items, fromFollower);
             long remaining = deadline - Environment.TickCount64;
             if (bytes >= request.MinBytes || errors || remaining <= 0 || waitOn.Count == 0) break;
-            await ReplicaManager.WaitForDataAsync(waitOn, (int)remaining, context.ConnectionClosed).ConfigureAwait(false);
+            await DataWaiter.WaitAsync(waitOn, seen, (int)remaining, context.ConnectionClosed).ConfigureAwait(false);
             if (context.ConnectionClosed.IsCancellationRequested) break;
         }
         return response;

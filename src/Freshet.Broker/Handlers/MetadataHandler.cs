@@ -19,8 +19,26 @@ public sealed class MetadataHandler(RequestDispatcher dispatcher, BrokerOptions 
 
     public void Register()
     {
-        dispatcher.Register(ApiKey.Metadata, (c, r) => new(Handle(c, (MetadataRequest)r)));
+        dispatcher.Register(ApiKey.Metadata, (c, r) => HandleAsync(c, (MetadataRequest)r), ordered: true);
         dispatcher.Register(ApiKey.DescribeCluster, (c, r) => new(HandleDescribeCluster(c, (DescribeClusterRequest)r)));
+    }
+
+    /// <summary>Answers at once unless a topic must be auto-created: that commit (an fsync) runs off the network thread.</summary>
+    public ValueTask<IApiMessage?> HandleAsync(RequestContext context, MetadataRequest request)
+    {
+        if (NeedsAutoCreate(context, request)) return new(Task.Run<IApiMessage?>(() => Handle(context, request)));
+        return new(Handle(context, request));
+    }
+
+    private bool NeedsAutoCreate(RequestContext context, MetadataRequest request)
+    {
+        short v = context.ApiVersion;
+        if (request.Topics is null || v == 0 && request.Topics.Count == 0) return false;
+        if (!options.AutoCreateTopicsEnable || v >= 4 && !request.AllowAutoTopicCreation) return false;
+        var image = cache.Image;
+        foreach (var t in request.Topics)
+            if (t.Name is not null && image.Topic(t.Name) is null && TopicNames.Validate(t.Name) is null) return true;
+        return false;
     }
 
     public MetadataResponse Handle(RequestContext context, MetadataRequest request)

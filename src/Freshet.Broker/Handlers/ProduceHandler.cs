@@ -24,6 +24,7 @@ public sealed class ProduceHandler(RequestDispatcher dispatcher, ReplicaManager 
         short acks = request.Acks;
         var response = new ProduceResponse();
         List<(ProduceResponse.PartitionProduceResponse Response, Partition Partition, long LastOffset)>? waiting = null;
+        List<(ProduceResponse.PartitionProduceResponse Response, Partition Partition, LogAppendResult Result)>? syncing = null;
         bool anyError = false;
         foreach (var topic in request.TopicData)
         {
@@ -45,8 +46,24 @@ public sealed class ProduceHandler(RequestDispatcher dispatcher, ReplicaManager 
                 pr.BaseOffset = result.FirstOffset;
                 pr.LogAppendTimeMs = result.LogAppendTime;
                 pr.LogStartOffset = result.LogStartOffset;
+                if (result.Sync is not null && partition is not null) (syncing ??= []).Add((pr, partition, result));
                 if (acks == -1 && result.LastOffset >= 0 && partition is not null && partition.HighWatermark <= result.LastOffset)
                     (waiting ??= []).Add((pr, partition, result.LastOffset));
+            }
+        }
+        if (syncing is not null)
+        {
+            // The flush policy wants these appends on disk before any acknowledgement.
+            foreach (var (pr, partition, result) in syncing)
+            {
+                var done = await ReplicaManager.CompleteSyncAsync(partition, result).ConfigureAwait(false);
+                if (done.Error != ErrorCode.None)
+                {
+                    pr.ErrorCode = (short)done.Error;
+                    pr.ErrorMessage = done.ErrorMessage;
+                    pr.BaseOffset = -1;
+                    anyError = true;
+                }
             }
         }
         if (acks == 0)
@@ -107,7 +124,8 @@ public sealed class ProduceHandler(RequestDispatcher dispatcher, ReplicaManager 
                 return (ErrorCode.UnsupportedCompressionType, "Produce requests with version older than 7 cannot use zstd", partition, default);
             bytes = MemoryMarshal.AsMemory(records.Memory);
         }
-        var result = replicas.AppendToLeader(partition, bytes, acks);
+        // deferSync: the write happens here, in request order; an fsync the flush policy asks for is awaited after.
+        var result = replicas.AppendToLeader(partition, bytes, acks, deferSync: true);
         return (result.Error, result.Error == ErrorCode.None ? null : result.ErrorMessage, partition, result);
     }
 }

@@ -1,5 +1,6 @@
 using Freshet.Protocol;
 using Freshet.Protocol.Messages;
+using Freshet.Protocol.Wire;
 
 namespace Freshet.Broker.Handlers;
 
@@ -10,7 +11,9 @@ namespace Freshet.Broker.Handlers;
 /// </summary>
 public sealed class ProducerIdHandler(RequestDispatcher dispatcher, ProducerIdManager producerIds)
 {
-    public void Register() => dispatcher.Register(ApiKey.InitProducerId, (c, r) => new(Handle(c, (InitProducerIdRequest)r)));
+    /// <summary>A new block of ids is committed by the controller (an fsync): off the network thread.</summary>
+    public void Register() =>
+        dispatcher.Register(ApiKey.InitProducerId, (c, r) => new(Task.Run<IApiMessage?>(() => Handle(c, (InitProducerIdRequest)r))), ordered: true);
 
     public InitProducerIdResponse Handle(RequestContext context, InitProducerIdRequest request)
     {

@@ -13,9 +13,10 @@ public sealed class TopicsHandler(RequestDispatcher dispatcher, BrokerOptions op
 {
     public void Register()
     {
-        dispatcher.Register(ApiKey.CreateTopics, (c, r) => new(HandleCreateTopics(c, (CreateTopicsRequest)r)));
-        dispatcher.Register(ApiKey.DeleteTopics, (c, r) => new(HandleDeleteTopics(c, (DeleteTopicsRequest)r)));
-        dispatcher.Register(ApiKey.CreatePartitions, (c, r) => new(HandleCreatePartitions(c, (CreatePartitionsRequest)r)));
+        // The controller commits to its log with an fsync: off the network thread, and in order.
+        dispatcher.Register(ApiKey.CreateTopics, (c, r) => new(Task.Run<IApiMessage?>(() => HandleCreateTopics(c, (CreateTopicsRequest)r))), ordered: true);
+        dispatcher.Register(ApiKey.DeleteTopics, (c, r) => new(Task.Run<IApiMessage?>(() => HandleDeleteTopics(c, (DeleteTopicsRequest)r))), ordered: true);
+        dispatcher.Register(ApiKey.CreatePartitions, (c, r) => new(Task.Run<IApiMessage?>(() => HandleCreatePartitions(c, (CreatePartitionsRequest)r))), ordered: true);
     }
 
     public CreateTopicsResponse HandleCreateTopics(RequestContext context, CreateTopicsRequest request)

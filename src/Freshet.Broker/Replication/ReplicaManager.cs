@@ -87,7 +87,7 @@ public sealed partial class ReplicaManager(BrokerOptions options, LogManager log
     // ---------------------------------------------------------------- produce
 
     /// <summary>Appends to the leader replica; the caller waits for the high watermark when acks=all.</summary>
-    public LogAppendResult AppendToLeader(Partition p, Memory<byte> records, short requiredAcks, AppendOrigin origin = AppendOrigin.Client)
+    public LogAppendResult AppendToLeader(Partition p, Memory<byte> records, short requiredAcks, AppendOrigin origin = AppendOrigin.Client, bool deferSync = false)
     {
         if (!p.IsLeader)
             return LogAppendResult.Failed(ErrorCode.NotLeaderOrFollower, $"Broker {Options.NodeId} is not the leader of {p.TopicPartition}", p.Log.LogStartOffset);
@@ -95,53 +95,33 @@ public sealed partial class ReplicaManager(BrokerOptions options, LogManager log
             return LogAppendResult.Failed(ErrorCode.NotEnoughReplicas,
                 $"The size of the current ISR {p.Isr.Length} is insufficient to satisfy the min.isr requirement of {p.Log.Config.MinInSyncReplicas} for partition {p.TopicPartition}",
                 p.Log.LogStartOffset);
-        var result = p.Log.AppendAsLeader(records, p.LeaderEpoch, origin);
-        if (result.Error == ErrorCode.None && !result.IsDuplicate) p.MaybeIncrementHighWatermark();
+        var result = p.Log.AppendAsLeader(records, p.LeaderEpoch, origin, deferSync);
+        // With a deferred fsync the high watermark waits for it: consumers never see what is not yet durable.
+        if (result.Error == ErrorCode.None && !result.IsDuplicate && result.Sync is null) p.MaybeIncrementHighWatermark();
         return result;
+    }
+
+    /// <summary>Finishes an append made with deferSync: the fsync (off the calling thread), then the high watermark.</summary>
+    public static async Task<LogAppendResult> CompleteSyncAsync(Partition p, LogAppendResult result)
+    {
+        if (result.Sync is null) return result;
+        var done = await p.Log.SyncAsync(result).ConfigureAwait(false);
+        if (done.Error == ErrorCode.None) p.MaybeIncrementHighWatermark();
+        return done;
     }
 
     /// <summary>Waits until the high watermark passes <paramref name="offset"/> (acks=all); false on timeout.</summary>
     public static async Task<bool> WaitForHighWatermarkAsync(Partition p, long offset, int timeoutMs, CancellationToken ct)
     {
-        if (p.HighWatermark > offset) return true;
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        cts.CancelAfter(Math.Max(0, timeoutMs));
-        try
+        long deadline = Environment.TickCount64 + Math.Max(0, timeoutMs);
+        Partition[] one = [p];
+        while (true)
         {
-            while (p.HighWatermark <= offset)
-            {
-                var next = p.Signal.Next;
-                if (p.HighWatermark > offset) break;
-                await next.WaitAsync(cts.Token).ConfigureAwait(false);
-            }
-            return true;
-        }
-        catch (OperationCanceledException)
-        {
-            return p.HighWatermark > offset;
-        }
-    }
-
-    // ---------------------------------------------------------------- fetch
-
-    /// <summary>Waits until any partition signals new data, the timeout passes, or the connection closes.</summary>
-    public static async Task WaitForDataAsync(IReadOnlyList<Partition> partitions, int timeoutMs, CancellationToken ct)
-    {
-        if (timeoutMs <= 0) return;
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        cts.CancelAfter(timeoutMs);
-        try
-        {
-            Task any = partitions.Count switch
-            {
-                0 => Task.Delay(Timeout.Infinite, cts.Token),
-                1 => partitions[0].Signal.Next,
-                _ => Task.WhenAny(partitions.Select(p => p.Signal.Next)),
-            };
-            await any.WaitAsync(cts.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
+            var seen = DataWaiter.Snapshot(one);
+            if (p.HighWatermark > offset) return true;
+            long remaining = deadline - Environment.TickCount64;
+            if (remaining <= 0 || ct.IsCancellationRequested) return false;
+            await DataWaiter.WaitAsync(one, seen, (int)remaining, ct).ConfigureAwait(false);
         }
     }
 

@@ -161,23 +161,63 @@ public sealed class LogSegment : IDisposable
         Span<byte> h = stackalloc byte[RecordBatch.HeaderSize];
         int want = Math.Min(RecordBatch.HeaderSize, limit - position);
         int n = RandomAccess.Read(_log, h[..want], position);
-        if (n < RecordBatch.LogOverhead) return null;
+        return Parse(h[..n], position, limit);
+    }
+
+    /// <summary>
+    /// Reads batch headers through a window of the file, so that walking consecutive small batches
+    /// costs one read per window instead of one per batch (a consumer at the tail of a log with
+    /// small batches would otherwise pay a system call for every batch between the last index
+    /// entry and its offset). A header that does not fit the window is read on its own.
+    /// </summary>
+    private ref struct HeaderCursor(LogSegment segment, Span<byte> window, int limit)
+    {
+        private readonly Span<byte> _window = window;
+        private long _start = -1;
+        private int _length;
+
+        public BatchHeader? At(int position)
+        {
+            if (position + RecordBatch.LogOverhead > limit) return null;
+            if (_start < 0 || position < _start || position + Math.Min(RecordBatch.HeaderSize, limit - position) > _start + _length)
+            {
+                int want = Math.Min(_window.Length, limit - position);
+                int n = RandomAccess.Read(segment._log, _window[..want], position);
+                _start = position;
+                _length = n;
+            }
+            var h = _window.Slice((int)(position - _start), (int)Math.Min(RecordBatch.HeaderSize, _start + _length - position));
+            return Parse(h, position, limit);
+        }
+    }
+
+    private static BatchHeader? Parse(ReadOnlySpan<byte> h, int position, int limit)
+    {
+        if (h.Length < RecordBatch.LogOverhead) return null;
         long baseOffset = BinaryPrimitives.ReadInt64BigEndian(h);
         int length = BinaryPrimitives.ReadInt32BigEndian(h[RecordBatch.LengthOffset..]);
         int size = RecordBatch.LogOverhead + length;
         if (length < 0 || position + (long)size > limit) return null;
-        if (n < RecordBatch.HeaderSize || h[RecordBatch.MagicOffset] != RecordBatch.CurrentMagic)
-            return new BatchHeader(position, baseOffset, baseOffset, size, RecordBatch.NoTimestamp, n > RecordBatch.MagicOffset ? h[RecordBatch.MagicOffset] : (byte)0);
+        if (h.Length < RecordBatch.HeaderSize || h[RecordBatch.MagicOffset] != RecordBatch.CurrentMagic)
+            return new BatchHeader(position, baseOffset, baseOffset, size, RecordBatch.NoTimestamp, h.Length > RecordBatch.MagicOffset ? h[RecordBatch.MagicOffset] : (byte)0);
         long last = baseOffset + BinaryPrimitives.ReadInt32BigEndian(h[RecordBatch.LastOffsetDeltaOffset..]);
         long maxTs = BinaryPrimitives.ReadInt64BigEndian(h[RecordBatch.MaxTimestampOffset..]);
         return new BatchHeader(position, baseOffset, last, size, maxTs, h[RecordBatch.MagicOffset]);
     }
 
+    private const int HeaderWindowBytes = 8192;
+
     /// <summary>The first batch with last offset at or past <paramref name="offset"/>, scanning from the index's hint.</summary>
     public BatchHeader? FindBatch(long offset, int limit)
     {
+        var cursor = new HeaderCursor(this, stackalloc byte[HeaderWindowBytes], limit);
+        return FindBatch(ref cursor, offset);
+    }
+
+    private BatchHeader? FindBatch(ref HeaderCursor cursor, long offset)
+    {
         var (_, pos) = OffsetIndex.Lookup(offset);
-        while (ReadHeader(pos, limit) is { } h)
+        while (cursor.At(pos) is { } h)
         {
             if (h.LastOffset >= offset) return h;
             pos += h.Size;
@@ -194,7 +234,8 @@ public sealed class LogSegment : IDisposable
     public FileRecords? Read(long offset, int maxBytes, long maxOffsetExclusive, bool minOneBatch)
     {
         int limit = Size;
-        var first = FindBatch(offset, limit);
+        var cursor = new HeaderCursor(this, stackalloc byte[HeaderWindowBytes], limit);
+        var first = FindBatch(ref cursor, offset);
         if (first is not { } f || f.BaseOffset >= maxOffsetExclusive) return null;
         int end = f.Position;
         var h = first;
@@ -203,7 +244,7 @@ public sealed class LogSegment : IDisposable
             int next = b.Position + b.Size;
             if (next - f.Position > maxBytes && !(minOneBatch && end == f.Position)) break;
             end = next;
-            h = ReadHeader(next, limit);
+            h = cursor.At(next);
         }
         if (end == f.Position) return minOneBatch || maxBytes <= 0 ? null : new FileRecords(_log, f.Position, 0);
         return new FileRecords(_log, f.Position, end - f.Position);
