@@ -43,6 +43,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
     private readonly LocalMetadataLog _metadataLog;
     private readonly SocketServer _sockets;
     private readonly bool _deleteData;
+    private LogSyncer? _syncer;
     private int _disposed;
 
     private FreshetServer(BrokerConfig config, ILogger logger, LogManager logs, LocalMetadataLog metadataLog, SocketServer sockets,
@@ -105,12 +106,13 @@ public sealed partial class FreshetServer : IAsyncDisposable
             throw new NotSupportedException("this version runs combined broker,controller nodes only (process.roles=broker,controller)");
 
         string clusterId = MetaProperties.EnsureFormatted(config.LogDirs.Append(config.MetadataLogDir), config.NodeId);
+        var syncer = new LogSyncer();
 
         var logs = new LogManager(new LogManagerOptions
         {
             LogDirs = config.LogDirs,
             TopicDefaults = config.TopicDefaults,
-            Log = new LogOptions { FsyncOnAppend = config.FlushPerAppend, ProducerIdExpirationMs = config.ProducerIdExpirationMs },
+            Log = new LogOptions { FsyncOnAppend = config.FlushPerAppend, ProducerIdExpirationMs = config.ProducerIdExpirationMs, Syncer = syncer },
             RetentionCheckIntervalMs = config.RetentionCheckIntervalMs,
             FlushCheckIntervalMs = Math.Min(config.FlushSchedulerIntervalMs, 1000),
             CheckpointIntervalMs = config.CheckpointIntervalMs,
@@ -177,13 +179,17 @@ public sealed partial class FreshetServer : IAsyncDisposable
             var first = advertised[0];
             string bootstrap = $"{(first.Host.Contains(':', StringComparison.Ordinal) ? $"[{first.Host}]" : first.Host)}:{first.Port}";
             LogStarted(logger, config.NodeId, clusterId, bootstrap, sw.ElapsedMilliseconds);
-            return new FreshetServer(config, logger, logs, metadataLog, sockets, controller, replicas, bootstrap, options.DeleteDataOnDispose, sw.Elapsed);
+            return new FreshetServer(config, logger, logs, metadataLog, sockets, controller, replicas, bootstrap, options.DeleteDataOnDispose, sw.Elapsed)
+            {
+                _syncer = syncer,
+            };
         }
         catch
         {
             if (sockets is not null) sockets.DisposeAsync().AsTask().GetAwaiter().GetResult();
             logs.DisposeAsync().AsTask().GetAwaiter().GetResult();
             metadataLog?.Dispose();
+            syncer.Dispose();
             throw;
         }
     }
@@ -221,6 +227,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
         var sw = Stopwatch.StartNew();
         await _sockets.DisposeAsync().ConfigureAwait(false);
         await _logs.DisposeAsync().ConfigureAwait(false);
+        _syncer?.Dispose();
         _metadataLog.Dispose();
         LogStopped(_logger, sw.ElapsedMilliseconds);
         if (_deleteData)

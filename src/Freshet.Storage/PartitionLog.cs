@@ -50,6 +50,9 @@ public sealed record LogOptions
 
     /// <summary>producer.id.expiration.ms: idle producers are forgotten after this long.</summary>
     public long ProducerIdExpirationMs { get; init; } = 86_400_000;
+
+    /// <summary>Where deferred fsyncs are done (group commit); without one they run on the thread pool.</summary>
+    public LogSyncer? Syncer { get; init; }
 }
 
 /// <summary>
@@ -406,8 +409,15 @@ public sealed partial class PartitionLog : IDisposable
     }
 
     /// <summary>Does the fsync an append deferred, on a thread-pool thread; the result's error tells whether it worked.</summary>
-    public Task<LogAppendResult> SyncAsync(LogAppendResult result) =>
-        result.Sync is { } sync ? Task.Run(() => Sync(result with { Sync = null }, sync)) : Task.FromResult(result);
+    public Task<LogAppendResult> SyncAsync(LogAppendResult result)
+    {
+        if (result.Sync is null) return Task.FromResult(result);
+        return Options.Syncer is { } syncer ? syncer.Enqueue(this, result) : Task.Run(() => SyncNow(result));
+    }
+
+    /// <summary>Does a deferred fsync on the calling thread.</summary>
+    public LogAppendResult SyncNow(LogAppendResult result) =>
+        result.Sync is { } sync ? Sync(result with { Sync = null }, sync) : result;
 
     private LogAppendResult Sync(LogAppendResult result, PendingSync sync)
     {

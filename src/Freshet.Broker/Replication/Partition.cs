@@ -42,11 +42,15 @@ public sealed class Partition(TopicPartition topicPartition, Uuid topicId, Parti
     /// offset is known until followers fetch, so an ISR of more than this replica keeps it where
     /// it is. Wakes waiters when it moves.
     /// </summary>
-    public void MaybeIncrementHighWatermark()
+    /// <param name="durableUpTo">
+    /// With fsync per append, the end of what is known to be on disk: the high watermark does not
+    /// pass it, so consumers never read what a crash could still take back.
+    /// </param>
+    public void MaybeIncrementHighWatermark(long durableUpTo = long.MaxValue)
     {
         if (!IsLeader) return;
         var isr = Isr;
-        if (isr.Length == 1 && isr[0] == LocalNodeId && Log.UpdateHighWatermark(Log.LogEndOffset)) Signal.Pulse();
+        if (isr.Length == 1 && isr[0] == LocalNodeId && Log.UpdateHighWatermark(Math.Min(Log.LogEndOffset, durableUpTo))) Signal.Pulse();
     }
 
     /// <summary>Checks a client's leader epoch (KIP-320): older is fenced, newer is unknown here.</summary>

@@ -106,7 +106,7 @@ public sealed partial class ReplicaManager(BrokerOptions options, LogManager log
     {
         if (result.Sync is null) return result;
         var done = await p.Log.SyncAsync(result).ConfigureAwait(false);
-        if (done.Error == ErrorCode.None) p.MaybeIncrementHighWatermark();
+        if (done.Error == ErrorCode.None) p.MaybeIncrementHighWatermark(durableUpTo: done.LastOffset + 1);
         return done;
     }
 

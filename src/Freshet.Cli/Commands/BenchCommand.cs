@@ -218,11 +218,13 @@ public static class BenchCommand
         for (long i = 0; i < expected; i++)
         {
             // Pace by schedule: message i is due at i/rate seconds.
+            // Sleep when the next send is a millisecond or more away, yield otherwise (as ../shared/bench's
+            // peerbench paces): a spinning sender would take a core from the broker on a small machine.
             long dueTicks = (long)(i * (double)Stopwatch.Frequency / rate);
             while (sw.ElapsedTicks < dueTicks)
             {
-                if (dueTicks - sw.ElapsedTicks > Stopwatch.Frequency / 2000) Thread.Sleep(0);
-                else Thread.SpinWait(20);
+                if (dueTicks - sw.ElapsedTicks >= Stopwatch.Frequency / 1000) Thread.Sleep(1);
+                else Thread.Yield();
             }
             var value = new byte[size];
             BinaryPrimitives.WriteInt64LittleEndian(value, Stopwatch.GetTimestamp());
