@@ -19,12 +19,15 @@ public static class BenchCommand
     public const string Usage = """
         usage: freshet bench [--bootstrap-server host:port] [--messages 2000000] [--size 100]
                              [--partitions 1,8] [--rate 20000] [--seconds 10] [--acks all|1]
-                             [--server-override key=value]... [--json]
+                             [--server-override key=value]... [--consumer-property key=value]... [--json]
 
         For each partition count: produces --messages records of --size random bytes (acks=all,
         linger.ms=5) as fast as the client goes, then reads them all back; then runs a latency
         phase on one partition: --rate records/s for --seconds, each stamped with its send time,
         read by a consumer in the same process (end-to-end p50/p99/p99.9/max).
+        The consumer runs with fetch.queue.backoff.ms=1 (librdkafka's default of 1000 ms stalls a fast
+        consumer for whole seconds; --consumer-property fetch.queue.backoff.ms=1000 restores it).
+        A fetch-raw phase reads the same data with bare Fetch requests to show the broker's own rate.
         Without --bootstrap-server a broker process is started and its start-up time, CPU seconds
         per GB and peak resident memory are reported too.
         """;
@@ -44,6 +47,16 @@ public static class BenchCommand
         string acks = cl.Get("acks") ?? "all";
         bool json = cl.Has("json");
         var serverOverrides = cl.GetAll("server-override");
+        // librdkafka stops fetching for fetch.queue.backoff.ms (1000 ms by default) whenever its local
+        // queue holds queued.min.messages: a consumer fed faster than it drains then idles for whole
+        // seconds, so its rate measures that timer, not the broker. 1 ms keeps it fetching.
+        var consumerProperties = new Dictionary<string, string>(StringComparer.Ordinal) { ["fetch.queue.backoff.ms"] = "1" };
+        foreach (var p in cl.GetAll("consumer-property"))
+        {
+            int eq = p.IndexOf('=');
+            if (eq <= 0) throw new UsageException($"--consumer-property expects key=value, got '{p}'");
+            consumerProperties[p[..eq]] = p[(eq + 1)..];
+        }
         cl.EnsureAllUsed();
         if (size < 8) throw new UsageException("--size must be at least 8 (the latency phase stamps 8 bytes)");
         KafkaClientLibrary.EnsureLoaded();
@@ -68,14 +81,19 @@ public static class BenchCommand
                 double cpu0 = child?.CpuSeconds() ?? 0;
                 var produce = Produce(bootstrap, topic, messages, payload, acks);
                 double cpu1 = child?.CpuSeconds() ?? 0;
-                var consume = Consume(bootstrap, topic, parts, messages);
+                var consume = Consume(bootstrap, topic, parts, messages, consumerProperties);
                 double cpu2 = child?.CpuSeconds() ?? 0;
+                var raw = await RawFetchAsync(bootstrap, topic, parts, messages);
+                double cpu3 = child?.CpuSeconds() ?? 0;
                 double gb = messages * (double)size / (1L << 30);
                 rows.Add(new Row("produce", parts, messages, size, produce, messages / produce, messages * (double)size / produce / (1 << 20),
                     BrokerCpuSeconds: child is null ? null : cpu1 - cpu0, CpuSecondsPerGb: child is null ? null : (cpu1 - cpu0) / gb));
                 rows.Add(new Row("consume", parts, messages, size, consume, messages / consume, messages * (double)size / consume / (1 << 20),
                     BrokerCpuSeconds: child is null ? null : cpu2 - cpu1, CpuSecondsPerGb: child is null ? null : (cpu2 - cpu1) / gb));
+                rows.Add(new Row("fetch-raw", parts, messages, size, raw, messages / raw, messages * (double)size / raw / (1 << 20),
+                    BrokerCpuSeconds: child is null ? null : cpu3 - cpu2, CpuSecondsPerGb: child is null ? null : (cpu3 - cpu2) / gb));
                 await admin.DeleteTopicsAsync([topic]);
+                Print(rows[^3], json);
                 Print(rows[^2], json);
                 Print(rows[^1], json);
             }
@@ -154,15 +172,17 @@ public static class BenchCommand
         return sw.Elapsed.TotalSeconds;
     }
 
-    private static double Consume(string bootstrap, string topic, int partitions, long count)
+    private static double Consume(string bootstrap, string topic, int partitions, long count, IReadOnlyDictionary<string, string> consumerProperties)
     {
-        using var c = new ConsumerBuilder<Ignore, byte[]>(new ConsumerConfig
+        var config = new ConsumerConfig
         {
             BootstrapServers = bootstrap,
             GroupId = "bench-" + Guid.NewGuid().ToString("N")[..6],
             EnableAutoCommit = false,
             FetchWaitMaxMs = 100,
-        }).Build();
+        };
+        foreach (var (k, v) in consumerProperties) config.Set(k, v);
+        using var c = new ConsumerBuilder<Ignore, byte[]>(config).Build();
         c.Assign(Enumerable.Range(0, partitions).Select(p => new TopicPartitionOffset(topic, p, new Offset(0))));
         long got = 0;
         var sw = Stopwatch.StartNew();
@@ -180,6 +200,66 @@ public static class BenchCommand
         }
         sw.Stop();
         c.Close();
+        return sw.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>
+    /// Reads the topic back with bare Fetch requests (1 MiB per partition, one partition after the
+    /// other) and counts records from the batch headers without decoding them: what the broker can
+    /// serve when the client costs next to nothing, beside what a real client reaches.
+    /// </summary>
+    private static async Task<double> RawFetchAsync(string bootstrap, string topic, int partitions, long count)
+    {
+        int colon = bootstrap.LastIndexOf(':');
+        using var tcp = new System.Net.Sockets.TcpClient { NoDelay = true, ReceiveBufferSize = 4 << 20 };
+        await tcp.ConnectAsync(bootstrap[..colon], int.Parse(bootstrap[(colon + 1)..], CultureInfo.InvariantCulture));
+        var stream = tcp.GetStream();
+        var buffer = new byte[8 << 20];
+        var sizeBytes = new byte[4];
+        long got = 0;
+        int correlation = 0;
+        var sw = Stopwatch.StartNew();
+        for (int p = 0; p < partitions; p++)
+        {
+            long offset = 0;
+            while (true)
+            {
+                var fetch = new Protocol.Messages.FetchRequest { ReplicaId = -1, MaxWaitMs = 0, MinBytes = 0, MaxBytes = 8 << 20 };
+                fetch.Topics.Add(new() { Topic = topic, Partitions = [new() { Partition = p, FetchOffset = offset, PartitionMaxBytes = 1 << 20 }] });
+                var header = new Protocol.Messages.RequestHeader { RequestApiKey = 1, RequestApiVersion = 12, CorrelationId = ++correlation, ClientId = "bench" };
+                var size = new Protocol.Wire.MessageSize();
+                header.AddSize(ref size, 2);
+                fetch.AddSize(ref size, 12);
+                var frame = new byte[4 + size.Total];
+                BinaryPrimitives.WriteInt32BigEndian(frame, size.Total);
+                var w = new Protocol.Wire.ProtocolWriter(frame.AsSpan(4));
+                header.Write(ref w, 2);
+                fetch.Write(ref w, 12);
+                await stream.WriteAsync(frame);
+                await stream.ReadExactlyAsync(sizeBytes);
+                int n = BinaryPrimitives.ReadInt32BigEndian(sizeBytes);
+                if (n > buffer.Length) buffer = new byte[n];
+                await stream.ReadExactlyAsync(buffer.AsMemory(0, n));
+                var r = new Protocol.Wire.ProtocolReader(buffer.AsMemory(0, n));
+                new Protocol.Messages.ResponseHeader().Read(ref r, 1);
+                var response = new Protocol.Messages.FetchResponse();
+                response.Read(ref r, 12);
+                var records = response.Responses[0].Partitions[0].Records?.Memory ?? default;
+                if (records.Length == 0) break;
+                int pos = 0;
+                while (records.Length - pos >= Protocol.Records.RecordBatch.HeaderSize)
+                {
+                    int batchSize = Protocol.Records.RecordBatch.PeekSize(records.Span[pos..]);
+                    if (batchSize > records.Length - pos) break;
+                    var batch = new Protocol.Records.RecordBatch(records.Span.Slice(pos, batchSize));
+                    got += batch.RecordsCount;
+                    offset = batch.NextOffset;
+                    pos += batchSize;
+                }
+            }
+        }
+        sw.Stop();
+        if (got != count) throw new InvalidOperationException($"fetch-raw: read {got} records, expected {count}");
         return sw.Elapsed.TotalSeconds;
     }
 
