@@ -63,5 +63,9 @@ for proj in tests/*/*.csproj; do
   fi
   rm -f "$log"
 done
+# ---- the committed generated code matches the schemas (when they are beside the repo, as in ../shared)
+if [[ -z "$FILTER" && -d ../shared/kafka-protocol ]]; then
+  if dotnet run --no-build --project tools/Freshet.ProtocolGen -- --check; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; fi
+fi
 echo "tests: $passed passed, $failed failed"
 exit $status
