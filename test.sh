@@ -3,7 +3,7 @@
 # kcat and kafka-python (Debian packages) and the npm modules of tests/clients (kafkajs).
 #
 #   ./test.sh            fast suite (default; about 10 minutes on 2 cores)
-#   ./test.sh --full     also the long soaks (FRESHET_FULL_TESTS=1)
+#   ./test.sh --full     also the long soaks (tests with [Trait("Category", "Soak")]; FRESHET_SOAK_ROUNDS sets their length)
 #   ./test.sh --filter X passes a dotnet test filter (e.g. --filter FullyQualifiedName~Storage)
 #
 # Ends with one line: "tests: N passed, N failed".
@@ -11,9 +11,10 @@ set -uo pipefail
 cd "$(dirname "$0")"
 
 FILTER=""
+FULL=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --full) export FRESHET_FULL_TESTS=1; shift ;;
+    --full) FULL=1; shift ;;
     --filter) FILTER="$2"; shift 2 ;;
     -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 64 ;;
@@ -48,7 +49,11 @@ passed=0; failed=0; status=0
 for proj in tests/*/*.csproj; do
   log=$(mktemp)
   args=(test "$proj" --no-build -nologo)
-  [[ -n "$FILTER" ]] && args+=(--filter "$FILTER")
+  if [[ -n "$FILTER" ]]; then
+    if [[ $FULL -eq 1 ]]; then args+=(--filter "$FILTER"); else args+=(--filter "($FILTER)&Category!=Soak"); fi
+  elif [[ $FULL -eq 0 ]]; then
+    args+=(--filter "Category!=Soak")
+  fi
   dotnet "${args[@]}" 2>&1 | tee "$log" | grep -vE '^\s*(Passed |Determining|Restored|A total of|Test run for|Starting test execution|Build started|\[xUnit)' || true
   # "Passed!  - Failed: 0, Passed: 12, Skipped: 0, Total: 12" (or "Failed!  - ...")
   line=$(grep -E '(Passed|Failed)!\s+- Failed:' "$log" | tail -1)
