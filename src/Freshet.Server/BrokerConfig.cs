@@ -22,8 +22,8 @@ public sealed class BrokerConfig
     public static readonly IReadOnlySet<string> IgnoredKeys = new HashSet<string>(StringComparer.Ordinal)
     {
         "num.network.threads", "num.io.threads", "num.replica.fetchers", "num.recovery.threads.per.data.dir",
-        "background.threads", "queued.max.requests", "socket.listen.backlog.size", "group.initial.rebalance.delay.ms",
-        "offsets.topic.replication.factor", "transaction.state.log.replication.factor", "transaction.state.log.min.isr",
+        "background.threads", "queued.max.requests", "socket.listen.backlog.size",
+        "transaction.state.log.replication.factor", "transaction.state.log.min.isr",
         "controller.quorum.voters", "controller.quorum.bootstrap.servers", "controller.listener.names",
         "inter.broker.listener.name", "listener.security.protocol.map", "log.segment.delete.delay.ms",
     };
@@ -60,7 +60,21 @@ public sealed class BrokerConfig
             .Define("producer.id.expiration.check.interval.ms", ConfigType.Int, "600000", "How often idle producers are looked for.", ConfigDef.AtLeast(1))
             .Define("transactional.id.expiration.ms", ConfigType.Int, "604800000", "Idle transactional ids expire after this long.", ConfigDef.AtLeast(1))
             .Define("unstable.api.versions.enable", ConfigType.Boolean, "false", "Advertise API versions the schemas mark unstable.")
-            .Define("fetch.max.wait.ms.cap", ConfigType.Int, "30000", "Freshet: ceiling on a fetch's max.wait.ms.", ConfigDef.AtLeast(0));
+            .Define("fetch.max.wait.ms.cap", ConfigType.Int, "30000", "Freshet: ceiling on a fetch's max.wait.ms.", ConfigDef.AtLeast(0))
+            .Define("offsets.topic.num.partitions", ConfigType.Int, "50", "Partitions of __consumer_offsets.", ConfigDef.AtLeast(1), readOnly: true)
+            .Define("offsets.topic.replication.factor", ConfigType.Short, "3", "Replication factor of __consumer_offsets (capped at the brokers registered).", ConfigDef.AtLeast(1), readOnly: true)
+            .Define("offsets.topic.segment.bytes", ConfigType.Int, "104857600", "Segment size of __consumer_offsets.", ConfigDef.AtLeast(1), readOnly: true)
+            .Define("offsets.retention.minutes", ConfigType.Int, "10080", "How long an empty group's offsets are kept.", ConfigDef.AtLeast(1))
+            .Define("offsets.retention.check.interval.ms", ConfigType.Long, "600000", "How often expired offsets are looked for.", ConfigDef.AtLeast(1))
+            .Define("offset.metadata.max.bytes", ConfigType.Int, "4096", "Largest metadata string of a committed offset.")
+            .Define("offsets.commit.timeout.ms", ConfigType.Int, "5000", "How long a commit waits for its record to be replicated.", ConfigDef.AtLeast(1))
+            .Define("group.min.session.timeout.ms", ConfigType.Int, "6000", "Smallest session timeout a classic member may ask for.")
+            .Define("group.max.session.timeout.ms", ConfigType.Int, "1800000", "Largest session timeout a classic member may ask for.")
+            .Define("group.initial.rebalance.delay.ms", ConfigType.Int, "3000", "How long a new group waits for more members before its first rebalance.")
+            .Define("group.max.size", ConfigType.Int, "2147483647", "Most members a group may have.", ConfigDef.AtLeast(1))
+            .Define("group.consumer.heartbeat.interval.ms", ConfigType.Int, "5000", "Heartbeat interval given to consumer-protocol (KIP-848) members.", ConfigDef.AtLeast(1))
+            .Define("group.consumer.session.timeout.ms", ConfigType.Int, "45000", "Session timeout of consumer-protocol (KIP-848) members.", ConfigDef.AtLeast(1))
+            .Define("group.consumer.assignors", ConfigType.List, "uniform,range", "Server-side assignors of the consumer protocol; the first is the default.");
         foreach (var (topicKey, brokerKey) in LogConfig.BrokerSynonyms)
         {
             if (d.Contains(brokerKey)) continue;
@@ -113,7 +127,27 @@ public sealed class BrokerConfig
         UnstableApiVersionsEnable = GetBool("unstable.api.versions.enable");
         FetchMaxWaitCapMs = GetInt("fetch.max.wait.ms.cap");
         TopicDefaults = ResolveTopicDefaults();
+        Groups = new Broker.Groups.GroupCoordinatorOptions
+        {
+            OffsetsTopicPartitions = GetInt("offsets.topic.num.partitions"),
+            OffsetsTopicReplicationFactor = (short)GetInt("offsets.topic.replication.factor"),
+            OffsetsTopicSegmentBytes = GetInt("offsets.topic.segment.bytes"),
+            OffsetsRetentionMs = GetInt("offsets.retention.minutes") * 60_000L,
+            OffsetsRetentionCheckIntervalMs = GetLong("offsets.retention.check.interval.ms"),
+            OffsetMetadataMaxBytes = GetInt("offset.metadata.max.bytes"),
+            OffsetsCommitTimeoutMs = GetInt("offsets.commit.timeout.ms"),
+            MinSessionTimeoutMs = GetInt("group.min.session.timeout.ms"),
+            MaxSessionTimeoutMs = GetInt("group.max.session.timeout.ms"),
+            InitialRebalanceDelayMs = GetInt("group.initial.rebalance.delay.ms"),
+            MaxGroupSize = GetInt("group.max.size"),
+            ConsumerHeartbeatIntervalMs = GetInt("group.consumer.heartbeat.interval.ms"),
+            ConsumerSessionTimeoutMs = GetInt("group.consumer.session.timeout.ms"),
+            ConsumerAssignors = GetList("group.consumer.assignors"),
+        };
     }
+
+    /// <summary>The group coordinator's settings.</summary>
+    public Broker.Groups.GroupCoordinatorOptions Groups { get; }
 
     public static BrokerConfig Load(string? path, IReadOnlyDictionary<string, string> overrides)
     {

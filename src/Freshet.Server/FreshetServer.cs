@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Freshet.Broker;
+using Freshet.Broker.Groups;
 using Freshet.Broker.Handlers;
 using Freshet.Broker.Replication;
 using Freshet.Metadata.Controller;
@@ -44,6 +45,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
     private readonly SocketServer _sockets;
     private readonly bool _deleteData;
     private LogSyncer? _syncer;
+    private GroupCoordinator? _groups;
     private int _disposed;
 
     private FreshetServer(BrokerConfig config, ILogger logger, LogManager logs, LocalMetadataLog metadataLog, SocketServer sockets,
@@ -120,6 +122,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
         }, time, loggers);
         LocalMetadataLog? metadataLog = null;
         SocketServer? sockets = null;
+        GroupCoordinator? groups = null;
         try
         {
             logs.Startup();
@@ -174,6 +177,11 @@ public sealed partial class FreshetServer : IAsyncDisposable
             new TopicsHandler(dispatcher, brokerOptions, controller).Register();
             new ConfigsHandler(dispatcher, brokerOptions, controller, cache).Register();
             new ProducerIdHandler(dispatcher, new ProducerIdManager(controller, config.NodeId, () => brokerEpoch)).Register();
+            groups = new GroupCoordinator(config.Groups, replicas, cache, controller, time, loggers.CreateLogger<GroupCoordinator>());
+            new CoordinatorHandler(dispatcher, groups, cache).Register();
+            new GroupMembershipHandler(dispatcher, groups).Register();
+            new OffsetCommitHandler(dispatcher, groups).Register();
+            new GroupAdminHandler(dispatcher, groups).Register();
 
             sockets.StartAccepting();
             var first = advertised[0];
@@ -182,11 +190,13 @@ public sealed partial class FreshetServer : IAsyncDisposable
             return new FreshetServer(config, logger, logs, metadataLog, sockets, controller, replicas, bootstrap, options.DeleteDataOnDispose, sw.Elapsed)
             {
                 _syncer = syncer,
+                _groups = groups,
             };
         }
         catch
         {
             if (sockets is not null) sockets.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            groups?.Dispose();
             logs.DisposeAsync().AsTask().GetAwaiter().GetResult();
             metadataLog?.Dispose();
             syncer.Dispose();
@@ -226,6 +236,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         var sw = Stopwatch.StartNew();
         await _sockets.DisposeAsync().ConfigureAwait(false);
+        _groups?.Dispose();
         await _logs.DisposeAsync().ConfigureAwait(false);
         _syncer?.Dispose();
         _metadataLog.Dispose();

@@ -19,6 +19,12 @@ public sealed partial class ReplicaManager(BrokerOptions options, LogManager log
     private bool _strayLogsChecked;
 
     public BrokerOptions Options { get; } = options;
+
+    /// <summary>This broker became the leader of a partition (coordinators load their state from it).</summary>
+    public event Action<Partition>? BecameLeader;
+
+    /// <summary>This broker stopped leading (or hosting) a partition.</summary>
+    public event Action<TopicPartition>? Resigned;
     public LogManager Logs { get; } = logs;
     public IReadOnlyCollection<Partition> Partitions => (IReadOnlyCollection<Partition>)_partitions.Values;
 
@@ -49,7 +55,13 @@ public sealed partial class ReplicaManager(BrokerOptions options, LogManager log
                     if (_partitions.TryGetValue(tp, out var existing) && existing.TopicId == topic.Id)
                     {
                         if (configChanged) existing.Log.Config = config ??= LogConfig.Create(Options.TopicDefaults, overrides);
-                        if (!ReferenceEquals(prevTopic?.Partitions.GetValueOrDefault(index), reg)) existing.Update(reg);
+                        if (!ReferenceEquals(prevTopic?.Partitions.GetValueOrDefault(index), reg))
+                        {
+                            bool wasLeader = existing.IsLeader;
+                            existing.Update(reg);
+                            if (!wasLeader && existing.IsLeader) BecameLeader?.Invoke(existing);
+                            else if (wasLeader && !existing.IsLeader) Resigned?.Invoke(tp);
+                        }
                         continue;
                     }
                     if (existing is not null) RemovePartition(tp);
@@ -58,6 +70,7 @@ public sealed partial class ReplicaManager(BrokerOptions options, LogManager log
                     var partition = new Partition(tp, topic.Id, log, me);
                     _partitions[tp] = partition;
                     partition.Update(reg);
+                    if (partition.IsLeader) BecameLeader?.Invoke(partition);
                 }
             }
             foreach (var tp in _partitions.Keys.Where(tp => !wanted.Contains(tp)).ToList()) RemovePartition(tp);
@@ -78,6 +91,7 @@ public sealed partial class ReplicaManager(BrokerOptions options, LogManager log
     {
         if (_partitions.TryRemove(tp, out var p))
         {
+            if (p.IsLeader) Resigned?.Invoke(tp);
             p.Signal.Pulse();
             Logs.DeleteLog(tp);
             LogRemoved(logger, tp);
