@@ -53,13 +53,17 @@ public sealed partial class GroupCoordinator
                     // A static member restarting: it takes a new member id and keeps its place.
                     string newId = $"{instanceId}-{Guid.NewGuid()}";
                     ReplaceStaticMember(cg, old, newId);
-                    bool unchanged = old.SameProtocols(protocols);
                     old.ClientId = clientId;
                     old.ClientHost = clientHost;
                     old.SessionTimeoutMs = req.SessionTimeoutMs;
                     old.RebalanceTimeoutMs = rebalanceTimeout;
+                    old.Protocols = protocols;
+                    old.ProtocolType = req.ProtocolType;
                     bool leader = cg.LeaderId == newId;
-                    if (cg.State == ClassicGroupState.Stable && unchanged && (!leader || version >= 9))
+                    // As Kafka does: a Stable group keeps its assignment as long as the protocol it
+                    // would select is still the one in use (the member's metadata may differ: a
+                    // restarted consumer no longer owns partitions).
+                    if (cg.State == ClassicGroupState.Stable && cg.SelectProtocol() == cg.ProtocolName)
                     {
                         // No rebalance: the member gets its generation back and its old assignment at SyncGroup.
                         ScheduleSession(cg, old);
@@ -70,8 +74,6 @@ public sealed partial class GroupCoordinator
                     }
                     else
                     {
-                        old.Protocols = protocols;
-                        old.ProtocolType = req.ProtocolType;
                         member = old;
                         BeginJoin(cg, member, version);
                         MaybePrepareRebalance(cg);

@@ -19,7 +19,8 @@ public static class BenchCommand
     public const string Usage = """
         usage: freshet bench [--bootstrap-server host:port] [--messages 2000000] [--size 100]
                              [--partitions 1,8] [--rate 20000] [--seconds 10] [--acks all|1]
-                             [--server-override key=value]... [--consumer-property key=value]... [--json]
+                             [--server-override key=value]... [--consumer-property key=value]...
+                             [--phases throughput,latency,groups] [--group-protocols classic,consumer] [--json]
 
         For each partition count: produces --messages records of --size random bytes (acks=all,
         linger.ms=5) as fast as the client goes, then reads them all back; then runs a latency
@@ -27,6 +28,10 @@ public static class BenchCommand
         read by a consumer in the same process (end-to-end p50/p99/p99.9/max).
         The consumer runs with fetch.queue.backoff.ms=1 (librdkafka's default of 1000 ms stalls a fast
         consumer for whole seconds; --consumer-property fetch.queue.backoff.ms=1000 restores it).
+        The groups phase measures synchronous offset commits per second by one consumer, the time
+        from ten members subscribing to all of them holding partitions, and the time from a member's
+        SIGKILL to its partitions being read again (the spawned broker runs with
+        group.initial.rebalance.delay.ms=0; with --bootstrap-server the broker's own setting applies).
         A fetch-raw phase reads the same data with bare Fetch requests to show the broker's own rate.
         Without --bootstrap-server a broker process is started and its start-up time, CPU seconds
         per GB and peak resident memory are reported too.
@@ -45,6 +50,10 @@ public static class BenchCommand
         int rate = cl.GetInt("rate", 20_000);
         int seconds = cl.GetInt("seconds", 10);
         string acks = cl.Get("acks") ?? "all";
+        var phases = (cl.Get("phases") ?? "throughput,latency,groups").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).ToHashSet();
+        if (phases.Except(["throughput", "latency", "groups"]).FirstOrDefault() is { } unknownPhase)
+            throw new UsageException($"unknown phase '{unknownPhase}' (throughput, latency, groups)");
+        var groupProtocols = (cl.Get("group-protocols") ?? "classic").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
         bool json = cl.Has("json");
         var serverOverrides = cl.GetAll("server-override");
         // librdkafka stops fetching for fetch.queue.backoff.ms (1000 ms by default) whenever its local
@@ -64,7 +73,11 @@ public static class BenchCommand
         BrokerChild? child = null;
         if (bootstrap is null)
         {
-            child = await BrokerChild.StartAsync(serverOverrides);
+            // A new group would otherwise wait group.initial.rebalance.delay.ms (3 s) before its first
+            // rebalance, which the join measurement would mostly be; an explicit override wins.
+            var overrides = serverOverrides.Any(o => o.StartsWith("group.initial.rebalance.delay.ms=", StringComparison.Ordinal))
+                ? serverOverrides : [.. serverOverrides, "group.initial.rebalance.delay.ms=0"];
+            child = await BrokerChild.StartAsync(overrides);
             bootstrap = child.Bootstrap;
             Console.Error.WriteLine($"bench: started broker pid {child.Pid} at {bootstrap} in {child.StartupMs:F0} ms (ready line)");
         }
@@ -74,7 +87,7 @@ public static class BenchCommand
             using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = bootstrap }).Build();
             var payload = new byte[size];
             Random.Shared.NextBytes(payload);
-            foreach (int parts in partitionCounts)
+            foreach (int parts in phases.Contains("throughput") ? partitionCounts : [])
             {
                 string topic = $"bench-{parts}-{Guid.NewGuid().ToString("N")[..6]}";
                 await admin.CreateTopicsAsync([new TopicSpecification { Name = topic, NumPartitions = parts, ReplicationFactor = 1 }]);
@@ -97,6 +110,7 @@ public static class BenchCommand
                 Print(rows[^2], json);
                 Print(rows[^1], json);
             }
+            if (phases.Contains("latency"))
             {
                 string topic = $"bench-lat-{Guid.NewGuid().ToString("N")[..6]}";
                 await admin.CreateTopicsAsync([new TopicSpecification { Name = topic, NumPartitions = 1, ReplicationFactor = 1 }]);
@@ -104,6 +118,15 @@ public static class BenchCommand
                 rows.Add(row);
                 Print(row, json);
                 await admin.DeleteTopicsAsync([topic]);
+            }
+            if (phases.Contains("groups"))
+            {
+                foreach (var protocol in groupProtocols)
+                {
+                    var g = await GroupBench.RunAsync(bootstrap, admin, protocol);
+                    if (json) Console.Out.WriteLine(JsonSerializer.Serialize(new { phase = "groups", protocol, g.CommitsPerSecond, g.JoinToStableMs, g.CrashToConsumedMs, g.SessionTimeoutMs }));
+                    else Console.Out.WriteLine(GroupBench.Format(g, protocol));
+                }
             }
         }
         finally

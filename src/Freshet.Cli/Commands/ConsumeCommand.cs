@@ -7,9 +7,10 @@ using Confluent.Kafka;
 namespace Freshet.Cli.Commands;
 
 /// <summary>
-/// `freshet consume`: prints a topic's records. Partitions are assigned directly rather than
-/// through a consumer group, so nothing is committed and any Kafka-protocol broker serves it,
-/// group coordinator or not.
+/// `freshet consume`: prints a topic's records. Without --group, partitions are assigned directly,
+/// nothing is committed, and any Kafka-protocol broker serves it, group coordinator or not; with
+/// --group it is a member of that consumer group and commits what it printed, like
+/// kafka-console-consumer.sh --group.
 /// </summary>
 public static class ConsumeCommand
 {
@@ -17,10 +18,16 @@ public static class ConsumeCommand
         usage: freshet consume --topic T [options]
 
         Prints the records of a topic (every partition, or one with --partition) until interrupted,
-        --max-messages records were printed, or nothing arrived for --timeout-ms. No consumer group
-        is used and no offsets are committed. A summary goes to stderr.
+        --max-messages records were printed, or nothing arrived for --timeout-ms. Without --group no
+        consumer group is used and no offsets are committed. A summary goes to stderr.
 
         options:
+          --group G            consume as a member of consumer group G: partitions are shared with the
+                               group's other members and offsets of printed records are committed
+                               (every auto.commit.interval.ms, and on exit). --from then only applies
+                               where the group has no committed offset (beginning or end).
+          --group-instance-id I  static membership (group.instance.id)
+          --group-protocol P   classic (default) or consumer (KIP-848)
           --from WHERE         where to start in each partition (default end):
                                  beginning | end
                                  N                 offset N (a partition that lacks it is an error)
@@ -48,7 +55,8 @@ public static class ConsumeCommand
     private readonly record struct StartAt(Offset Offset, long? Timestamp);
 
     private sealed record Options(
-        string Topic, int? Partition, StartAt From, long MaxMessages, int? IdleTimeoutMs, bool Json, bool PrintKey, bool PrintHeaders, bool PrintOffset);
+        string Topic, int? Partition, StartAt From, long MaxMessages, int? IdleTimeoutMs, bool Json, bool PrintKey, bool PrintHeaders, bool PrintOffset,
+        string? Group = null, string? GroupInstanceId = null, string? GroupProtocol = null);
 
     public static Task<int> RunAsync(string[] args)
     {
@@ -68,7 +76,23 @@ public static class ConsumeCommand
             "json" => true,
             var other => throw new UsageException($"--format must be text or json, got '{other}'"),
         };
-        var options = new Options(topic, partition, from, max, idle, json, cl.Has("print-key"), cl.Has("print-headers"), cl.Has("print-offset"));
+        string? group = cl.Get("group");
+        string? instance = cl.Get("group-instance-id");
+        string? protocol = cl.Get("group-protocol");
+        if (group is not null)
+        {
+            if (group.Length == 0) throw new UsageException("--group must not be empty");
+            if (partition is not null) throw new UsageException("--partition cannot be used with --group: the group assigns partitions");
+            if (from.Offset != Offset.Beginning && from.Offset != Offset.End)
+                throw new UsageException("with --group, --from must be beginning or end (where the group has no committed offset)");
+            if (protocol is not null and not ("classic" or "consumer")) throw new UsageException($"--group-protocol must be classic or consumer, got '{protocol}'");
+        }
+        else if (instance is not null || protocol is not null)
+        {
+            throw new UsageException("--group-instance-id and --group-protocol need --group");
+        }
+        var options = new Options(topic, partition, from, max, idle, json, cl.Has("print-key"), cl.Has("print-headers"), cl.Has("print-offset"),
+            group, instance, protocol);
         var settings = ClientSettings.Read(cl);
         cl.EnsureAllUsed();
         if (cl.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cl.Positionals[0]}'");
@@ -105,7 +129,7 @@ public static class ConsumeCommand
 
     private static int Run(Options o, ClientSettings settings)
     {
-        var config = settings.Apply(new ConsumerConfig
+        var config = o.Group is not null ? GroupConfig(o, settings) : settings.Apply(new ConsumerConfig
         {
             ClientId = "freshet-consume",
             // Confluent.Kafka insists on a group id even for assigned partitions. assign() never
@@ -140,8 +164,15 @@ public static class ConsumeCommand
                 .SetLogHandler((_, m) => settings.OnLog(m))
                 .SetErrorHandler((_, e) => settings.OnError(e))
                 .Build();
-            var partitions = Partitions(consumer, o);
-            consumer.Assign(StartOffsets(consumer, o, partitions));
+            if (o.Group is not null)
+            {
+                consumer.Subscribe(o.Topic);
+            }
+            else
+            {
+                var partitions = Partitions(consumer, o);
+                consumer.Assign(StartOffsets(consumer, o, partitions));
+            }
 
             var lastActivity = Environment.TickCount64;
             while (!stop.IsCancellationRequested && printed < o.MaxMessages)
@@ -173,6 +204,11 @@ public static class ConsumeCommand
                 lastActivity = Environment.TickCount64;
                 stdout.WriteLine(o.Json ? JsonLine(cr) : TextLine(cr, o));
                 printed++;
+                if (o.Group is not null)
+                {
+                    stdout.Flush();
+                    consumer.StoreOffset(cr);
+                }
             }
             stdout.Flush();
             consumer.Close();
@@ -189,6 +225,24 @@ public static class ConsumeCommand
         }
         Console.Error.WriteLine($"freshet consume: {printed} record{(printed == 1 ? "" : "s")}");
         return 0;
+    }
+
+    /// <summary>A group member's settings: offsets of printed records committed periodically and on close.</summary>
+    private static ConsumerConfig GroupConfig(Options o, ClientSettings settings)
+    {
+        var config = new ConsumerConfig
+        {
+            ClientId = "freshet-consume",
+            GroupId = o.Group,
+            GroupInstanceId = o.GroupInstanceId,
+            EnableAutoCommit = true,
+            // An offset is stored (and so committed) only after its record is written out: a
+            // consumer killed mid-stream has its last records delivered again, never skipped.
+            EnableAutoOffsetStore = false,
+            AutoOffsetReset = o.From.Offset == Offset.Beginning ? AutoOffsetReset.Earliest : AutoOffsetReset.Latest,
+        };
+        if (o.GroupProtocol is not null) config.Set("group.protocol", o.GroupProtocol);
+        return settings.Apply(config);
     }
 
     /// <summary>
