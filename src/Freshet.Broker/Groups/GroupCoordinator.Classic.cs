@@ -300,6 +300,7 @@ public sealed partial class GroupCoordinator
         cg.ProtocolName = cg.SelectProtocol();
         if (cg.LeaderId is null || !cg.Members.ContainsKey(cg.LeaderId)) cg.LeaderId = cg.Members.Keys.First();
         cg.State = ClassicGroupState.CompletingRebalance;
+        LogStabilized(_logger, cg.GroupId, cg.GenerationId, cg.Members.Count, cg.ProtocolName ?? "");
         foreach (var m in cg.Members.Values)
         {
             var join = m.PendingJoin!;
@@ -590,6 +591,9 @@ public sealed partial class GroupCoordinator
         }
         return (GroupRecords.GroupMetadataKeyBytes(cg.GroupId), GroupRecords.Encode(GroupRecords.GroupMetadataValueVersion, value));
     }
+
+    [Microsoft.Extensions.Logging.LoggerMessage(EventId = 6012, Level = Microsoft.Extensions.Logging.LogLevel.Information, Message = "Group {Group}: generation {Generation} with {Members} members (protocol {Protocol})")]
+    private static partial void LogStabilized(Microsoft.Extensions.Logging.ILogger logger, string group, int generation, int members, string protocol);
 
     [Microsoft.Extensions.Logging.LoggerMessage(EventId = 6010, Level = Microsoft.Extensions.Logging.LogLevel.Information, Message = "Group {Group}: member {Member} session expired")]
     private static partial void LogSessionExpired(Microsoft.Extensions.Logging.ILogger logger, string group, string member);

@@ -85,7 +85,7 @@ internal static class GroupBench
                 .Build();
             c.Subscribe(topic);
             consumers.Add(c);
-            loops.Add(Task.Run(() => { while (!stop.IsCancellationRequested) c.Consume(50); }));
+            loops.Add(Dedicated(() => { while (!stop.IsCancellationRequested) c.Consume(50); }));
         }
         double ms = -1;
         while (sw.Elapsed < TimeSpan.FromSeconds(60))
@@ -120,7 +120,7 @@ internal static class GroupBench
         string group = "bench-crash-" + Guid.NewGuid().ToString("N")[..6];
         await admin.CreateTopicsAsync([new TopicSpecification { Name = topic, NumPartitions = 6, ReplicationFactor = 1 }]);
         using var stop = new CancellationTokenSource();
-        var producing = Task.Run(() =>
+        var producing = Dedicated(() =>
         {
             using var p = new ProducerBuilder<Null, string>(new ProducerConfig { BootstrapServers = bootstrap, LingerMs = 0 }).Build();
             for (int i = 0; !stop.IsCancellationRequested; i++)
@@ -155,7 +155,7 @@ internal static class GroupBench
             var c = new ConsumerBuilder<Ignore, string>(Member(bootstrap, group, protocol, sessionTimeoutMs)).Build();
             c.Subscribe(topic);
             survivors.Add(c);
-            loops.Add(Task.Run(() =>
+            loops.Add(Dedicated(() =>
             {
                 while (!stop.IsCancellationRequested)
                 {
@@ -212,6 +212,30 @@ internal static class GroupBench
         await admin.DeleteTopicsAsync([topic]);
         if (ms < 0) throw new InvalidOperationException("the crashed member's partitions were not read again within 120 s");
         return ms;
+    }
+
+    /// <summary>
+    /// A blocking client loop on a thread of its own: ten members polling on thread-pool threads
+    /// would starve the pool, which then adds a thread every half second or so, and the
+    /// measurement would be of that, not of the group.
+    /// </summary>
+    private static Task Dedicated(Action loop)
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var t = new Thread(() =>
+        {
+            try
+            {
+                loop();
+                done.SetResult();
+            }
+            catch (Exception e)
+            {
+                done.SetException(e);
+            }
+        }) { IsBackground = true };
+        t.Start();
+        return done.Task;
     }
 
     public static string Format(Result r, string protocol) => string.Create(CultureInfo.InvariantCulture,
