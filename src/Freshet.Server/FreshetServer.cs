@@ -182,6 +182,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
             new GroupMembershipHandler(dispatcher, groups).Register();
             new OffsetCommitHandler(dispatcher, groups).Register();
             new GroupAdminHandler(dispatcher, groups).Register();
+            new ConsumerGroupHandler(dispatcher, groups).Register();
 
             sockets.StartAccepting();
             var first = advertised[0];

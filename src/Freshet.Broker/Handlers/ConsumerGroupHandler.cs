@@ -1,0 +1,40 @@
+using Freshet.Broker.Groups;
+using Freshet.Protocol.Messages;
+using Freshet.Protocol.Wire;
+
+namespace Freshet.Broker.Handlers;
+
+/// <summary>
+/// The KIP-848 consumer group protocol: ConsumerGroupHeartbeat and ConsumerGroupDescribe.
+/// ConsumerGroupHeartbeat's latest version is marked unstable in the schemas, so only v0 is
+/// advertised unless unstable.api.versions.enable is set; librdkafka (2.15 and later) speaks v1
+/// only, so its group.protocol=consumer needs that setting.
+/// </summary>
+public sealed class ConsumerGroupHandler(RequestDispatcher dispatcher, GroupCoordinator groups)
+{
+    /// <summary>AclOperation codes a group allows without an authorizer: READ, DELETE, DESCRIBE.</summary>
+    private const int AllGroupOperations = (1 << 3) | (1 << 6) | (1 << 8);
+
+    public void Register()
+    {
+        // Not ordered: a member sends one heartbeat at a time, and the group's lock orders the rest.
+        dispatcher.Register(ApiKey.ConsumerGroupHeartbeat, async (c, r) =>
+            await groups.ConsumerGroupHeartbeatAsync((ConsumerGroupHeartbeatRequest)r, c.ApiVersion, c.ClientId ?? "", Host(c)).ConfigureAwait(false));
+        dispatcher.Register(ApiKey.ConsumerGroupDescribe, (c, r) =>
+        {
+            var req = (ConsumerGroupDescribeRequest)r;
+            var response = new ConsumerGroupDescribeResponse();
+            foreach (var id in req.GroupIds)
+            {
+                var d = groups.DescribeConsumerGroup(id);
+                if (req.IncludeAuthorizedOperations && d.ErrorCode == 0) d.AuthorizedOperations = AllGroupOperations;
+                response.Groups.Add(d);
+            }
+            return new(response);
+        });
+    }
+
+    /// <summary>The client's address as Kafka shows it in group descriptions ("/127.0.0.1").</summary>
+    private static string Host(RequestContext c) =>
+        c.ClientAddress is System.Net.IPEndPoint ip ? "/" + ip.Address : c.ClientAddress?.ToString() ?? "";
+}
