@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Freshet.Protocol;
 using Freshet.Protocol.Wire;
 using Freshet.Storage.Checkpoints;
+using Freshet.Storage.Cleaner;
 using Freshet.Storage.Segments;
 using Microsoft.Extensions.Logging;
 
@@ -32,14 +33,39 @@ public sealed record LogManagerOptions
 
     /// <summary>Directory names the manager must leave alone (the metadata log, managed by the quorum).</summary>
     public IReadOnlySet<string> ReservedDirNames { get; init; } = new HashSet<string> { "__cluster_metadata-0" };
+
+    /// <summary>log.cleaner.enable: run the background cleaner thread that compacts logs with cleanup.policy=compact.</summary>
+    public bool CleanerEnable { get; init; } = true;
+
+    /// <summary>log.cleaner.backoff.ms: how long the cleaner sleeps when no log needs cleaning.</summary>
+    public long CleanerBackoffMs { get; init; } = 15_000;
+
+    /// <summary>log.cleaner.dedupe.buffer.size: memory of the cleaner's key -> offset map (24 bytes per key).</summary>
+    public long CleanerDedupeBufferSize { get; init; } = 134_217_728;
+
+    /// <summary>log.cleaner.io.buffer.load.factor: how full the key -> offset map may get.</summary>
+    public double CleanerDedupeBufferLoadFactor { get; init; } = 0.9;
+
+    /// <summary>log.cleaner.io.buffer.size: the cleaner's read and write buffer.</summary>
+    public int CleanerIoBufferSize { get; init; } = 524_288;
+
+    /// <summary>The cleaner settings these options describe.</summary>
+    public LogCleanerOptions CleanerOptions => new()
+    {
+        DedupeBufferSize = CleanerDedupeBufferSize,
+        DedupeBufferLoadFactor = CleanerDedupeBufferLoadFactor,
+        IoBufferSize = CleanerIoBufferSize,
+    };
 }
 
 /// <summary>
 /// Owns the partition logs of this broker's log directories (Kafka's LogManager): loads and
 /// recovers them at start-up, creates and deletes them, and runs the background work: retention,
-/// time-based flushes, checkpoints, producer expiry, and the delayed removal of deleted segments.
-/// A clean shutdown leaves <c>.kafka_cleanshutdown</c> in each directory; without it the next
-/// start recovers every log from its recovery point.
+/// time-based flushes, checkpoints, producer expiry, and the delayed removal of deleted segments;
+/// and the log cleaner on a thread of its own (compaction, see <see cref="LogCleaner"/>), whose
+/// progress per log is kept in each directory's cleaner-offset-checkpoint. A clean shutdown leaves
+/// <c>.kafka_cleanshutdown</c> in each directory; without it the next start recovers every log from
+/// its recovery point.
 /// </summary>
 public sealed partial class LogManager : IAsyncDisposable
 {
@@ -54,7 +80,9 @@ public sealed partial class LogManager : IAsyncDisposable
     private readonly ILoggerFactory _loggerFactory;
     private readonly TimeProvider _time;
     private readonly CancellationTokenSource _stop = new();
+    private readonly Dictionary<string, OffsetCheckpointFile> _cleanerCheckpoints = new(StringComparer.Ordinal);
     private Task? _background;
+    private Thread? _cleanerThread;
     private int _closed;
     private volatile bool _started;
 
@@ -64,9 +92,16 @@ public sealed partial class LogManager : IAsyncDisposable
         _time = time;
         _loggerFactory = loggerFactory;
         _logger = loggerFactory.CreateLogger<LogManager>();
+        Cleaner = new LogCleaner(options.CleanerOptions, time, loggerFactory.CreateLogger<LogCleaner>());
+        // One instance per file: its lock keeps the cleaner thread and the checkpoint task from writing it at once.
+        foreach (var dir in options.LogDirs)
+            _cleanerCheckpoints[dir] = new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.CleanerOffset));
     }
 
     public LogManagerOptions Options { get; }
+
+    /// <summary>The log cleaner (compaction); its background thread runs when <see cref="LogManagerOptions.CleanerEnable"/>.</summary>
+    public LogCleaner Cleaner { get; }
     public IReadOnlyCollection<PartitionLog> Logs => (IReadOnlyCollection<PartitionLog>)_logs.Values;
     private long NowMs => _time.GetUtcNow().ToUnixTimeMilliseconds();
 
@@ -89,13 +124,14 @@ public sealed partial class LogManager : IAsyncDisposable
                 throw new IOException($"log directory {dir} is in use by another process (cannot lock {LockFile}): {e.Message}", e);
             }
         }
-        var loads = new List<(string Dir, TopicPartition Tp, long Recovery, long Start, bool Clean)>();
+        var loads = new List<(string Dir, TopicPartition Tp, long Recovery, long Start, long Cleaner, bool Clean)>();
         foreach (var dir in Options.LogDirs)
         {
             string marker = Path.Combine(dir, CleanShutdownFile);
             bool clean = File.Exists(marker);
             var recovery = new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.RecoveryPoint)).Read();
             var starts = new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.LogStartOffset)).Read();
+            var cleaned = _cleanerCheckpoints[dir].Read();
             foreach (var sub in Directory.EnumerateDirectories(dir))
             {
                 string name = Path.GetFileName(sub);
@@ -107,7 +143,7 @@ public sealed partial class LogManager : IAsyncDisposable
                     continue;
                 }
                 if (!TopicPartition.TryParse(name, out var tp) || TopicNames.Validate(tp.Topic) is not null) continue;
-                loads.Add((sub, tp, recovery.GetValueOrDefault(tp, 0), starts.GetValueOrDefault(tp, 0), clean));
+                loads.Add((sub, tp, recovery.GetValueOrDefault(tp, 0), starts.GetValueOrDefault(tp, 0), cleaned.GetValueOrDefault(tp, 0), clean));
             }
         }
         Parallel.ForEach(loads, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, Environment.ProcessorCount) }, l =>
@@ -115,6 +151,7 @@ public sealed partial class LogManager : IAsyncDisposable
             var config = LogConfig.Create(Options.TopicDefaults, new Dictionary<string, string>());
             var log = PartitionLog.Open(l.Dir, l.Tp, config, Options.Log, l.Recovery, l.Start, l.Clean, _time,
                 _loggerFactory.CreateLogger<PartitionLog>(), ScheduleSegmentDelete);
+            log.SetCleanerCheckpoint(l.Cleaner);
             _logs[l.Tp] = log;
         });
         // From here on a crash must be detected at the next start.
@@ -126,6 +163,11 @@ public sealed partial class LogManager : IAsyncDisposable
         LogLoaded(_logger, _logs.Count, sw.ElapsedMilliseconds);
         _started = true;
         _background = Task.Run(() => BackgroundLoopAsync(_stop.Token));
+        if (Options.CleanerEnable)
+        {
+            _cleanerThread = new Thread(CleanerLoop) { IsBackground = true, Name = "freshet-log-cleaner" };
+            _cleanerThread.Start();
+        }
     }
 
     public PartitionLog? GetLog(TopicPartition tp) => _logs.GetValueOrDefault(tp);
@@ -246,6 +288,72 @@ public sealed partial class LogManager : IAsyncDisposable
                 .Write(logs.Where(l => l.LogStartOffset > 0).Select(l => KeyValuePair.Create(l.TopicPartition, l.LogStartOffset)), fsync);
             new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.Replication))
                 .Write(logs.Select(l => KeyValuePair.Create(l.TopicPartition, l.HighWatermark)), fsync);
+            WriteCleanerCheckpoint(dir, fsync);
+        }
+    }
+
+    /// <summary>Writes the cleaner-offset-checkpoint of every directory (the logs cleaned at least once).</summary>
+    public void WriteCleanerCheckpoints(bool fsync = true)
+    {
+        foreach (var dir in Options.LogDirs) WriteCleanerCheckpoint(dir, fsync);
+    }
+
+    private void WriteCleanerCheckpoint(string dir, bool fsync)
+    {
+        var logs = _logs.Values.Where(l => l.CleanerCheckpoint > 0 && IsLogIn(l, dir));
+        _cleanerCheckpoints[dir].Write(logs.Select(l => KeyValuePair.Create(l.TopicPartition, l.CleanerCheckpoint)), fsync);
+    }
+
+    private void WriteCleanerCheckpointOf(PartitionLog log)
+    {
+        foreach (var dir in Options.LogDirs)
+        {
+            if (!IsLogIn(log, dir)) continue;
+            WriteCleanerCheckpoint(dir, fsync: true);
+            return;
+        }
+    }
+
+    /// <summary>
+    /// Cleans <paramref name="tp"/>'s log now, whatever its dirty ratio (for the broker and tests; see
+    /// <see cref="LogCleaner.Clean"/>), waiting for a cleaning the background thread has under way,
+    /// and saves the cleaner checkpoint. Null when there is no such log.
+    /// </summary>
+    public CleanResult? CleanLog(TopicPartition tp)
+    {
+        if (GetLog(tp) is not { } log) return null;
+        var r = Cleaner.Clean(log, _stop.Token);
+        if (r.Cleaned) WriteCleanerCheckpointOf(log);
+        return r;
+    }
+
+    /// <summary>
+    /// The cleaner thread (Kafka's CleanerThread): cleans the dirtiest log that is due, at once again
+    /// after a cleaning, or after log.cleaner.backoff.ms when there was nothing to do. Failures are
+    /// logged; the log concerned is skipped from then on (see <see cref="LogCleaner.IsUncleanable"/>).
+    /// </summary>
+    private void CleanerLoop()
+    {
+        var ct = _stop.Token;
+        while (!ct.IsCancellationRequested)
+        {
+            CleanResult? r = null;
+            try
+            {
+                r = Cleaner.CleanFilthiest(_logs.Values, ct);
+                if (r is { Cleaned: true } && GetLog(r.Partition) is { } log) WriteCleanerCheckpointOf(log);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                break;
+            }
+#pragma warning disable CA1031 // the thread must outlive any one log's failure; the cleaner has logged it and set the log aside
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                LogBackgroundFailed(_logger, "cleaning", r?.Partition.ToString() ?? "*", e.Message);
+            }
+            if (r is not { Cleaned: true }) ct.WaitHandle.WaitOne(TimeSpan.FromMilliseconds(Math.Max(1, Options.CleanerBackoffMs)));
         }
     }
 
@@ -317,6 +425,8 @@ public sealed partial class LogManager : IAsyncDisposable
             try { await _background.ConfigureAwait(false); }
             catch (OperationCanceledException) { }
         }
+        // A cleaning under way notices the cancellation between batches and discards its output.
+        _cleanerThread?.Join();
         bool allClosed = true;
         foreach (var log in _logs.Values)
         {

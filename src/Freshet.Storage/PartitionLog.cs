@@ -86,6 +86,7 @@ public sealed partial class PartitionLog : IDisposable
     private long _syncedPosition;
     private LogConfig _config;
     private bool _disposed;
+    private long _cleanerCheckpoint;
 
     private PartitionLog(string dir, TopicPartition tp, Uuid topicId, LogConfig config, LogOptions options, LogSegment[] segments,
         ProducerStateManager producers, TimeProvider time, ILogger logger, Action<LogSegment, long> scheduleDelete)
@@ -127,6 +128,32 @@ public sealed partial class PartitionLog : IDisposable
     public long RecoveryPoint => Volatile.Read(ref _recoveryPoint);
     public long Size => Segments.Sum(s => (long)s.Size);
 
+    /// <summary>
+    /// The log cleaner's checkpoint: the first offset of the dirty section, i.e. everything below it
+    /// has been compacted (Kafka's cleaner-offset-checkpoint entry). 0 until the first cleaning; the
+    /// cleaner treats a value below the log start offset as the log start offset.
+    /// </summary>
+    public long CleanerCheckpoint => Volatile.Read(ref _cleanerCheckpoint);
+
+    internal void SetCleanerCheckpoint(long offset) => Volatile.Write(ref _cleanerCheckpoint, Math.Max(0, offset));
+
+    /// <summary>Closed or deleted: a cleaning under way gives up instead of reporting its I/O errors.</summary>
+    internal bool IsClosed
+    {
+        get
+        {
+            lock (_lock) return _disposed;
+        }
+    }
+
+    /// <summary>
+    /// Earliest delete horizon of a batch the cleaner left holding tombstones: when it passes, the log
+    /// needs cleaning to remove them even if it has no dirty data. <see cref="long.MaxValue"/> when there
+    /// is none, <see cref="long.MinValue"/> when not yet known (the cleaner then scans the batch headers).
+    /// Read and written by the cleaner only, under its lock.
+    /// </summary>
+    internal long CleanerDeleteHorizon { get; set; } = long.MinValue;
+
     private long NowMs => _time.GetUtcNow().ToUnixTimeMilliseconds();
 
     // ================================================================ opening
@@ -146,7 +173,8 @@ public sealed partial class PartitionLog : IDisposable
 
     /// <summary>
     /// Opens an existing log: removes leftovers of interrupted operations (*.deleted, *.cleaned,
-    /// *.tmp), loads the segments, recovers every segment from the recovery point on (or from the
+    /// *.tmp), completes cleaner swaps a crash interrupted (*.log.swap, see <see cref="CompleteInterruptedSwaps"/>),
+    /// loads the segments, recovers every segment from the recovery point on (or from the
     /// first one whose indexes are unusable), truncates a torn or corrupt tail, deletes segments
     /// after a corrupt one, and rebuilds the producer state from its snapshot and the log.
     /// </summary>
@@ -159,6 +187,7 @@ public sealed partial class PartitionLog : IDisposable
                 || f.EndsWith(".tmp", StringComparison.Ordinal))
                 File.Delete(f);
         }
+        var swapped = CompleteInterruptedSwaps(dir, tp, logger);
         var topicId = PartitionMetadataFile.Read(dir) ?? Uuid.Zero;
         var bases = Directory.EnumerateFiles(dir, "*" + LogSegment.LogSuffix)
             .Select(f => Path.GetFileNameWithoutExtension(f))
@@ -182,15 +211,18 @@ public sealed partial class PartitionLog : IDisposable
             var seg = segments[i];
             long nextBase = i + 1 < segments.Count ? segments[i + 1].BaseOffset : long.MaxValue;
             bool needsRecovery = recovering || !hadCleanShutdown && nextBase > recoveryPoint || i == segments.Count - 1 && !hadCleanShutdown;
-            if (!needsRecovery && !seg.LoadIndexes(Math.Min(nextBase, long.MaxValue)))
+            // A segment swapped in by CompleteInterruptedSwaps gets its indexes rebuilt (its index files
+            // may be the old segment's); that alone does not make the segments after it suspect.
+            bool swappedIn = swapped.Contains(seg.BaseOffset);
+            if (!needsRecovery && !swappedIn && !seg.LoadIndexes(Math.Min(nextBase, long.MaxValue)))
             {
                 LogIndexRebuild(logger, tp, seg.BaseOffset);
                 needsRecovery = true;
             }
-            if (needsRecovery)
+            if (needsRecovery || swappedIn)
             {
                 var (cut, next) = seg.Recover();
-                recovering = true;
+                if (needsRecovery || cut > 0) recovering = true;
                 if (cut > 0)
                 {
                     LogTruncatedTail(logger, tp, seg.BaseOffset, cut, next);
@@ -231,6 +263,77 @@ public sealed partial class PartitionLog : IDisposable
         log._highWatermark = log._logStartOffset;
         log.RebuildProducerState(hadCleanShutdown);
         return log;
+    }
+
+    /// <summary>
+    /// Finishes the cleaner swaps a crash interrupted. A <c>{base}.log.swap</c> file is a cleaned
+    /// segment the cleaner had committed to swapping in (it is written and synced as .cleaned and
+    /// renamed to .swap only then): it replaces every segment whose base offset lies in its offset
+    /// range [base, next offset after its last batch), which are deleted with their indexes, and
+    /// takes its normal name. Its indexes are rebuilt by the caller (returned bases). Other *.swap
+    /// files (index files of a swap whose .log never got to .swap) are discarded.
+    /// </summary>
+    private static HashSet<long> CompleteInterruptedSwaps(string dir, TopicPartition tp, ILogger logger)
+    {
+        var done = new HashSet<long>();
+        string logSwap = LogSegment.LogSuffix + LogSegment.SwapSuffix;
+        var swaps = Directory.EnumerateFiles(dir, "*" + logSwap)
+            .Select(f => (Path: f, Base: ParseBaseOffset(Path.GetFileName(f))))
+            .Where(x => x.Base >= 0).OrderBy(x => x.Base).ToList();
+        foreach (var (swapPath, swapBase) in swaps)
+        {
+            long next = ScanNextOffset(swapPath, swapBase);
+            long end = Math.Max(next, swapBase + 1); // the segment of the same name is replaced even by an empty swap
+            int replaced = 0;
+            foreach (var f in Directory.EnumerateFiles(dir, "*" + LogSegment.LogSuffix).ToList())
+            {
+                long b = ParseBaseOffset(Path.GetFileName(f));
+                if (b < swapBase || b >= end) continue;
+                File.Delete(f);
+                replaced++;
+            }
+            foreach (var f in Directory.EnumerateFiles(dir).ToList())
+            {
+                string name = Path.GetFileName(f);
+                if (!(name.EndsWith(LogSegment.IndexSuffix, StringComparison.Ordinal) || name.EndsWith(LogSegment.TimeIndexSuffix, StringComparison.Ordinal)
+                    || name.EndsWith(LogSegment.IndexSuffix + LogSegment.SwapSuffix, StringComparison.Ordinal)
+                    || name.EndsWith(LogSegment.TimeIndexSuffix + LogSegment.SwapSuffix, StringComparison.Ordinal)))
+                    continue;
+                long b = ParseBaseOffset(name);
+                if (b >= swapBase && b < end) File.Delete(f);
+            }
+            File.Move(swapPath, LogSegment.FilePath(dir, swapBase, LogSegment.LogSuffix), overwrite: true);
+            done.Add(swapBase);
+            LogSwapCompleted(logger, tp, swapBase, replaced);
+        }
+        foreach (var f in Directory.EnumerateFiles(dir, "*" + LogSegment.SwapSuffix).ToList()) File.Delete(f);
+        return done;
+    }
+
+    /// <summary>The base offset a segment file's name starts with (20 digits), or -1.</summary>
+    private static long ParseBaseOffset(string fileName)
+    {
+        int dot = fileName.IndexOf('.', StringComparison.Ordinal);
+        return dot > 0 && long.TryParse(fileName.AsSpan(0, dot), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long b)
+            ? b : -1;
+    }
+
+    /// <summary>The offset after the last whole batch of a segment file, from the batch headers (base offset when empty).</summary>
+    private static long ScanNextOffset(string path, long baseOffset)
+    {
+        using var h = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        long length = RandomAccess.GetLength(h);
+        Span<byte> head = stackalloc byte[RecordBatch.BaseTimestampOffset];
+        long pos = 0, next = baseOffset;
+        while (pos + head.Length <= length)
+        {
+            if (RandomAccess.Read(h, head, pos) < head.Length) break;
+            int size = RecordBatch.LogOverhead + System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(head[RecordBatch.LengthOffset..]);
+            if (size < RecordBatch.HeaderSize || pos + size > length) break;
+            next = Math.Max(next, new RecordBatch(head).NextOffset); // the header up to lastOffsetDelta is all it reads
+            pos += size;
+        }
+        return next;
     }
 
     /// <summary>Loads the newest snapshot at or below the end and replays the batch headers after it.</summary>
@@ -304,6 +407,11 @@ public sealed partial class PartitionLog : IDisposable
                 var rb = new RecordBatch(batch);
                 if (rb.IsControl && origin == AppendOrigin.Client)
                     return LogAppendResult.Failed(ErrorCode.InvalidRecord, "clients may not write control batches", LogStartOffset);
+                // Kafka's rule: compaction keeps the latest record per key, so a record without one has no
+                // place in a compacted topic. Refused for the whole request, nothing stored.
+                if (v.HasNullKey && config.Compact && origin == AppendOrigin.Client)
+                    return LogAppendResult.Failed(ErrorCode.InvalidRecord,
+                        $"Compacted topic cannot accept message without key in topic partition {TopicPartition}.", LogStartOffset);
                 if (config.MessageTimestampType == TimestampType.CreateTime && rb.TimestampType == TimestampType.CreateTime)
                 {
                     long maxTs = v.MaxTimestamp;
@@ -462,7 +570,10 @@ public sealed partial class PartitionLog : IDisposable
             ? incomingMaxTimestamp - active.FirstBatchTimestamp
             : NowMs - active.CreatedMs;
         bool full = active.Size > config.SegmentBytes - bytes;
-        bool old = active.Size > 0 && age > config.SegmentMs - config.SegmentJitterMs;
+        // A compacted log also rolls by max.compaction.lag.ms (as Kafka does): the cleaner never touches
+        // the active segment, so without the roll its records could stay uncompacted past the bound.
+        long segmentMs = config.Compact ? Math.Min(config.SegmentMs, config.MaxCompactionLagMs) : config.SegmentMs;
+        bool old = active.Size > 0 && age > segmentMs - config.SegmentJitterMs;
         bool indexFull = active.OffsetIndex.IsFull || active.TimeIndex.IsFull;
         bool overflow = lastOffset - active.BaseOffset > int.MaxValue;
         if (active.Size == 0 || !(full || old || indexFull || overflow)) return active;
@@ -625,14 +736,30 @@ public sealed partial class PartitionLog : IDisposable
     private static (long Offset, long Timestamp)? FirstRecordAtOrAfter(byte[] batch, long timestamp, long minOffset)
     {
         var b = new RecordBatch(batch);
+        // A batch the cleaner emptied (kept for its producer's state) holds no record to find.
+        if (b.RecordsCount == 0) return null;
         if (b.TimestampType == TimestampType.LogAppendTime)
-            return b.MaxTimestamp >= timestamp ? (Math.Max(b.BaseOffset, minOffset), b.MaxTimestamp) : null;
+            return b.MaxTimestamp >= timestamp ? (FirstOffsetAtOrAfter(batch, minOffset), b.MaxTimestamp) : null;
         using var scratch = new PooledBufferWriter();
         foreach (var r in new BatchRecords(batch, scratch))
         {
             if (r.Offset >= minOffset && r.Timestamp >= timestamp) return (r.Offset, r.Timestamp);
         }
         return null;
+    }
+
+    /// <summary>
+    /// The offset of the batch's first record at or after <paramref name="minOffset"/>. Without gaps in
+    /// its offsets (every batch but one the cleaner thinned) that is arithmetic; otherwise the records say.
+    /// </summary>
+    private static long FirstOffsetAtOrAfter(byte[] batch, long minOffset)
+    {
+        var b = new RecordBatch(batch);
+        if (b.RecordsCount == b.LastOffsetDelta + 1) return Math.Max(b.BaseOffset, minOffset);
+        using var scratch = new PooledBufferWriter();
+        foreach (var r in new BatchRecords(batch, scratch))
+            if (r.Offset >= minOffset) return r.Offset;
+        return Math.Max(b.BaseOffset, minOffset);
     }
 
     /// <summary>The offset and timestamp of the record with the largest timestamp (ListOffsets MAX_TIMESTAMP).</summary>
@@ -656,7 +783,7 @@ public sealed partial class PartitionLog : IDisposable
             var bytes = new byte[h.Size];
             seg.ReadExactly(h.Position, bytes);
             var b = new RecordBatch(bytes);
-            if (b.TimestampType == TimestampType.LogAppendTime) return (b.BaseOffset, b.MaxTimestamp);
+            if (b.TimestampType == TimestampType.LogAppendTime && b.RecordsCount > 0) return (FirstOffsetAtOrAfter(bytes, b.BaseOffset), b.MaxTimestamp);
             using var scratch = new PooledBufferWriter();
             foreach (var r in new BatchRecords(bytes, scratch))
                 if (r.Timestamp == best) return (r.Offset, r.Timestamp);
@@ -780,8 +907,87 @@ public sealed partial class PartitionLog : IDisposable
             Volatile.Write(ref _logEndOffset, segs[^1].Size == 0 ? segs[^1].BaseOffset : segs[^1].ReadNextOffset());
             if (HighWatermark > LogEndOffset) Volatile.Write(ref _highWatermark, LogEndOffset);
             if (RecoveryPoint > LogEndOffset) Volatile.Write(ref _recoveryPoint, LogEndOffset);
+            // What was cleaned below the cut stays clean; the dirty section cannot start past the end.
+            if (CleanerCheckpoint > LogEndOffset) SetCleanerCheckpoint(LogEndOffset);
             Producers.ResetTo(LogEndOffset);
             RebuildProducerState(false);
+        }
+    }
+
+    // ================================================================ compaction support (LogCleaner)
+
+    /// <summary>
+    /// What a cleaning starts from, taken together under the lock: the segment list, and the last
+    /// offset of each producer's last batch (the batch the cleaner must keep, if only as an empty
+    /// header, so that the producer's sequence and epoch survive a rebuild of the state from the log).
+    /// Every batch of a segment that is not active in this list was appended before the state was read.
+    /// </summary>
+    internal (LogSegment[] Segments, Dictionary<long, long> ProducerLastOffsets) SnapshotForCleaning()
+    {
+        lock (_lock)
+        {
+            var last = new Dictionary<long, long>(Producers.Count);
+            foreach (var e in Producers.Producers.Values)
+                if (e.LastOffset >= 0) last[e.ProducerId] = e.LastOffset;
+            return (_segments, last);
+        }
+    }
+
+    /// <summary>
+    /// Swaps a cleaned segment in for the consecutive segments <paramref name="old"/> it was built from,
+    /// under the lock, if they are still in the log as the cleaner read them (same objects, same sizes,
+    /// none of them active); returns false and changes nothing otherwise (retention, truncation or
+    /// deletion got there first; the caller discards its output). The cleaned segment must be flushed.
+    /// <para>
+    /// Files: <c>{base}.log.cleaned</c> is renamed to <c>.log.swap</c> (the commit point: from here a
+    /// crash is finished by <see cref="Open"/>), the old segments are renamed to *.deleted and handed to
+    /// the delayed deletion (readers holding their file ranges keep working), then the cleaned
+    /// segment's index files and finally its .log file get their normal names. An empty result replaces
+    /// nothing unless it is the first segment of the log, which keeps the log start where it is; else
+    /// the old segments just go (in offset order, which a crash can stop anywhere without harm).
+    /// </para>
+    /// </summary>
+    internal bool ReplaceSegments(IReadOnlyList<(LogSegment Segment, int Size)> old, LogSegment cleaned)
+    {
+        lock (_lock)
+        {
+            if (_disposed || old.Count == 0) return false;
+            var segs = _segments;
+            int first = Array.IndexOf(segs, old[0].Segment);
+            if (first < 0 || first + old.Count >= segs.Length) return false;
+            for (int k = 0; k < old.Count; k++)
+                if (!ReferenceEquals(segs[first + k], old[k].Segment) || segs[first + k].Size != old[k].Size) return false;
+            bool keep = cleaned.Size > 0 || first == 0;
+            if (keep)
+            {
+                try { cleaned.RenameLogFile(LogSegment.FilePath(Dir, cleaned.BaseOffset, LogSegment.LogSuffix) + LogSegment.SwapSuffix); }
+                catch (IOException e)
+                {
+                    LogFlushFailed(_logger, TopicPartition, e.Message);
+                    return false;
+                }
+            }
+            // Committed. A failure from here on leaves the files in a state Open completes; the log in
+            // memory takes the new segment regardless, so the two agree after a restart.
+            try
+            {
+                foreach (var (s, _) in old) s.MarkDeleted();
+                if (keep)
+                {
+                    cleaned.RenameIndexFiles("");
+                    cleaned.RenameLogFile(LogSegment.FilePath(Dir, cleaned.BaseOffset, LogSegment.LogSuffix));
+                }
+            }
+            catch (IOException e)
+            {
+                LogFlushFailed(_logger, TopicPartition, e.Message);
+            }
+            LogSegment[] next = [.. segs[..first], .. keep ? [cleaned] : Array.Empty<LogSegment>(), .. segs[(first + old.Count)..]];
+            cleaned.IndexIntervalBytes = Config.IndexIntervalBytes;
+            Volatile.Write(ref _segments, next);
+            foreach (var (s, _) in old) _scheduleDelete(s, Config.FileDeleteDelayMs);
+            if (!keep) cleaned.DeleteFiles();
+            return true;
         }
     }
 
@@ -855,4 +1061,7 @@ public sealed partial class PartitionLog : IDisposable
 
     [LoggerMessage(EventId = 1008, Level = LogLevel.Information, Message = "{Partition}: deleting segment {BaseOffset} (retention or log start offset)")]
     private static partial void LogSegmentDeleted(ILogger logger, TopicPartition partition, long baseOffset);
+
+    [LoggerMessage(EventId = 1009, Level = LogLevel.Warning, Message = "{Partition}: completed an interrupted cleaner swap: segment {BaseOffset} replaces {Replaced} segment files")]
+    private static partial void LogSwapCompleted(ILogger logger, TopicPartition partition, long baseOffset, int replaced);
 }

@@ -86,10 +86,11 @@ public sealed class RetentionTests : IDisposable
     [Fact]
     public void Retention_does_not_apply_to_compacted_topics_or_without_limits()
     {
-        int s = Batches.Make(1, Now).Length;
+        // Keyed records: a compacted topic refuses records without a key.
+        int s = KeyedBatches.Make(Now, ("k", "v")).Length;
         using var log = Create(TestLogs.Config((LogConfig.RetentionBytesConfig, "0"), (LogConfig.RetentionMsConfig, "1"),
             (LogConfig.CleanupPolicyConfig, "compact")));
-        for (int i = 0; i < 3; i++) { log.Append(Batches.Make(1, Now)); log.Roll(); }
+        for (int i = 0; i < 3; i++) { log.Append(KeyedBatches.Make(Now, ("k", "v"))); log.Roll(); }
         log.CommitAll();
         _time.Advance(1_000_000);
         Assert.Equal(0, log.DeleteOldSegments(Now));

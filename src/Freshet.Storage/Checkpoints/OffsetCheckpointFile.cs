@@ -6,7 +6,7 @@ namespace Freshet.Storage.Checkpoints;
 
 /// <summary>
 /// Kafka's offset checkpoint text file (recovery-point-offset-checkpoint, log-start-offset-checkpoint,
-/// replication-offset-checkpoint): a version line "0", a count line, then "topic partition offset"
+/// replication-offset-checkpoint, cleaner-offset-checkpoint): a version line "0", a count line, then "topic partition offset"
 /// lines. Written to a temporary file, synced, and renamed over the old one, so a crash leaves a
 /// whole file. A malformed file reads as empty (the logs then recover from their first segment).
 /// </summary>
@@ -15,6 +15,9 @@ public sealed class OffsetCheckpointFile(string path)
     public const string RecoveryPoint = "recovery-point-offset-checkpoint";
     public const string LogStartOffset = "log-start-offset-checkpoint";
     public const string Replication = "replication-offset-checkpoint";
+
+    /// <summary>Per compacted log, the first offset its cleaner has not deduplicated yet (<see cref="PartitionLog.CleanerCheckpoint"/>).</summary>
+    public const string CleanerOffset = "cleaner-offset-checkpoint";
 
     private readonly Lock _lock = new();
 

@@ -23,6 +23,13 @@ public sealed class LogSegment : IDisposable
     public const string DeletedSuffix = ".deleted";
     public const string CleanedSuffix = ".cleaned";
 
+    /// <summary>
+    /// Suffix of a cleaned segment's .log file once the cleaner has committed to swapping it in
+    /// (see <see cref="Cleaner.LogCleaner"/> for the protocol): <c>{base}.log.swap</c> replaces the
+    /// segments it covers even if the process dies before the swap completes.
+    /// </summary>
+    public const string SwapSuffix = ".swap";
+
     private readonly SafeFileHandle _log;
     private int _size;
     private int _bytesSinceLastIndexEntry;
@@ -31,16 +38,17 @@ public sealed class LogSegment : IDisposable
     private long _firstBatchTimestamp = RecordBatch.NoTimestamp;
     private bool _disposed;
 
-    private LogSegment(string dir, long baseOffset, SafeFileHandle log, int size, int indexIntervalBytes, int maxIndexSize, long createdMs)
+    private LogSegment(string dir, long baseOffset, SafeFileHandle log, int size, int indexIntervalBytes, int maxIndexSize, long createdMs,
+        string fileSuffix = "")
     {
         Dir = dir;
         BaseOffset = baseOffset;
         _log = log;
         _size = size;
         IndexIntervalBytes = indexIntervalBytes;
-        LogPath = FilePath(dir, baseOffset, LogSuffix);
-        OffsetIndex = new OffsetIndex(FilePath(dir, baseOffset, IndexSuffix), baseOffset, maxIndexSize);
-        TimeIndex = new TimeIndex(FilePath(dir, baseOffset, TimeIndexSuffix), baseOffset, maxIndexSize);
+        LogPath = FilePath(dir, baseOffset, LogSuffix) + fileSuffix;
+        OffsetIndex = new OffsetIndex(FilePath(dir, baseOffset, IndexSuffix) + fileSuffix, baseOffset, maxIndexSize);
+        TimeIndex = new TimeIndex(FilePath(dir, baseOffset, TimeIndexSuffix) + fileSuffix, baseOffset, maxIndexSize);
         CreatedMs = createdMs;
     }
 
@@ -76,6 +84,36 @@ public sealed class LogSegment : IDisposable
         string path = FilePath(dir, baseOffset, LogSuffix);
         var h = File.OpenHandle(path, FileMode.Create, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
         return new LogSegment(dir, baseOffset, h, 0, indexIntervalBytes, maxIndexSize, nowMs);
+    }
+
+    /// <summary>
+    /// Creates the output segment of a cleaning: <c>{base}.log.cleaned</c>, with <c>.index.cleaned</c>
+    /// and <c>.timeindex.cleaned</c> written when it is flushed. A file left by an earlier attempt is
+    /// overwritten. The cleaner renames the files when it swaps the segment into the log.
+    /// </summary>
+    internal static LogSegment CreateCleaned(string dir, long baseOffset, int indexIntervalBytes, int maxIndexSize, long nowMs)
+    {
+        string path = FilePath(dir, baseOffset, LogSuffix) + CleanedSuffix;
+        var h = File.OpenHandle(path, FileMode.Create, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+        var seg = new LogSegment(dir, baseOffset, h, 0, indexIntervalBytes, maxIndexSize, nowMs, CleanedSuffix);
+        // Stale index files of an earlier attempt would be extended, not replaced, by the first flush.
+        seg.OffsetIndex.DeleteFile();
+        seg.TimeIndex.DeleteFile();
+        return seg;
+    }
+
+    /// <summary>Renames the .log file (the open handle stays valid), e.g. .log.cleaned to .log.swap to .log.</summary>
+    internal void RenameLogFile(string newPath)
+    {
+        if (File.Exists(LogPath)) File.Move(LogPath, newPath, overwrite: true);
+        LogPath = newPath;
+    }
+
+    /// <summary>Gives the index files their normal names plus <paramref name="suffix"/> ("" for the normal names).</summary>
+    internal void RenameIndexFiles(string suffix)
+    {
+        OffsetIndex.Rename(FilePath(Dir, BaseOffset, IndexSuffix) + suffix);
+        TimeIndex.Rename(FilePath(Dir, BaseOffset, TimeIndexSuffix) + suffix);
     }
 
     /// <summary>Opens an existing segment; its indexes are loaded by <see cref="LoadIndexes"/> or rebuilt by <see cref="Recover"/>.</summary>
@@ -129,7 +167,7 @@ public sealed class LogSegment : IDisposable
     private void IndexBatch(RecordBatch b, int position, int size)
     {
         long maxTs = b.MaxTimestamp;
-        if (_firstBatchTimestamp == RecordBatch.NoTimestamp && b.BaseTimestamp >= 0) _firstBatchTimestamp = b.BaseTimestamp;
+        if (_firstBatchTimestamp == RecordBatch.NoTimestamp) _firstBatchTimestamp = FirstTimestamp(b);
         if (maxTs > _maxTimestamp)
         {
             Volatile.Write(ref _offsetOfMaxTimestamp, b.LastOffset);
@@ -147,6 +185,17 @@ public sealed class LogSegment : IDisposable
             _bytesSinceLastIndexEntry = 0;
         }
         _bytesSinceLastIndexEntry += size;
+    }
+
+    /// <summary>
+    /// The batch's first timestamp for segment.ms and max.compaction.lag.ms: its base timestamp, except
+    /// in a batch the cleaner marked with a delete horizon, whose base timestamp field holds the horizon
+    /// (a time in the future); its max timestamp stands in for it there. -1 when there is none.
+    /// </summary>
+    private static long FirstTimestamp(RecordBatch b)
+    {
+        long ts = b.HasDeleteHorizon ? b.MaxTimestamp : b.BaseTimestamp;
+        return ts >= 0 ? ts : RecordBatch.NoTimestamp;
     }
 
     // ---------------------------------------------------------------- read
@@ -342,9 +391,9 @@ public sealed class LogSegment : IDisposable
         }
         if (ReadHeader(0, _size) is { } first && first.Magic == RecordBatch.CurrentMagic)
         {
-            Span<byte> ts = stackalloc byte[8];
-            ReadExactly(RecordBatch.BaseTimestampOffset, ts);
-            _firstBatchTimestamp = BinaryPrimitives.ReadInt64BigEndian(ts);
+            Span<byte> header = stackalloc byte[RecordBatch.HeaderSize];
+            ReadExactly(0, header);
+            _firstBatchTimestamp = FirstTimestamp(new RecordBatch(header));
         }
         return true;
     }
