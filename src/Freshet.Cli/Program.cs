@@ -7,6 +7,7 @@ const string usage = """
     commands:
       server     run a Freshet node (broker + controller)
       topics     create, list, describe, alter, delete topics
+      groups     list, describe, delete consumer groups; delete or reset their offsets
       produce    send lines from stdin to a topic
       consume    print records of a topic
       bench      produce and consume through a Kafka client and report throughput and latency
@@ -27,6 +28,7 @@ try
     {
         "server" => rest.Contains("--help") ? Help(ServerCommand.Usage) : await ServerCommand.RunAsync(rest),
         "topics" => await TopicsCommand.RunAsync(rest),
+        "groups" => await GroupsCommand.RunAsync(rest),
         "produce" => rest.Contains("--help") ? Help(ProduceCommand.Usage) : await ProduceCommand.RunAsync(rest),
         "consume" => rest.Contains("--help") ? Help(ConsumeCommand.Usage) : await ConsumeCommand.RunAsync(rest),
         "bench" => rest.Contains("--help") ? Help(BenchCommand.Usage) : await BenchCommand.RunAsync(rest),
@@ -36,7 +38,7 @@ try
 catch (UsageException e)
 {
     Console.Error.WriteLine($"freshet: {e.Message}");
-    Console.Error.WriteLine(args[0] is "server" or "topics" or "produce" or "consume"
+    Console.Error.WriteLine(args[0] is "server" or "topics" or "groups" or "produce" or "consume"
         ? $"Run `freshet {args[0]} --help` for usage."
         : "Run `freshet --help` for usage.");
     return 2;

@@ -82,6 +82,36 @@ public static class ClientTools
         return doc.RootElement.Clone();
     }
 
+    /// <summary>Records "value-{from}" .. "value-{from + count - 1}", record i to partition i mod <paramref name="partitions"/>, through Confluent.Kafka.</summary>
+    public static void ProduceValues(string bootstrap, string topic, int partitions, int from, int count)
+    {
+        using var producer = new Confluent.Kafka.ProducerBuilder<byte[], byte[]>(Clients.ProducerConfig(bootstrap)).Build();
+        for (int i = from; i < from + count; i++)
+            producer.Produce(new Confluent.Kafka.TopicPartition(topic, i % partitions),
+                new Confluent.Kafka.Message<byte[], byte[]> { Key = System.Text.Encoding.UTF8.GetBytes($"key-{i}"), Value = System.Text.Encoding.UTF8.GetBytes($"value-{i}") });
+        Assert.Equal(0, producer.Flush(TimeSpan.FromSeconds(20)));
+    }
+
+    /// <summary>Each partition's log end offset (ListOffsets through Confluent.Kafka's admin client).</summary>
+    public static async Task<Dictionary<int, long>> EndOffsetsAsync(string bootstrap, string topic, int partitions)
+    {
+        using var admin = Clients.Admin(bootstrap);
+        var r = await Confluent.Kafka.IAdminClientExtensions.ListOffsetsAsync(admin, [.. Enumerable.Range(0, partitions).Select(p => new Confluent.Kafka.Admin.TopicPartitionOffsetSpec
+        {
+            TopicPartition = new Confluent.Kafka.TopicPartition(topic, p), OffsetSpec = Confluent.Kafka.Admin.OffsetSpec.Latest(),
+        })]);
+        return r.ResultInfos.ToDictionary(i => i.TopicPartitionOffsetError.Partition.Value, i => i.TopicPartitionOffsetError.Offset.Value);
+    }
+
+    /// <summary>A group's committed offsets per partition (OffsetFetch through Confluent.Kafka's admin client); -1 for none.</summary>
+    public static async Task<Dictionary<int, long>> CommittedAsync(string bootstrap, string group, string topic, int partitions)
+    {
+        using var admin = Clients.Admin(bootstrap);
+        var r = await admin.ListConsumerGroupOffsetsAsync([new Confluent.Kafka.ConsumerGroupTopicPartitions(group,
+            [.. Enumerable.Range(0, partitions).Select(p => new Confluent.Kafka.TopicPartition(topic, p))])]);
+        return r.Single().Partitions.ToDictionary(p => p.Partition.Value, p => p.Offset.Value < 0 ? -1 : p.Offset.Value);
+    }
+
     /// <summary>One stored record batch as a Fetch (v12, the last version that names topics) returns it.</summary>
     public readonly record struct StoredBatch(long BaseOffset, byte Magic, CompressionType Compression, int Count, long ProducerId, int BaseSequence);
 

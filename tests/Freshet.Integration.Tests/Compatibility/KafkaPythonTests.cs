@@ -10,8 +10,9 @@ namespace Freshet.Integration.Tests.Compatibility;
 
 /// <summary>
 /// kafka-python 2.0.2 (Debian's python3-kafka, run with /usr/bin/python3) through
-/// tests/clients/python/kafka_python_client.py: KafkaAdminClient, KafkaProducer, and a KafkaConsumer
-/// with assign() + seek_to_beginning() and no group.
+/// tests/clients/python/kafka_python_client.py: KafkaAdminClient, KafkaProducer, a KafkaConsumer
+/// with assign() + seek_to_beginning() and no group, and KafkaConsumers with a group_id (the classic
+/// group protocol: subscribe, commit, resume, partitions split between members).
 /// <para>Codecs: python3-kafka does not depend on the codec modules, so a test.sh machine has gzip
 /// only; snappy (python3-snappy), lz4 (python3-lz4) and zstd (python3-zstandard) are exercised when
 /// their modules import, and otherwise kafka-python's refusal to use them is what is checked.
@@ -99,10 +100,101 @@ public sealed class KafkaPythonTests(ITestOutputHelper output) : IDisposable
         await CheckStoredCodecAsync(broker, topic, codec);
     }
 
-    private async Task<FreshetServer> StartAsync()
+    /// <summary>
+    /// A KafkaConsumer with a group_id reads everything and commits; after more records arrive, a
+    /// second consumer in the group reads only those, from the committed offsets.
+    /// </summary>
+    [Fact]
+    public async Task GroupConsumerCommitsAndASecondConsumerResumesFromTheCommittedOffsets()
+    {
+        await using var broker = await StartAsync(GroupProperties);
+        const string topic = "py-group", group = "py-group-g";
+        await Clients.CreateTopicAsync(broker.BootstrapServers, topic, Partitions);
+        ClientTools.ProduceValues(broker.BootstrapServers, topic, Partitions, 0, 90);
+        var ends = await ClientTools.EndOffsetsAsync(broker.BootstrapServers, topic, Partitions);
+
+        var first = await RunAsync(broker, "group", "--topic", topic, "--group", group, "--expect-partitions", "3");
+        Assert.Equal([0, 1, 2], Ints(first.GetProperty("assignment")));
+        var read = Received(first);
+        Assert.Equal(Enumerable.Range(0, 90), read.Select(r => r.Seq).Order());
+        foreach (var g in read.GroupBy(r => r.Partition))
+            Assert.Equal(Enumerable.Range(0, (int)ends[g.Key]).Select(i => (long)i), g.Select(r => r.Offset)); // from the start, in order
+        Assert.Equal(ends, Committed(first));
+        Assert.Equal(ends, await ClientTools.CommittedAsync(broker.BootstrapServers, group, topic, Partitions));
+
+        ClientTools.ProduceValues(broker.BootstrapServers, topic, Partitions, 90, 30);
+        var newEnds = await ClientTools.EndOffsetsAsync(broker.BootstrapServers, topic, Partitions);
+        var second = await RunAsync(broker, "group", "--topic", topic, "--group", group, "--expect-partitions", "3", "--member", "b");
+        var resumed = Received(second);
+        Assert.Equal(Enumerable.Range(90, 30), resumed.Select(r => r.Seq).Order());
+        foreach (var g in resumed.GroupBy(r => r.Partition))
+            Assert.Equal(Enumerable.Range((int)ends[g.Key], (int)(newEnds[g.Key] - ends[g.Key])).Select(i => (long)i), g.Select(r => r.Offset));
+        Assert.Equal(newEnds, await ClientTools.CommittedAsync(broker.BootstrapServers, group, topic, Partitions));
+    }
+
+    /// <summary>
+    /// Two KafkaConsumers in one group, running together, split a 4-partition topic: two partitions
+    /// each (no partition twice), every record read once, and each commits its partitions' ends.
+    /// </summary>
+    [Fact]
+    public async Task TwoConsumersInOneGroupSplitThePartitions()
+    {
+        await using var broker = await StartAsync(GroupProperties);
+        const string topic = "py-split", group = "py-split-g";
+        await Clients.CreateTopicAsync(broker.BootstrapServers, topic, 4);
+        ClientTools.ProduceValues(broker.BootstrapServers, topic, 4, 0, 200);
+        var ends = await ClientTools.EndOffsetsAsync(broker.BootstrapServers, topic, 4);
+
+        string barrier = Directory.CreateTempSubdirectory("freshet-py-barrier-").FullName;
+        try
+        {
+            var members = await Task.WhenAll(new[] { "a", "b" }.Select(m => RunAsync(broker, "group", "--topic", topic, "--group", group,
+                "--expect-partitions", "2", "--member", m, "--members", "2", "--barrier", barrier)));
+            var assigned = members.Select(m => Ints(m.GetProperty("assignment"))).ToList();
+            output.WriteLine($"member a owns {string.Join(',', assigned[0])}, member b {string.Join(',', assigned[1])}");
+            Assert.All(assigned, a => Assert.Equal(2, a.Count));
+            Assert.Equal([0, 1, 2, 3], assigned.SelectMany(a => a).Order());
+            Assert.NotEqual(members[0].GetProperty("member_id").GetString(), members[1].GetProperty("member_id").GetString());
+            for (int i = 0; i < 2; i++)
+            {
+                var received = Received(members[i]);
+                Assert.All(received, r => Assert.Contains(r.Partition, assigned[i]));
+                Assert.Equal(assigned[i].Select(p => ends[p]).Sum(), received.Count);
+                Assert.Equal(assigned[i].ToDictionary(p => p, p => ends[p]), Committed(members[i]));
+            }
+            Assert.Equal(Enumerable.Range(0, 200), members.SelectMany(Received).Select(r => r.Seq).Order());
+            Assert.Equal(ends, await ClientTools.CommittedAsync(broker.BootstrapServers, group, topic, 4));
+        }
+        finally
+        {
+            Directory.Delete(barrier, recursive: true);
+        }
+    }
+
+    /// <summary>A group's first rebalance does not wait for more members.</summary>
+    private static readonly Dictionary<string, string> GroupProperties = new()
+    {
+        ["group.initial.rebalance.delay.ms"] = "0",
+        ["offsets.topic.num.partitions"] = "5",
+    };
+
+    private readonly record struct Record(int Partition, long Offset, int Seq);
+
+    private static List<Record> Received(JsonElement r) =>
+    [
+        .. r.GetProperty("received").EnumerateArray().Select(m => new Record(m.GetProperty("partition").GetInt32(), m.GetProperty("offset").GetInt64(),
+            int.Parse(m.GetProperty("value").GetString()!["value-".Length..], CultureInfo.InvariantCulture))),
+    ];
+
+    private static List<int> Ints(JsonElement array) => [.. array.EnumerateArray().Select(e => e.GetInt32())];
+
+    private static Dictionary<int, long> Committed(JsonElement r) =>
+        r.GetProperty("committed").EnumerateObject().ToDictionary(e => int.Parse(e.Name, CultureInfo.InvariantCulture), e => e.Value.GetInt64());
+
+    private async Task<FreshetServer> StartAsync(IReadOnlyDictionary<string, string>? properties = null)
     {
         await ClientTools.RequirePythonKafkaAsync(v => output.WriteLine("kafka-python " + v));
-        return await FreshetServer.StartEmbeddedAsync(null, _loggers);
+        return await FreshetServer.StartEmbeddedAsync(properties, _loggers);
     }
 
     public void Dispose() => _loggers.Dispose();

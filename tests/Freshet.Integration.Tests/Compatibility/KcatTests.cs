@@ -12,7 +12,8 @@ namespace Freshet.Integration.Tests.Compatibility;
 /// <summary>
 /// kcat (Debian's, on librdkafka 2.0.2, a different librdkafka than the bundled one Confluent.Kafka
 /// loads) as a child process against an embedded broker: metadata listing, keyed produce with
-/// headers, consume to the end of every partition, and each producer codec.
+/// headers, consume to the end of every partition, each producer codec, and consuming as a member of
+/// a consumer group (-G: the classic protocol, offsets committed on exit).
 /// </summary>
 public sealed partial class KcatTests(ITestOutputHelper output)
 {
@@ -47,10 +48,9 @@ public sealed partial class KcatTests(ITestOutputHelper output)
     /// Produce with each codec through <c>-X compression.codec</c> (what <c>-z</c> sets), consume it all back.
     /// <para>LZ4: librdkafka decides whether a broker takes LZ4 from whether it advertises FindCoordinator
     /// (its stand-in for "0.8.2 or later"); without it, it logs "Broker does not support compression type lz4:
-    /// not compressing batch" and sends the batch uncompressed. Freshet does not serve FindCoordinator until
-    /// consumer groups exist, so today kcat's (and Confluent.Kafka's) LZ4 batches arrive uncompressed; the
-    /// test expects whichever the broker's ApiVersions implies, so it checks real LZ4 once FindCoordinator lands.
-    /// <see cref="LegacyGenerationRoundTrip"/> gets LZ4 through today with an old protocol generation.</para>
+    /// not compressing batch" and sends the batch uncompressed. Freshet serves FindCoordinator now that it
+    /// has consumer groups, so the batches are stored as LZ4; the test still expects whichever the broker's
+    /// ApiVersions implies. <see cref="LegacyGenerationRoundTrip"/> covers LZ4 with an old protocol generation.</para>
     /// </summary>
     [Theory]
     [InlineData("none")]
@@ -152,6 +152,118 @@ public sealed partial class KcatTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>
+    /// kcat -G consumes as a balanced group member and commits what it read when it exits (-e: at the
+    /// end of its partitions); a second run in the same group starts at those offsets and reads only
+    /// what was produced since.
+    /// </summary>
+    [Fact]
+    public async Task GroupMemberCommitsAndASecondRunResumesAfterTheCommittedOffsets()
+    {
+        string kcat = await ClientTools.RequireKcatAsync(output.WriteLine);
+        using var loggers = TestOutputLoggerProvider.Factory(output);
+        await using var broker = await FreshetServer.StartEmbeddedAsync(GroupBrokerProperties(initialRebalanceDelayMs: 0), loggers);
+        const string topic = "kcat-group", group = "kcat-group-g";
+        await Clients.CreateTopicAsync(broker.BootstrapServers, topic, Partitions);
+
+        await ProduceLinesAsync(kcat, broker, topic, 0, 150);
+        var first = ParseConsumed(await RunKcatAsync(kcat, broker, GroupConsumeArgs(group, topic)));
+        CheckExactlyOnce(first, 0, 150);
+        var ends = await ClientTools.EndOffsetsAsync(broker.BootstrapServers, topic, Partitions);
+        Assert.Equal(150, ends.Values.Sum());
+        foreach (var (p, rows) in first.GroupBy(r => r.Partition).Select(g => (g.Key, g.ToList())))
+            Assert.Equal(Enumerable.Range(0, (int)ends[p]).Select(i => (long)i), rows.Select(r => r.Offset)); // from the start, in order
+        Assert.Equal(ends, await ClientTools.CommittedAsync(broker.BootstrapServers, group, topic, Partitions));
+
+        await ProduceLinesAsync(kcat, broker, topic, 150, 60);
+        var second = ParseConsumed(await RunKcatAsync(kcat, broker, GroupConsumeArgs(group, topic)));
+        CheckExactlyOnce(second, 150, 60);
+        Assert.All(second, r => Assert.True(r.Offset >= ends[r.Partition], $"partition {r.Partition}: offset {r.Offset} was committed before (resume point {ends[r.Partition]})"));
+        var newEnds = await ClientTools.EndOffsetsAsync(broker.BootstrapServers, topic, Partitions);
+        Assert.Equal(newEnds, await ClientTools.CommittedAsync(broker.BootstrapServers, group, topic, Partitions));
+    }
+
+    /// <summary>
+    /// Two kcat -G members started together share a 4-partition topic: the range assignor gives each
+    /// two partitions, each reads only its own, and together they read every record once. The
+    /// broker's group.initial.rebalance.delay.ms (3 s, Kafka's default) lets both join the group's
+    /// first generation before either is given a partition.
+    /// </summary>
+    [Fact]
+    public async Task TwoGroupMembersSplitTheTopicsPartitions()
+    {
+        string kcat = await ClientTools.RequireKcatAsync(output.WriteLine);
+        using var loggers = TestOutputLoggerProvider.Factory(output);
+        await using var broker = await FreshetServer.StartEmbeddedAsync(GroupBrokerProperties(initialRebalanceDelayMs: 3000), loggers);
+        const string topic = "kcat-split", group = "kcat-split-g";
+        await Clients.CreateTopicAsync(broker.BootstrapServers, topic, 4);
+        await ProduceLinesAsync(kcat, broker, topic, 0, 400);
+
+        var runs = await Task.WhenAll(
+            RunKcatAsync(kcat, broker, GroupConsumeArgs(group, topic, "kcat-a")),
+            RunKcatAsync(kcat, broker, GroupConsumeArgs(group, topic, "kcat-b")));
+        var a = ParseConsumed(runs[0]);
+        var b = ParseConsumed(runs[1]);
+        var partitionsA = a.Select(r => r.Partition).ToHashSet();
+        var partitionsB = b.Select(r => r.Partition).ToHashSet();
+        output.WriteLine($"kcat-a read partitions {string.Join(',', partitionsA.Order())}, kcat-b {string.Join(',', partitionsB.Order())}");
+        Assert.Equal(2, partitionsA.Count);
+        Assert.Equal(2, partitionsB.Count);
+        Assert.Empty(partitionsA.Intersect(partitionsB));
+        CheckExactlyOnce([.. a, .. b], 0, 400);
+        Assert.Equal(await ClientTools.EndOffsetsAsync(broker.BootstrapServers, topic, 4), await ClientTools.CommittedAsync(broker.BootstrapServers, group, topic, 4));
+    }
+
+    /// <summary>Short sessions are allowed; how long a new group waits for more members before its first rebalance.</summary>
+    private static Dictionary<string, string> GroupBrokerProperties(int initialRebalanceDelayMs) => new()
+    {
+        ["group.initial.rebalance.delay.ms"] = initialRebalanceDelayMs.ToString(CultureInfo.InvariantCulture),
+        ["offsets.topic.num.partitions"] = "5",
+    };
+
+    /// <summary>
+    /// kcat -G (balanced consumer, auto commit on): from the committed offset, or the earliest when the
+    /// group has none (auto.offset.reset; -o would override the committed offset on every assignment),
+    /// exit at the end of every assigned partition, one "partition TAB offset TAB value" line per
+    /// record. Heartbeats every 500 ms so a rebalance is noticed quickly.
+    /// </summary>
+    private static string[] GroupConsumeArgs(string group, string topic, string clientId = "kcat-group") =>
+        ["-G", group, "-X", "auto.offset.reset=earliest", "-e", "-q", "-f", "%p\t%o\t%s\n", "-X", "client.id=" + clientId,
+            "-X", "heartbeat.interval.ms=500", "-X", "session.timeout.ms=6000", topic];
+
+    private async Task ProduceLinesAsync(string kcat, FreshetServer broker, string topic, int from, int count)
+    {
+        var input = new StringBuilder();
+        for (int i = from; i < from + count; i++) input.Append(CultureInfo.InvariantCulture, $"key-{i % 13}:line-{i}\n");
+        var produce = await RunKcatAsync(kcat, broker, ["-P", "-t", topic, "-K:", "-X", "linger.ms=20"], input.ToString());
+        Assert.True(produce.StdErr.Trim().Length == 0, $"kcat -P reported problems: {produce.Describe()}");
+    }
+
+    private readonly record struct Consumed(int Partition, long Offset, int Line);
+
+    private static List<Consumed> ParseConsumed(ProcessResult result) =>
+    [
+        .. result.StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(row =>
+        {
+            var f = row.Split('\t');
+            Assert.True(f.Length == 3 && f[2].StartsWith("line-", StringComparison.Ordinal), $"unexpected kcat line: {row}");
+            return new Consumed(int.Parse(f[0], CultureInfo.InvariantCulture), long.Parse(f[1], CultureInfo.InvariantCulture),
+                int.Parse(f[2]["line-".Length..], CultureInfo.InvariantCulture));
+        }),
+    ];
+
+    /// <summary>Lines <paramref name="from"/> .. from + count - 1, each exactly once, in offset order within a partition.</summary>
+    private static void CheckExactlyOnce(List<Consumed> rows, int from, int count)
+    {
+        Assert.Equal(Enumerable.Range(from, count), rows.Select(r => r.Line).Order());
+        foreach (var g in rows.GroupBy(r => r.Partition))
+        {
+            var list = g.ToList();
+            for (int i = 1; i < list.Count; i++)
+                Assert.True(list[i].Offset > list[i - 1].Offset && list[i].Line > list[i - 1].Line, $"partition {g.Key}: {list[i]} after {list[i - 1]}");
+        }
+    }
+
     private static CompressionType Codec(string name) => name switch
     {
         "gzip" => CompressionType.Gzip,
@@ -171,7 +283,7 @@ public sealed partial class KcatTests(ITestOutputHelper output)
     private async Task<ProcessResult> RunKcatAsync(string kcat, FreshetServer broker, string[] args, string? stdin = null)
     {
         var all = new List<string> { "-b", broker.BootstrapServers, "-X", "socket.connection.setup.timeout.ms=10000" };
-        if (ClientTools.Debug) all.AddRange(["-d", "broker,protocol"]);
+        if (ClientTools.Debug) all.AddRange(["-d", args.Contains("-G") ? "broker,protocol,cgrp" : "broker,protocol"]);
         all.AddRange(args);
         var result = await ExternalProcess.RunAsync(kcat, all, ClientTools.ClientTimeout, stdin);
         output.WriteLine(ClientTools.Debug ? result.Describe() : result.Summary);

@@ -15,11 +15,21 @@ JSON object on the last line of stdout; the C# test parses and checks it. Client
       seek_to_beginning() and no group reads every partition to its end.
   A codec whose Python module does not import makes KafkaProducer refuse it; roundtrip then prints
   {"producer_error": ...} instead of failing.
+  kafka_python_client.py group --bootstrap H:P --topic T --group G --expect-partitions K
+                               [--member NAME --members M --barrier DIR]
+      A KafkaConsumer with group_id G subscribes to T (the topic is filled beforehand), reads the
+      partitions it is assigned to their end offsets, commits and leaves the group. Only records
+      polled while it owns K partitions count: an assignment of another size is a step on the way
+      (a member still joining), so what it read then is dropped, not committed, and read again by
+      the partition's final owner. With --barrier, after committing it writes DIR/done-NAME and
+      stays in the group until M members have done so, so that the members' assignments are
+      those of one generation.
 """
 
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 
@@ -127,9 +137,58 @@ def cmd_roundtrip(args):
         consumer.close()
 
 
+def cmd_group(args):
+    consumer = KafkaConsumer(args.topic, bootstrap_servers=args.bootstrap, client_id="freshet-compat-" + args.member,
+                             group_id=args.group, auto_offset_reset="earliest", enable_auto_commit=False,
+                             session_timeout_ms=6000, heartbeat_interval_ms=500, fetch_max_wait_ms=100, request_timeout_ms=10000)
+    try:
+        deadline = time.monotonic() + args.timeout
+        assigned = set()
+        end = {}
+        received = []
+        rebalances = 0
+        while True:
+            if time.monotonic() > deadline:
+                raise TimeoutError("assignment %s (expected %d partitions), positions %s, end offsets %s" % (
+                    sorted(tp.partition for tp in assigned), args.expect_partitions,
+                    {tp.partition: consumer.position(tp) for tp in assigned}, {tp.partition: o for tp, o in end.items()}))
+            batch = consumer.poll(timeout_ms=200)
+            now_assigned = consumer.assignment()
+            if now_assigned != assigned:
+                # A new generation: positions restarted from the committed offsets, so does the count
+                # (the records this poll returned are already the new assignment's).
+                assigned = set(now_assigned)
+                rebalances += 1
+                received = []
+                end = consumer.end_offsets(list(assigned)) if len(assigned) == args.expect_partitions else {}
+            if len(assigned) != args.expect_partitions:
+                continue
+            for tp, records in batch.items():
+                for r in records:
+                    received.append({"partition": r.partition, "offset": r.offset, "value": r.value.decode()})
+            if all(consumer.position(tp) >= end[tp] for tp in assigned):
+                break
+        consumer.commit()
+        committed = {str(tp.partition): consumer.committed(tp) for tp in sorted(assigned, key=lambda t: t.partition)}
+        generation = getattr(consumer._coordinator, "_generation", None)
+        member_id = getattr(generation, "member_id", None)
+        if args.barrier:
+            with open(os.path.join(args.barrier, "done-" + args.member), "w") as f:
+                f.write(member_id or "")
+            while len([n for n in os.listdir(args.barrier) if n.startswith("done-")]) < args.members:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the other members did not finish: %s" % os.listdir(args.barrier))
+                consumer.poll(timeout_ms=100)
+        return {"kafka_python": kafka.__version__, "member": args.member, "member_id": member_id,
+                "assignment": sorted(tp.partition for tp in assigned), "assignments_seen": rebalances,
+                "end_offsets": {str(tp.partition): o for tp, o in end.items()}, "committed": committed, "received": received}
+    finally:
+        consumer.close()
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["admin", "roundtrip"])
+    parser.add_argument("command", choices=["admin", "roundtrip", "group"])
     parser.add_argument("--bootstrap")
     parser.add_argument("--topic", action="append", default=[])
     parser.add_argument("--partitions", type=int, default=3)
@@ -137,13 +196,18 @@ def main():
     parser.add_argument("--codec", default="none", choices=CODECS)
     parser.add_argument("--api-version", default=None, help="force a protocol generation, e.g. 0.10.1 or 0.9 (default: probe the broker)")
     parser.add_argument("--timeout", type=float, default=15.0, help="seconds to read everything back")
+    parser.add_argument("--group", help="group: the consumer group id")
+    parser.add_argument("--expect-partitions", type=int, default=1, help="group: how many partitions this member should own")
+    parser.add_argument("--member", default="a", help="group: a name for this member (client id suffix, barrier file)")
+    parser.add_argument("--members", type=int, default=1, help="group: members to wait for at the barrier")
+    parser.add_argument("--barrier", help="group: a directory where members mark that they are done")
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command == "roundtrip":
+    if args.command in ("roundtrip", "group"):
         args.topic = args.topic[0]
-    result = {"admin": cmd_admin, "roundtrip": cmd_roundtrip}[args.command](args)
+    result = {"admin": cmd_admin, "roundtrip": cmd_roundtrip, "group": cmd_group}[args.command](args)
     print(json.dumps(result))
 
 
