@@ -35,6 +35,7 @@ public sealed partial class GroupCoordinator
         string? instanceId = version >= 5 ? req.GroupInstanceId : null;
 
         var group = _groups.GetOrAdd(req.GroupId, id => new ClassicGroup(id, PartitionFor(id)));
+        if (group is ConsumerGroup consumer) group = ReplaceEmptyConsumerGroup(consumer) ?? group;
         if (group is not ClassicGroup cg) return Fail(ErrorCode.InconsistentGroupProtocol, req.MemberId);
 
         Task<JoinGroupResponse> wait;

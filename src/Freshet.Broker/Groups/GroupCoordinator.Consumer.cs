@@ -161,6 +161,34 @@ public sealed partial class GroupCoordinator
         return (null, ErrorCode.CoordinatorNotAvailable, null, false);
     }
 
+    /// <summary>
+    /// A classic JoinGroup for a consumer group: an empty one is replaced by a classic group that
+    /// keeps its offsets (Kafka converts empty groups either way); its records are deleted first,
+    /// so a replay ends with the classic group. Null while it has members: the join is refused
+    /// with INCONSISTENT_GROUP_PROTOCOL (no mixed groups here).
+    /// </summary>
+    private ClassicGroup? ReplaceEmptyConsumerGroup(ConsumerGroup g)
+    {
+        lock (g.Lock)
+        {
+            if (!g.IsEmpty) return null;
+            var classic = new ClassicGroup(g.GroupId, g.CoordinatorPartition) { EmptySinceMs = g.EmptySinceMs };
+            foreach (var (tp, o) in g.Offsets) classic.Offsets[tp] = o;
+            if (!g.IsDead)
+            {
+                if (!_groups.TryUpdate(g.GroupId, classic, g)) return null;
+                var records = new List<(byte[] Key, byte[]? Value)>();
+                AddConsumerGroupTombstones(g, records);
+                g.IsDead = true;
+                _ = AppendAsync(g.CoordinatorPartition, records);
+                LogConsumerGroupConverted(_logger, g.GroupId);
+                return classic;
+            }
+        }
+        // Deleted meanwhile: whatever replaced it.
+        return _groups.TryGetValue(g.GroupId, out var now) ? now as ClassicGroup : null;
+    }
+
     /// <summary>A join (epoch 0) or a heartbeat (epoch &gt; 0). Under the group's lock.</summary>
     private ConsumerGroupHeartbeatResponse Heartbeat(ConsumerGroup g, ConsumerGroupHeartbeatRequest req, string clientId, string clientHost,
         List<(byte[] Key, byte[]? Value)> records)
@@ -895,6 +923,9 @@ public sealed partial class GroupCoordinator
 
     [LoggerMessage(EventId = 6023, Level = LogLevel.Information, Message = "Consumer group {Group}: member {Member} fenced: {Reason}")]
     private static partial void LogConsumerFenced(ILogger logger, string group, string member, string reason);
+
+    [LoggerMessage(EventId = 6025, Level = LogLevel.Information, Message = "Group {Group}: empty consumer group replaced by a classic group (classic JoinGroup)")]
+    private static partial void LogConsumerGroupConverted(ILogger logger, string group);
 
     [LoggerMessage(EventId = 6024, Level = LogLevel.Information, Message = "Consumer group {Group}: static member {Old} replaced by {New} (instance {Instance})")]
     private static partial void LogConsumerReplaced(ILogger logger, string group, string old, string @new, string instance);

@@ -72,6 +72,21 @@ public sealed class ConsumerProtocolTests(ITestOutputHelper output) : IAsyncLife
     }
 
     [Fact]
+    public async Task MemberProcessesSplitPartitionsAndAKilledMembersPartitionsMoveWithoutLossOrRedelivery()
+    {
+        // The classic tests' scenario with `freshet consume --group-protocol consumer` members: two,
+        // then three, then one killed with SIGKILL (its heartbeats stop, it never leaves).
+        const string topic = "procs", group = "g-procs";
+        await Clients.CreateTopicAsync(_broker.BootstrapServers, topic, Partitions);
+        var memberProperties = new Dictionary<string, string>
+        {
+            ["auto.commit.interval.ms"] = "100",
+            ["topic.metadata.refresh.interval.ms"] = "1000",
+        };
+        await GroupScenario.RunAsync(_broker.BootstrapServers, topic, group, memberProperties, protocol: "consumer", output);
+    }
+
+    [Fact]
     public async Task TheRangeAssignorCanBeAskedForByTheClient()
     {
         const string topic = "ranged", group = "g-ranged";
@@ -579,6 +594,16 @@ public sealed class ConsumerProtocolTests(ITestOutputHelper output) : IAsyncLife
             Protocols = [new() { Name = "range", Metadata = new byte[] { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 } }],
         }, 5);
         Assert.Equal((short)ErrorCode.InconsistentGroupProtocol, join.ErrorCode);
+
+        // Once empty, it becomes a classic group again for a classic member (Kafka converts empty groups either way).
+        await Heartbeat(c, new ConsumerGroupHeartbeatRequest { GroupId = "g-classic", MemberId = taken.MemberId!, MemberEpoch = -1 });
+        var again = await c.RequestAsync<JoinGroupResponse>(new JoinGroupRequest
+        {
+            GroupId = "g-classic", SessionTimeoutMs = 10000, RebalanceTimeoutMs = 10000, MemberId = "", ProtocolType = "consumer",
+            Protocols = [new() { Name = "range", Metadata = new byte[] { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 } }],
+        }, 5);
+        Assert.Equal((short)ErrorCode.MemberIdRequired, again.ErrorCode);
+        Assert.Equal((short)ErrorCode.GroupIdNotFound, (await DescribeAsync(c, "g-classic")).ErrorCode);
     }
 
     [Fact]
