@@ -25,7 +25,7 @@ public sealed class BrokerConfig
         "background.threads", "queued.max.requests", "socket.listen.backlog.size",
         "transaction.state.log.replication.factor", "transaction.state.log.min.isr",
         "controller.quorum.voters", "controller.quorum.bootstrap.servers", "controller.listener.names",
-        "inter.broker.listener.name", "listener.security.protocol.map", "log.segment.delete.delay.ms",
+        "inter.broker.listener.name", "listener.security.protocol.map", "log.segment.delete.delay.ms", "log.cleaner.threads",
     };
 
     private static ConfigDef BuildDefinition()
@@ -74,6 +74,11 @@ public sealed class BrokerConfig
             .Define("group.max.size", ConfigType.Int, "2147483647", "Most members a group may have.", ConfigDef.AtLeast(1))
             .Define("group.consumer.heartbeat.interval.ms", ConfigType.Int, "5000", "Heartbeat interval given to consumer-protocol (KIP-848) members.", ConfigDef.AtLeast(1))
             .Define("group.consumer.session.timeout.ms", ConfigType.Int, "45000", "Session timeout of consumer-protocol (KIP-848) members.", ConfigDef.AtLeast(1))
+            .Define("log.cleaner.enable", ConfigType.Boolean, "true", "Run the log cleaner (compaction of cleanup.policy=compact topics).")
+            .Define("log.cleaner.backoff.ms", ConfigType.Long, "15000", "How long the cleaner sleeps when no log needs cleaning.", ConfigDef.AtLeast(0))
+            .Define("log.cleaner.dedupe.buffer.size", ConfigType.Long, "134217728", "Memory for the cleaner's key map.", ConfigDef.AtLeast(1024))
+            .Define("log.cleaner.io.buffer.load.factor", ConfigType.Double, "0.9", "How full the cleaner's key map may get.", ConfigDef.Between(0.1, 1))
+            .Define("log.cleaner.io.buffer.size", ConfigType.Int, "524288", "Read and write buffer of the cleaner.", ConfigDef.AtLeast(1024))
             .Define("group.consumer.assignors", ConfigType.List, "uniform,range", "Server-side assignors of the consumer protocol; the first is the default.");
         foreach (var (topicKey, brokerKey) in LogConfig.BrokerSynonyms)
         {
@@ -126,6 +131,11 @@ public sealed class BrokerConfig
         ProducerIdExpirationCheckIntervalMs = GetInt("producer.id.expiration.check.interval.ms");
         UnstableApiVersionsEnable = GetBool("unstable.api.versions.enable");
         FetchMaxWaitCapMs = GetInt("fetch.max.wait.ms.cap");
+        CleanerEnable = GetBool("log.cleaner.enable");
+        CleanerBackoffMs = GetLong("log.cleaner.backoff.ms");
+        CleanerDedupeBufferSize = GetLong("log.cleaner.dedupe.buffer.size");
+        CleanerDedupeBufferLoadFactor = ConfigValues.ParseDouble(Get("log.cleaner.io.buffer.load.factor")!);
+        CleanerIoBufferSize = GetInt("log.cleaner.io.buffer.size");
         TopicDefaults = ResolveTopicDefaults();
         Groups = new Broker.Groups.GroupCoordinatorOptions
         {
@@ -180,6 +190,11 @@ public sealed class BrokerConfig
     public int ProducerIdExpirationCheckIntervalMs { get; }
     public bool UnstableApiVersionsEnable { get; }
     public int FetchMaxWaitCapMs { get; }
+    public bool CleanerEnable { get; }
+    public long CleanerBackoffMs { get; }
+    public long CleanerDedupeBufferSize { get; }
+    public double CleanerDedupeBufferLoadFactor { get; }
+    public int CleanerIoBufferSize { get; }
 
     /// <summary>Keys given that Freshet does not know (reported at start-up).</summary>
     public IReadOnlyList<string> Unknown { get; }

@@ -119,6 +119,11 @@ public sealed partial class FreshetServer : IAsyncDisposable
             FlushCheckIntervalMs = Math.Min(config.FlushSchedulerIntervalMs, 1000),
             CheckpointIntervalMs = config.CheckpointIntervalMs,
             ProducerExpirationCheckIntervalMs = config.ProducerIdExpirationCheckIntervalMs,
+            CleanerEnable = config.CleanerEnable,
+            CleanerBackoffMs = config.CleanerBackoffMs,
+            CleanerDedupeBufferSize = config.CleanerDedupeBufferSize,
+            CleanerDedupeBufferLoadFactor = config.CleanerDedupeBufferLoadFactor,
+            CleanerIoBufferSize = config.CleanerIoBufferSize,
         }, time, loggers);
         LocalMetadataLog? metadataLog = null;
         SocketServer? sockets = null;

@@ -3,7 +3,6 @@ using Confluent.Kafka;
 using Freshet.Integration.Tests.Support;
 using Freshet.Protocol.Messages;
 using RecordBatch = Freshet.Protocol.Records.RecordBatch;
-using RecordBatchBuilder = Freshet.Protocol.Records.RecordBatchBuilder;
 using CompressionType = Confluent.Kafka.CompressionType;
 using Freshet.Server;
 using Xunit.Abstractions;
@@ -34,15 +33,6 @@ public sealed class ProduceConsumeTests(ITestOutputHelper output)
             await using (var broker = await FreshetServer.StartEmbeddedAsync(props, loggers))
             {
                 await Clients.CreateTopicAsync(broker.BootstrapServers, topic, Partitions);
-                if (codec == CompressionType.Lz4)
-                {
-                    // librdkafka compresses with LZ4 only for brokers that serve FindCoordinator (consumer
-                    // groups, the next issue); until then it silently sends LZ4 batches uncompressed. So the
-                    // LZ4 batches are built by Freshet's own batch builder and Confluent.Kafka reads them.
-                    await ProduceLz4RawAsync(broker.BootstrapServers, topic);
-                }
-                else
-                {
                 var config = Clients.ProducerConfig(broker.BootstrapServers);
                 config.CompressionType = codec;
                 config.BatchSize = 64 * 1024;
@@ -71,7 +61,6 @@ public sealed class ProduceConsumeTests(ITestOutputHelper output)
                 }
                 Assert.Equal(0, producer.Flush(TimeSpan.FromSeconds(60)));
                 Assert.Equal(0, Interlocked.Read(ref errors));
-                }
                 await AssertStoredCodecAsync(broker.BootstrapServers, topic, codec);
             }
 
@@ -107,7 +96,6 @@ public sealed class ProduceConsumeTests(ITestOutputHelper output)
         }
     }
 
-    private static string ValueOf(int seq) => $"value-{seq}-{new string('x', seq % 50)}";
 
     /// <summary>
     /// The batches on disk carry the codec the producer used: stored as sent. (librdkafka sends a
@@ -130,30 +118,5 @@ public sealed class ProduceConsumeTests(ITestOutputHelper output)
             pos += batch.SizeInBytes;
         }
         Assert.True(withCodec > 0, $"no batch stored with {codec}");
-    }
-
-    /// <summary>Keyed records with headers in LZ4 batches of 500, partition = sequence mod 3, through the raw protocol.</summary>
-    private static async Task ProduceLz4RawAsync(string bootstrap, string topic)
-    {
-        await using var c = await RawKafkaClient.ConnectAsync(bootstrap);
-        for (int p = 0; p < Partitions; p++)
-        {
-            var seqs = Enumerable.Range(0, Messages).Where(i => i % Partitions == p).ToList();
-            foreach (var chunk in seqs.Chunk(500))
-            {
-                using var b = new RecordBatchBuilder(Freshet.Protocol.Records.CompressionType.Lz4);
-                long now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-                foreach (int i in chunk)
-                {
-                    b.Append(now, Encoding.UTF8.GetBytes($"key-{i % 1000}"), Encoding.UTF8.GetBytes(ValueOf(i)),
-                        new Freshet.Protocol.Records.Header("seq", Encoding.UTF8.GetBytes(i.ToString(System.Globalization.CultureInfo.InvariantCulture))),
-                        new Freshet.Protocol.Records.Header("codec", Encoding.UTF8.GetBytes("Lz4")));
-                }
-                var request = BadInputTests.ProduceOf(topic, b.Build());
-                request.TopicData[0].PartitionData[0].Index = p;
-                var r = await c.RequestAsync<ProduceResponse>(request, 9);
-                Assert.Equal(0, r.Responses[0].PartitionResponses[0].ErrorCode);
-            }
-        }
     }
 }
