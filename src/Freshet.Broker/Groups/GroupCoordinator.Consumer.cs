@@ -199,9 +199,9 @@ public sealed partial class GroupCoordinator
         if (req.MemberEpoch == JoinEpoch)
         {
             string memberId = req.MemberId.Length > 0 ? req.MemberId : Uuid.Random().ToString();
-            if (req.InstanceId is { } instanceId && g.StaticMembers.TryGetValue(instanceId, out var heldBy) && heldBy != memberId)
+            if (req.InstanceId is { } instanceId && g.StaticMembers.TryGetValue(instanceId, out var heldBy) && heldBy != memberId
+                && g.Members.TryGetValue(heldBy, out var previous))
             {
-                var previous = g.Members[heldBy];
                 if (!previous.IsStaticLeft)
                     return HeartbeatError(ErrorCode.UnreleasedInstanceId,
                         $"Static member {memberId} with instance id {instanceId} cannot join the group because the instance id is owned by member {heldBy}.");
