@@ -15,6 +15,7 @@ public sealed class RequestDispatcher(bool enableUnstableVersions = false)
 {
     private readonly ApiHandler?[] _handlers = new ApiHandler?[short.MaxValue + 1];
     private readonly bool[] _ordered = new bool[short.MaxValue + 1];
+    private readonly bool[] _latestReleased = new bool[short.MaxValue + 1];
     private readonly SortedSet<short> _keys = [];
 
     /// <param name="ordered">
@@ -24,10 +25,15 @@ public sealed class RequestDispatcher(bool enableUnstableVersions = false)
     /// metadata with auto-creation. Others (produce, fetch) pipeline: their order-sensitive part
     /// runs before the handler first awaits.
     /// </param>
-    public void Register(ApiKey key, ApiHandler handler, bool ordered = false)
+    /// <param name="latestReleased">
+    /// The schemas' latest version is marked unstable, but Kafka has since released it unchanged
+    /// and the handler implements all of it: advertise it without unstable.api.versions.enable.
+    /// </param>
+    public void Register(ApiKey key, ApiHandler handler, bool ordered = false, bool latestReleased = false)
     {
         _handlers[(short)key] = handler;
         _ordered[(short)key] = ordered;
+        _latestReleased[(short)key] = latestReleased;
         _keys.Add((short)key);
     }
 
@@ -41,11 +47,15 @@ public sealed class RequestDispatcher(bool enableUnstableVersions = false)
     public short MaxVersion(short apiKey)
     {
         short max = ApiMessages.HighestVersion(apiKey);
-        return !enableUnstableVersions && ApiMessages.IsLatestVersionUnstable(apiKey) && max > ApiMessages.LowestVersion(apiKey) ? (short)(max - 1) : max;
+        bool hidden = !enableUnstableVersions && !(apiKey >= 0 && _latestReleased[apiKey]) && ApiMessages.IsLatestVersionUnstable(apiKey);
+        return hidden && max > ApiMessages.LowestVersion(apiKey) ? (short)(max - 1) : max;
     }
 
     public bool IsSupported(short apiKey, short version) =>
         apiKey >= 0 && _handlers[apiKey] is not null && version >= MinVersion(apiKey) && version <= MaxVersion(apiKey);
+
+    /// <summary>True when the latest version is advertised although the schemas mark it unstable (see Register).</summary>
+    public bool IsLatestReleased(short apiKey) => apiKey >= 0 && _latestReleased[apiKey];
 
     public bool IsApiSupported(short apiKey) => apiKey >= 0 && _handlers[apiKey] is not null;
 

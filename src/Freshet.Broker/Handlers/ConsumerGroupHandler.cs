@@ -6,9 +6,9 @@ namespace Freshet.Broker.Handlers;
 
 /// <summary>
 /// The KIP-848 consumer group protocol: ConsumerGroupHeartbeat and ConsumerGroupDescribe.
-/// ConsumerGroupHeartbeat's latest version is marked unstable in the schemas, so only v0 is
-/// advertised unless unstable.api.versions.enable is set; librdkafka (2.15 and later) speaks v1
-/// only, so its group.protocol=consumer needs that setting.
+/// ConsumerGroupHeartbeat v1 (SubscribedTopicRegex) is marked unstable in the schemas we generate
+/// from, but Kafka 4.0 released it as the protocol's general-availability version, and librdkafka
+/// 2.15 and later speak v1 only: it is advertised by default, as a Kafka 4 broker does.
 /// </summary>
 public sealed class ConsumerGroupHandler(RequestDispatcher dispatcher, GroupCoordinator groups)
 {
@@ -19,7 +19,8 @@ public sealed class ConsumerGroupHandler(RequestDispatcher dispatcher, GroupCoor
     {
         // Not ordered: a member sends one heartbeat at a time, and the group's lock orders the rest.
         dispatcher.Register(ApiKey.ConsumerGroupHeartbeat, async (c, r) =>
-            await groups.ConsumerGroupHeartbeatAsync((ConsumerGroupHeartbeatRequest)r, c.ApiVersion, c.ClientId ?? "", Host(c)).ConfigureAwait(false));
+            await groups.ConsumerGroupHeartbeatAsync((ConsumerGroupHeartbeatRequest)r, c.ApiVersion, c.ClientId ?? "", Host(c)).ConfigureAwait(false),
+            latestReleased: true);
         dispatcher.Register(ApiKey.ConsumerGroupDescribe, (c, r) =>
         {
             var req = (ConsumerGroupDescribeRequest)r;
