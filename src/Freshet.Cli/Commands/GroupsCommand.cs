@@ -267,6 +267,9 @@ public static class GroupsCommand
         }
         var ctx = new Context(cl, hasFormat: true);
         using var admin = ctx.Admin();
+        // librdkafka (2.x) crashes the process when ListConsumerGroups times out with no broker
+        // reachable: make sure one answers first, so an unreachable cluster is a readable error.
+        admin.GetMetadata(ctx.Timeout);
         var options = new ListConsumerGroupsOptions { RequestTimeout = ctx.Timeout };
         if (states.Count > 0) options.MatchStates = states;
         if (types.Count > 0) options.MatchTypes = types;

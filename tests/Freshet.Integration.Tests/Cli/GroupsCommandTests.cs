@@ -368,4 +368,78 @@ public sealed class GroupsCommandTests(GroupsCliBroker broker) : IClassFixture<G
             Assert.Contains("freshet groups --help", r.Stderr, StringComparison.Ordinal);
         }
     }
+
+    [Fact]
+    public async Task ConsumerProtocolGroupsAreListedDescribedResetAndDeleted()
+    {
+        string topic = await TopicWithRecordsAsync("kip848", [3, 3, 3]);
+        string group = NewGroup("kip848");
+        var config = Clients.ConsumerConfig(broker.Bootstrap);
+        config.GroupId = group;
+        config.ClientId = "cli-kip848";
+        config.GroupProtocol = GroupProtocol.Consumer;
+        config.EnablePartitionEof = false;
+        config.EnableAutoOffsetStore = true;
+        using (var consumer = new ConsumerBuilder<byte[], byte[]>(config).Build())
+        {
+            consumer.Subscribe(topic);
+            int read = 0;
+            var deadline = DateTime.UtcNow + Wait;
+            while (read < 9)
+            {
+                Assert.True(DateTime.UtcNow < deadline, $"read {read} of 9");
+                if (consumer.Consume(TimeSpan.FromMilliseconds(200)) is not null) read++;
+            }
+            consumer.Commit();
+
+            var listed = Json(await Groups("list", "--type", "consumer", "--format", "json")).GetProperty("groups").EnumerateArray()
+                .Single(g => g.GetProperty("groupId").GetString() == group);
+            Assert.Equal("consumer", listed.GetProperty("type").GetString());
+            Assert.Equal("Stable", listed.GetProperty("state").GetString());
+
+            var described = Json(await Groups("describe", "--group", group, "--format", "json")).GetProperty("groups")[0];
+            Assert.Equal("consumer", described.GetProperty("type").GetString());
+            Assert.Equal("uniform", described.GetProperty("assignor").GetString());
+            var member = Assert.Single(described.GetProperty("members").EnumerateArray());
+            Assert.Equal("cli-kip848", member.GetProperty("clientId").GetString());
+            Assert.Equal([0, 1, 2], member.GetProperty("assignment").EnumerateArray().Select(a => a.GetProperty("partition").GetInt32()).Order());
+            Assert.Equal([3L, 3L, 3L], described.GetProperty("offsets").EnumerateArray().OrderBy(o => o.GetProperty("partition").GetInt32())
+                .Select(o => o.GetProperty("committedOffset").GetInt64()));
+
+            var active = await Groups("reset-offsets", "--group", group, "--topic", topic, "--to-earliest", "--execute");
+            Assert.True(active.ExitCode == 1, active.ToString());
+            consumer.Close();
+        }
+
+        var reset = await Groups("reset-offsets", "--group", group, "--topic", topic, "--to-offset", "1", "--execute");
+        Assert.True(reset.ExitCode == 0, reset.ToString());
+        AssertOffsets([1, 1, 1], await CommittedAsync(group, topic, 3));
+        var deleted = await Groups("delete", "--group", group);
+        Assert.True(deleted.ExitCode == 0, deleted.ToString());
+        AssertOffsets([-1, -1, -1], await CommittedAsync(group, topic, 3));
+    }
+
+    [Fact]
+    public async Task AnUnreachableClusterIsAReadableFailureForEverySubcommand()
+    {
+        int port;
+        using (var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0))
+        {
+            probe.Start();
+            port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+        }
+        foreach (var args in new[]
+        {
+            new[] { "list" },
+            ["describe", "--group", "g"],
+            ["delete", "--group", "g"],
+            ["delete-offsets", "--group", "g", "--topic", "t"],
+            ["reset-offsets", "--group", "g", "--topic", "t", "--to-earliest", "--execute"],
+        })
+        {
+            var r = await FreshetCli.RunAsync(["groups", .. args, "--bootstrap-server", $"127.0.0.1:{port}", "--timeout-ms", "2000"]);
+            Assert.True(r.ExitCode == 1, r.ToString()); // not a crash (139/134) nor a hang
+            Assert.Contains("is --bootstrap-server right", r.Stderr, StringComparison.Ordinal);
+        }
+    }
 }
