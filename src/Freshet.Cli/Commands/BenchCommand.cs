@@ -31,7 +31,8 @@ public static class BenchCommand
         The groups phase measures synchronous offset commits per second by one consumer, the time
         from ten members subscribing to all of them holding partitions, and the time from a member's
         SIGKILL to its partitions being read again (the spawned broker runs with
-        group.initial.rebalance.delay.ms=0; with --bootstrap-server the broker's own setting applies).
+        group.initial.rebalance.delay.ms=0, group.consumer.session.timeout.ms=6000 and
+        group.consumer.heartbeat.interval.ms=500; with --bootstrap-server the broker's own settings apply).
         A fetch-raw phase reads the same data with bare Fetch requests to show the broker's own rate.
         Without --bootstrap-server a broker process is started and its start-up time, CPU seconds
         per GB and peak resident memory are reported too.
@@ -74,9 +75,16 @@ public static class BenchCommand
         if (bootstrap is null)
         {
             // A new group would otherwise wait group.initial.rebalance.delay.ms (3 s) before its first
-            // rebalance, which the join measurement would mostly be; an explicit override wins.
-            var overrides = serverOverrides.Any(o => o.StartsWith("group.initial.rebalance.delay.ms=", StringComparison.Ordinal))
-                ? serverOverrides : [.. serverOverrides, "group.initial.rebalance.delay.ms=0"];
+            // rebalance, which the join measurement would mostly be. Consumer-protocol members take
+            // their session timeout and heartbeat interval from the broker (45 s and 5 s by default):
+            // give them the classic members' 6 s and 500 ms so the two protocols are compared on
+            // the same footing. An explicit override wins.
+            var overrides = serverOverrides.ToList();
+            foreach (string dflt in (string[])["group.initial.rebalance.delay.ms=0", "group.consumer.session.timeout.ms=6000", "group.consumer.heartbeat.interval.ms=500"])
+            {
+                string key = dflt[..(dflt.IndexOf('=', StringComparison.Ordinal) + 1)];
+                if (!overrides.Any(o => o.StartsWith(key, StringComparison.Ordinal))) overrides.Add(dflt);
+            }
             child = await BrokerChild.StartAsync(overrides);
             bootstrap = child.Bootstrap;
             Console.Error.WriteLine($"bench: started broker pid {child.Pid} at {bootstrap} in {child.StartupMs:F0} ms (ready line)");

@@ -80,8 +80,11 @@ internal static class GroupBench
         {
             int me = i;
             var c = new ConsumerBuilder<Ignore, byte[]>(Member(bootstrap, group, protocol))
-                .SetPartitionsAssignedHandler((_, ps) => { if (ps.Count > 0) Volatile.Write(ref assigned[me], 1); })
-                .SetPartitionsRevokedHandler((_, _) => Volatile.Write(ref assigned[me], 0))
+                // Counts, not flags: with incremental protocols (cooperative, KIP-848) a member may
+                // give up some partitions and keep the rest.
+                .SetPartitionsAssignedHandler((_, ps) => Interlocked.Add(ref assigned[me], ps.Count))
+                .SetPartitionsRevokedHandler((_, ps) => Interlocked.Add(ref assigned[me], -ps.Count))
+                .SetPartitionsLostHandler((_, ps) => Interlocked.Add(ref assigned[me], -ps.Count))
                 .Build();
             c.Subscribe(topic);
             consumers.Add(c);
@@ -90,7 +93,7 @@ internal static class GroupBench
         double ms = -1;
         while (sw.Elapsed < TimeSpan.FromSeconds(60))
         {
-            if (assigned.All(a => Volatile.Read(ref a) == 1))
+            if (Enumerable.Range(0, 10).All(i => Volatile.Read(ref assigned[i]) == 1))
             {
                 ms = sw.Elapsed.TotalMilliseconds;
                 break;
@@ -238,7 +241,13 @@ internal static class GroupBench
         return done.Task;
     }
 
-    public static string Format(Result r, string protocol) => string.Create(CultureInfo.InvariantCulture,
-        $"groups   protocol {protocol,-8}  offset commits {r.CommitsPerSecond,8:N0}/s (one consumer, synchronous)  join to stable (10 members) {r.JoinToStableMs,7:F0} ms  " +
-        $"crash to consumed again {r.CrashToConsumedMs,7:F0} ms (session.timeout.ms={r.SessionTimeoutMs})");
+    public static string Format(Result r, string protocol)
+    {
+        string session = protocol == "consumer"
+            ? "(session timeout: the broker's group.consumer.session.timeout.ms)"
+            : string.Create(CultureInfo.InvariantCulture, $"(session.timeout.ms={r.SessionTimeoutMs})");
+        return string.Create(CultureInfo.InvariantCulture,
+            $"groups   protocol {protocol,-8}  offset commits {r.CommitsPerSecond,8:N0}/s (one consumer, synchronous)  join to stable (10 members) {r.JoinToStableMs,7:F0} ms  " +
+            $"crash to consumed again {r.CrashToConsumedMs,7:F0} ms {session}");
+    }
 }
