@@ -1,0 +1,21 @@
+using Freshet.Protocol.Wire;
+
+namespace Freshet.Broker.Replication;
+
+/// <summary>Requests from this node to another node of the cluster (replica fetches, controller calls, Raft).</summary>
+public interface INodeClient
+{
+    /// <summary>
+    /// Sends a request to node <paramref name="nodeId"/> at <paramref name="version"/> and returns its response;
+    /// throws <see cref="NodeUnreachableException"/> when the connection fails, drops or the request times out.
+    /// </summary>
+    Task<TResponse> SendAsync<TResponse>(int nodeId, IApiMessage request, short version, CancellationToken ct) where TResponse : IApiMessage, new();
+}
+
+/// <summary>The node could not be reached, the connection dropped, or the request timed out.</summary>
+public sealed class NodeUnreachableException : IOException
+{
+    public NodeUnreachableException(string message) : base(message) { }
+
+    public NodeUnreachableException(string message, Exception inner) : base(message, inner) { }
+}

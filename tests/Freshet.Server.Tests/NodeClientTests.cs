@@ -1,0 +1,103 @@
+using System.Net;
+using System.Net.Sockets;
+using Freshet.Broker.Replication;
+using Freshet.Network;
+using Freshet.Protocol.Messages;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Freshet.Server.Tests;
+
+/// <summary>The client nodes use to talk to each other, against a real broker and against a peer that misbehaves.</summary>
+public sealed class NodeClientTests
+{
+    private static NodeClient Client((string, int)? endpoint, int requestTimeoutMs = 30_000) =>
+        new(_ => endpoint, new NodeClientOptions { ClientId = "node-client-test", RequestTimeoutMs = requestTimeoutMs, ReconnectBackoffMs = 10 },
+            NullLogger<NodeClient>.Instance);
+
+    private static (string, int) Split(string bootstrap)
+    {
+        int colon = bootstrap.LastIndexOf(':');
+        return (bootstrap[..colon], int.Parse(bootstrap[(colon + 1)..], System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    [Fact]
+    public async Task PipelinedRequestsGetTheirOwnResponses()
+    {
+        await using var server = await FreshetServer.StartEmbeddedAsync();
+        await using var client = Client(Split(server.BootstrapServers));
+        var metadata = await client.SendAsync<MetadataResponse>(1, new MetadataRequest { Topics = null }, 12, CancellationToken.None);
+        Assert.Equal(server.ClusterId, metadata.ClusterId);
+        // Many requests of different APIs and versions in flight on one connection at once.
+        var tasks = Enumerable.Range(0, 200).Select(i => i % 2 == 0
+            ? (Task<short>)client.SendAsync<ApiVersionsResponse>(1, new ApiVersionsRequest { ClientSoftwareName = "t", ClientSoftwareVersion = "1" }, 3, CancellationToken.None)
+                .ContinueWith(t => (short)t.Result.ApiKeys.Count, TaskScheduler.Default)
+            : client.SendAsync<MetadataResponse>(1, new MetadataRequest { Topics = [] }, (short)(i % 13), CancellationToken.None)
+                .ContinueWith(t => (short)-t.Result.Brokers.Count, TaskScheduler.Default)).ToList();
+        var results = await Task.WhenAll(tasks);
+        for (int i = 0; i < results.Length; i++)
+        {
+            if (i % 2 == 0) Assert.True(results[i] > 10, $"ApiVersions response {i} lists {results[i]} APIs");
+            else Assert.Equal(-1, results[i]);
+        }
+    }
+
+    [Fact]
+    public async Task AnUnknownOrClosedNodeIsUnreachable()
+    {
+        await using var unknown = Client(null);
+        var e = await Assert.ThrowsAsync<NodeUnreachableException>(() =>
+            unknown.SendAsync<ApiVersionsResponse>(7, new ApiVersionsRequest(), 0, CancellationToken.None));
+        Assert.Contains("node 7", e.Message, StringComparison.Ordinal);
+
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop(); // nothing listens there now
+        await using var closed = Client(("127.0.0.1", port));
+        await Assert.ThrowsAsync<NodeUnreachableException>(() =>
+            closed.SendAsync<ApiVersionsResponse>(2, new ApiVersionsRequest(), 0, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task ASilentPeerTimesOutAndTheNextRequestReconnects()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var accepted = new List<Socket>();
+        var accepting = Task.Run(async () =>
+        {
+            for (int i = 0; i < 2; i++) accepted.Add(await listener.AcceptSocketAsync());
+        });
+        await using var client = Client(("127.0.0.1", port), requestTimeoutMs: 300);
+        var e = await Assert.ThrowsAsync<NodeUnreachableException>(() =>
+            client.SendAsync<ApiVersionsResponse>(3, new ApiVersionsRequest(), 0, CancellationToken.None));
+        Assert.Contains("timed out", e.Message, StringComparison.Ordinal);
+        await Assert.ThrowsAsync<NodeUnreachableException>(() =>
+            client.SendAsync<ApiVersionsResponse>(3, new ApiVersionsRequest(), 0, CancellationToken.None));
+        await accepting.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(2, accepted.Count); // the timed-out connection was closed and a new one opened
+        foreach (var s in accepted) s.Dispose();
+        listener.Stop();
+    }
+
+    [Fact]
+    public async Task APeerThatDropsTheConnectionFailsWhatIsInFlight()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var dropping = Task.Run(async () =>
+        {
+            using var s = await listener.AcceptSocketAsync();
+            var buf = new byte[4];
+            await s.ReceiveAsync(buf); // a request arrives; hang up without answering
+        });
+        await using var client = Client(("127.0.0.1", port));
+        var e = await Assert.ThrowsAsync<NodeUnreachableException>(() =>
+            client.SendAsync<ApiVersionsResponse>(4, new ApiVersionsRequest(), 0, CancellationToken.None));
+        Assert.Contains("dropped", e.Message, StringComparison.Ordinal);
+        await dropping;
+        listener.Stop();
+    }
+}
