@@ -62,4 +62,22 @@ public sealed record ControllerOptions
 
     /// <summary>Largest number of partitions one request may create (Kafka bounds records per operation).</summary>
     public int MaxPartitionsPerRequest { get; init; } = 10_000;
+
+    /// <summary>broker.session.timeout.ms: a broker without a heartbeat for this long is fenced.</summary>
+    public int BrokerSessionTimeoutMs { get; init; } = 9_000;
+
+    /// <summary>The controller's clock (broker sessions).</summary>
+    public TimeProvider Time { get; init; } = TimeProvider.System;
 }
+
+/// <summary>Outcome of a BrokerRegistration.</summary>
+public readonly record struct BrokerRegistrationOutcome(ErrorCode Error, string? Message, long BrokerEpoch);
+
+/// <summary>Outcome of a BrokerHeartbeat (Kafka's response fields).</summary>
+public readonly record struct BrokerHeartbeatOutcome(ErrorCode Error, bool IsCaughtUp, bool IsFenced, bool ShouldShutDown);
+
+/// <summary>A replica proposed for the ISR by its leader, with the broker epoch the leader saw (-1: not checked).</summary>
+public readonly record struct IsrMember(int BrokerId, long BrokerEpoch);
+
+/// <summary>Outcome of one partition of an AlterPartition: the registration as it now stands, or an error.</summary>
+public sealed record AlterPartitionOutcome(ErrorCode Error, PartitionRegistration? Registration);

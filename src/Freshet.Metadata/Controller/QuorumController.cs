@@ -157,7 +157,7 @@ public sealed partial class QuorumController
             return Fail(t.Name, ErrorCode.InvalidTopicException, $"Topic '{t.Name}' collides with existing topic: {collision}");
 
         List<IReadOnlyList<int>> assignment;
-        var brokers = image.ActiveBrokers.ToList();
+        var brokers = image.ActiveBrokers.Where(b => !b.InControlledShutdown).ToList();
         if (t.Assignments is { Count: > 0 } given)
         {
             if (t.NumPartitions != -1 || t.ReplicationFactor != -1)
@@ -208,21 +208,26 @@ public sealed partial class QuorumController
         foreach (var (k, v) in overrides)
             records.Add(new VersionedRecord((short)MetadataRecordType.Config, 0,
                 new ConfigRecord { ResourceType = (sbyte)ConfigResourceType.Topic, ResourceName = t.Name, Name = k, Value = v }));
-        for (int p = 0; p < assignment.Count; p++) records.Add(PartitionRecordFor(id, p, assignment[p]));
+        for (int p = 0; p < assignment.Count; p++) records.Add(PartitionRecordFor(image, id, p, assignment[p]));
         return new CreateTopicResult(t.Name, ErrorCode.None, null, id, assignment.Count, replication);
     }
 
-    private static VersionedRecord PartitionRecordFor(Uuid topicId, int partition, IReadOnlyList<int> replicas) =>
-        new((short)MetadataRecordType.Partition, 0, new PartitionRecord
+    /// <summary>A new partition: the ISR is its live replicas and the leader the first of them (all replicas when none is live).</summary>
+    private static VersionedRecord PartitionRecordFor(MetadataImage image, Uuid topicId, int partition, IReadOnlyList<int> replicas)
+    {
+        var live = replicas.Where(r => image.Brokers.TryGetValue(r, out var b) && !b.Fenced && !b.InControlledShutdown).ToList();
+        if (live.Count == 0) live = [.. replicas];
+        return new((short)MetadataRecordType.Partition, 0, new PartitionRecord
         {
             PartitionId = partition,
             TopicId = topicId,
             Replicas = [.. replicas],
-            Isr = [.. replicas],
-            Leader = replicas[0],
+            Isr = [.. live],
+            Leader = live[0],
             LeaderEpoch = 0,
             PartitionEpoch = 0,
         });
+    }
 
     /// <summary>Deletes topics by name (or by id when the name is null).</summary>
     public IReadOnlyList<DeleteTopicResult> DeleteTopics(IReadOnlyList<(string? Name, Uuid Id)> topics)
@@ -284,7 +289,7 @@ public sealed partial class QuorumController
                     continue;
                 }
                 int rf = t.Partitions.Values.First().Replicas.Length;
-                var brokers = image.ActiveBrokers.ToList();
+                var brokers = image.ActiveBrokers.Where(b => !b.InControlledShutdown).ToList();
                 List<IReadOnlyList<int>> assignment;
                 if (req.Assignments is { } given)
                 {
@@ -313,7 +318,7 @@ public sealed partial class QuorumController
                     assignment = ReplicaPlacer.Place(brokers, req.Count - current, (short)rf, current, Random.Shared);
                 }
                 if (!validateOnly)
-                    for (int i = 0; i < assignment.Count; i++) records.Add(PartitionRecordFor(t.Id, current + i, assignment[i]));
+                    for (int i = 0; i < assignment.Count; i++) records.Add(PartitionRecordFor(image, t.Id, current + i, assignment[i]));
                 results.Add(new(req.Topic, ErrorCode.None, null));
             }
             if (!validateOnly) Commit(records);

@@ -94,6 +94,18 @@ public sealed class MetadataImageBuilder(MetadataImage start)
                 if (i.Brokers.TryGetValue(f.Id, out var fb) && fb.Epoch == f.Epoch)
                     _image = i with { Brokers = i.Brokers.SetItem(f.Id, fb with { Fenced = true }) };
                 break;
+            case BrokerRegistrationChangeRecord bc:
+                if (i.Brokers.TryGetValue(bc.BrokerId, out var cb) && cb.Epoch == bc.BrokerEpoch)
+                {
+                    // Fenced: 1 fenced, -1 unfenced, 0 unchanged. InControlledShutdown: 1 entered, 0 unchanged.
+                    var next = cb with
+                    {
+                        Fenced = bc.Fenced switch { 1 => true, -1 => false, _ => cb.Fenced },
+                        InControlledShutdown = bc.InControlledShutdown == 1 || cb.InControlledShutdown,
+                    };
+                    _image = i with { Brokers = i.Brokers.SetItem(bc.BrokerId, next) };
+                }
+                break;
             case UnregisterBrokerRecord ur:
                 _image = i with { Brokers = i.Brokers.Remove(ur.BrokerId) };
                 break;

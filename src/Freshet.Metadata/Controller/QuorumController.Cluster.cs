@@ -1,0 +1,269 @@
+using System.Collections.Immutable;
+using Freshet.Metadata.Image;
+using Freshet.Protocol;
+using Freshet.Protocol.MetadataRecords;
+using Freshet.Protocol.Wire;
+using Freshet.Storage;
+using Microsoft.Extensions.Logging;
+using static Freshet.Metadata.Log.MetadataRecordSerde;
+
+namespace Freshet.Metadata.Controller;
+
+/// <summary>
+/// The cluster half of the controller: broker registration, heartbeats and sessions (a broker
+/// that stops heartbeating is fenced), controlled shutdown, partition leader election and ISR
+/// changes (AlterPartition). Leadership rules follow Kafka's: a new leader comes from the ISR,
+/// in replica order; an ISR never becomes empty (when its last member goes, the partition has no
+/// leader until that member returns) unless the topic allows unclean leader election.
+/// </summary>
+public sealed partial class QuorumController
+{
+    // Controller-local soft state (not in the log): last heartbeat per broker epoch, and the log
+    // offset of each broker's registration (a broker has caught up once its metadata reaches it).
+    private readonly Dictionary<int, long> _lastHeartbeatMs = [];
+    private readonly Dictionary<int, long> _registrationOffsets = [];
+
+    private long NowMs => Options.Time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    /// <summary>
+    /// BrokerRegistration: a broker announces itself (fenced until its heartbeats show it caught up).
+    /// The same incarnation registering again gets its epoch back; a new incarnation gets a new
+    /// epoch, unless the old one's session is still alive (DUPLICATE_BROKER_REGISTRATION).
+    /// </summary>
+    public BrokerRegistrationOutcome RegisterBroker(int brokerId, string clusterId, Uuid incarnationId,
+        IReadOnlyList<BrokerEndpoint> endpoints, string? rack, long previousBrokerEpoch)
+    {
+        lock (_lock)
+        {
+            var image = _image;
+            if (clusterId != image.ClusterId)
+                return new(ErrorCode.InconsistentClusterId, $"Expected cluster ID {image.ClusterId}, but got cluster ID {clusterId}", -1);
+            long now = NowMs;
+            if (image.Brokers.TryGetValue(brokerId, out var existing))
+            {
+                if (existing.IncarnationId == incarnationId)
+                {
+                    _lastHeartbeatMs[brokerId] = now;
+                    return new(ErrorCode.None, null, existing.Epoch);
+                }
+                if (!existing.Fenced && _lastHeartbeatMs.TryGetValue(brokerId, out long last) && now - last < Options.BrokerSessionTimeoutMs)
+                    return new(ErrorCode.DuplicateBrokerRegistration,
+                        $"Another broker is registered with that broker id, and its session has not expired (last heartbeat {now - last} ms ago).", -1);
+            }
+            long epoch = _log.EndOffset;
+            var records = new List<VersionedRecord>
+            {
+                new((short)MetadataRecordType.RegisterBroker, 2, new RegisterBrokerRecord
+                {
+                    BrokerId = brokerId,
+                    IncarnationId = incarnationId,
+                    BrokerEpoch = epoch,
+                    Rack = rack,
+                    Fenced = true,
+                    EndPoints = [.. endpoints.Select(e => new RegisterBrokerRecord.BrokerEndpoint
+                    {
+                        Name = e.Name, Host = e.Host, Port = (ushort)e.Port, SecurityProtocol = e.SecurityProtocol,
+                    })],
+                }),
+            };
+            // The previous incarnation's leaderships and ISR places go, as when a broker is fenced.
+            if (existing is not null) AddLeaveRecords(image, brokerId, records);
+            Commit(records);
+            _registrationOffsets[brokerId] = epoch;
+            _lastHeartbeatMs[brokerId] = now;
+            LogRegistered(_logger, brokerId, epoch);
+            return new(ErrorCode.None, null, epoch);
+        }
+    }
+
+    /// <summary>
+    /// BrokerHeartbeat: keeps the broker's session alive, unfences it once it has caught up with
+    /// the metadata log (unless it asks to stay fenced), and runs its controlled shutdown: its
+    /// leaderships move to other ISR members and it leaves the ISRs; ShouldShutDown says when
+    /// it leads nothing any more.
+    /// </summary>
+    public BrokerHeartbeatOutcome Heartbeat(int brokerId, long brokerEpoch, long currentMetadataOffset, bool wantFence, bool wantShutDown)
+    {
+        lock (_lock)
+        {
+            var image = _image;
+            if (!image.Brokers.TryGetValue(brokerId, out var broker) || broker.Epoch != brokerEpoch)
+                return new(ErrorCode.StaleBrokerEpoch, false, true, false);
+            _lastHeartbeatMs[brokerId] = NowMs;
+            // Unknown registration offset (a controller that took over after the registration): the broker's epoch is that offset.
+            bool caughtUp = currentMetadataOffset >= _registrationOffsets.GetValueOrDefault(brokerId, broker.Epoch);
+            var records = new List<VersionedRecord>();
+            if (wantShutDown)
+            {
+                if (!broker.InControlledShutdown)
+                    records.Add(new VersionedRecord((short)MetadataRecordType.BrokerRegistrationChange, 0,
+                        new BrokerRegistrationChangeRecord { BrokerId = brokerId, BrokerEpoch = brokerEpoch, InControlledShutdown = 1 }));
+                AddLeaveRecords(image, brokerId, records);
+            }
+            else if (broker.Fenced && caughtUp && !wantFence)
+            {
+                records.Add(new VersionedRecord((short)MetadataRecordType.UnfenceBroker, 0, new UnfenceBrokerRecord { Id = brokerId, Epoch = brokerEpoch }));
+                AddReturnRecords(image, brokerId, records);
+            }
+            else if (!broker.Fenced && wantFence)
+            {
+                records.Add(new VersionedRecord((short)MetadataRecordType.FenceBroker, 0, new FenceBrokerRecord { Id = brokerId, Epoch = brokerEpoch }));
+                AddLeaveRecords(image, brokerId, records);
+            }
+            if (records.Count > 0)
+            {
+                image = Commit(records);
+                broker = image.Brokers[brokerId];
+            }
+            bool shouldShutDown = wantShutDown && !image.TopicsByName.Values.Any(t => t.Partitions.Values.Any(p => p.Leader == brokerId));
+            return new(ErrorCode.None, caughtUp, broker.Fenced, shouldShutDown);
+        }
+    }
+
+    /// <summary>Fences every unfenced broker whose last heartbeat is older than broker.session.timeout.ms; returns the ids fenced.</summary>
+    public IReadOnlyList<int> FenceExpiredBrokers()
+    {
+        lock (_lock)
+        {
+            var image = _image;
+            long now = NowMs;
+            var fenced = new List<int>();
+            foreach (var b in image.Brokers.Values)
+            {
+                if (b.Fenced) continue;
+                if (!_lastHeartbeatMs.TryGetValue(b.Id, out long last))
+                {
+                    // A controller that just became active gives every broker a full session from now.
+                    _lastHeartbeatMs[b.Id] = now;
+                    continue;
+                }
+                if (now - last < Options.BrokerSessionTimeoutMs) continue;
+                var records = new List<VersionedRecord>
+                {
+                    new((short)MetadataRecordType.FenceBroker, 0, new FenceBrokerRecord { Id = b.Id, Epoch = b.Epoch }),
+                };
+                AddLeaveRecords(image, b.Id, records);
+                image = Commit(records);
+                fenced.Add(b.Id);
+                LogSessionExpired(_logger, b.Id, now - last);
+            }
+            return fenced;
+        }
+    }
+
+    /// <summary>Forgets heartbeat times (this node became the active controller: every broker gets a full session).</summary>
+    public void ResetBrokerSessions()
+    {
+        lock (_lock) _lastHeartbeatMs.Clear();
+    }
+
+    /// <summary>
+    /// AlterPartition from a partition leader: a new ISR (shrink or expand). Checked against the
+    /// leader, its epochs and the partition epoch; new members must be live replicas whose broker
+    /// epoch matches what the leader saw.
+    /// </summary>
+    public AlterPartitionOutcome AlterPartition(int brokerId, long brokerEpoch, Uuid topicId, int partition, int leaderEpoch, int partitionEpoch,
+        IReadOnlyList<IsrMember> newIsr)
+    {
+        lock (_lock)
+        {
+            var image = _image;
+            if (!image.Brokers.TryGetValue(brokerId, out var leaderBroker) || (brokerEpoch >= 0 && leaderBroker.Epoch != brokerEpoch))
+                return new(ErrorCode.StaleBrokerEpoch, null);
+            var topic = image.Topic(topicId);
+            if (topic is null) return new(ErrorCode.UnknownTopicId, null);
+            if (!topic.Partitions.TryGetValue(partition, out var reg)) return new(ErrorCode.UnknownTopicOrPartition, null);
+            if (reg.Leader != brokerId) return new(ErrorCode.NotLeaderOrFollower, null);
+            if (leaderEpoch != reg.LeaderEpoch) return new(ErrorCode.FencedLeaderEpoch, null);
+            if (partitionEpoch != reg.PartitionEpoch) return new(ErrorCode.InvalidUpdateVersion, null);
+            if (newIsr.Count == 0 || newIsr.Select(m => m.BrokerId).Distinct().Count() != newIsr.Count || !newIsr.Any(m => m.BrokerId == brokerId))
+                return new(ErrorCode.InvalidRequest, null);
+            foreach (var m in newIsr)
+            {
+                if (!reg.Replicas.Contains(m.BrokerId)) return new(ErrorCode.IneligibleReplica, null);
+                if (reg.Isr.Contains(m.BrokerId)) continue; // only additions must be live
+                if (!image.Brokers.TryGetValue(m.BrokerId, out var b) || b.Fenced || b.InControlledShutdown || (m.BrokerEpoch >= 0 && b.Epoch != m.BrokerEpoch))
+                    return new(ErrorCode.IneligibleReplica, null);
+            }
+            int[] isr = [.. reg.Replicas.Where(r => newIsr.Any(m => m.BrokerId == r))];
+            if (isr.SequenceEqual(reg.Isr)) return new(ErrorCode.None, reg);
+            image = Commit([new VersionedRecord((short)MetadataRecordType.PartitionChange, 0,
+                new PartitionChangeRecord { TopicId = topicId, PartitionId = partition, Isr = [.. isr], Leader = -2 })]);
+            return new(ErrorCode.None, image.Topic(topicId)!.Partitions[partition]);
+        }
+    }
+
+    /// <summary>
+    /// Records for broker <paramref name="brokerId"/> leaving service (fenced, or in controlled
+    /// shutdown): it leaves every ISR it is in (except as the last member), and partitions it led
+    /// get a new leader from the remaining ISR, or none.
+    /// </summary>
+    private void AddLeaveRecords(MetadataImage image, int brokerId, List<VersionedRecord> records)
+    {
+        foreach (var topic in image.TopicsByName.Values)
+        {
+            foreach (var (index, reg) in topic.Partitions)
+            {
+                if (!reg.Isr.Contains(brokerId) && reg.Leader != brokerId) continue;
+                var isr = reg.Isr.Length > 1 ? reg.Isr.Remove(brokerId) : reg.Isr;
+                int leader = reg.Leader;
+                if (leader == brokerId)
+                {
+                    leader = isr.Where(r => r != brokerId && IsUsable(image, r)).Select(r => (int?)r)
+                        .OrderBy(r => reg.Replicas.IndexOf(r!.Value)).FirstOrDefault() ?? PartitionRegistration.NoLeader;
+                    if (leader == PartitionRegistration.NoLeader && UncleanAllowed(image, topic.Name))
+                    {
+                        int unclean = reg.Replicas.FirstOrDefault(r => r != brokerId && IsUsable(image, r), PartitionRegistration.NoLeader);
+                        if (unclean != PartitionRegistration.NoLeader)
+                        {
+                            leader = unclean;
+                            isr = [unclean];
+                        }
+                    }
+                }
+                if (leader == reg.Leader && isr.SequenceEqual(reg.Isr)) continue;
+                records.Add(new VersionedRecord((short)MetadataRecordType.PartitionChange, 0, new PartitionChangeRecord
+                {
+                    TopicId = topic.Id,
+                    PartitionId = index,
+                    Isr = isr.SequenceEqual(reg.Isr) ? null : [.. isr],
+                    Leader = leader == reg.Leader ? -2 : leader,
+                }));
+            }
+        }
+    }
+
+    /// <summary>Records for a broker coming back: leaderless partitions whose ISR holds it elect it.</summary>
+    private void AddReturnRecords(MetadataImage image, int brokerId, List<VersionedRecord> records)
+    {
+        foreach (var topic in image.TopicsByName.Values)
+        {
+            foreach (var (index, reg) in topic.Partitions)
+            {
+                if (reg.HasLeader || !reg.Replicas.Contains(brokerId)) continue;
+                if (reg.Isr.Contains(brokerId))
+                {
+                    records.Add(new VersionedRecord((short)MetadataRecordType.PartitionChange, 0,
+                        new PartitionChangeRecord { TopicId = topic.Id, PartitionId = index, Leader = brokerId }));
+                }
+                else if (UncleanAllowed(image, topic.Name))
+                {
+                    records.Add(new VersionedRecord((short)MetadataRecordType.PartitionChange, 0,
+                        new PartitionChangeRecord { TopicId = topic.Id, PartitionId = index, Leader = brokerId, Isr = [brokerId] }));
+                }
+            }
+        }
+    }
+
+    private static bool IsUsable(MetadataImage image, int brokerId) =>
+        image.Brokers.TryGetValue(brokerId, out var b) && !b.Fenced && !b.InControlledShutdown;
+
+    private bool UncleanAllowed(MetadataImage image, string topic) =>
+        LogConfig.Create(Options.TopicDefaults, image.ConfigsOf(ConfigResourceType.Topic, topic)).UncleanLeaderElectionEnable;
+
+    [LoggerMessage(EventId = 2101, Level = LogLevel.Information, Message = "Broker {BrokerId} registered with epoch {Epoch}")]
+    private static partial void LogRegistered(ILogger logger, int brokerId, long epoch);
+
+    [LoggerMessage(EventId = 2102, Level = LogLevel.Warning, Message = "Fencing broker {BrokerId}: no heartbeat for {Ms} ms")]
+    private static partial void LogSessionExpired(ILogger logger, int brokerId, long ms);
+}
