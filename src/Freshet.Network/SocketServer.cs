@@ -15,6 +15,7 @@ public sealed partial class SocketServer : IAsyncDisposable
 {
     private readonly NetworkOptions _options;
     private readonly RequestDispatcher _dispatcher;
+    private readonly IReadOnlyDictionary<string, RequestDispatcher> _listenerDispatchers;
     private readonly ILoggerFactory _loggers;
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<string, (KafkaConnection Connection, Task Run)> _connections = new();
@@ -24,10 +25,16 @@ public sealed partial class SocketServer : IAsyncDisposable
     private Task? _sweeper;
     private long _nextId;
 
-    public SocketServer(NetworkOptions options, RequestDispatcher dispatcher, ILoggerFactory loggers)
+    /// <param name="listenerDispatchers">
+    /// Listeners that serve a different set of APIs (the controller listener serves the quorum's
+    /// and brokers' controller APIs, not the client ones); every other listener uses <paramref name="dispatcher"/>.
+    /// </param>
+    public SocketServer(NetworkOptions options, RequestDispatcher dispatcher, ILoggerFactory loggers,
+        IReadOnlyDictionary<string, RequestDispatcher>? listenerDispatchers = null)
     {
         _options = options;
         _dispatcher = dispatcher;
+        _listenerDispatchers = listenerDispatchers ?? new Dictionary<string, RequestDispatcher>();
         _loggers = loggers;
         _logger = loggers.CreateLogger<SocketServer>();
     }
@@ -122,7 +129,7 @@ public sealed partial class SocketServer : IAsyncDisposable
             if (_options.SocketSendBufferBytes > 0) socket.SendBufferSize = _options.SocketSendBufferBytes;
             if (_options.SocketReceiveBufferBytes > 0) socket.ReceiveBufferSize = _options.SocketReceiveBufferBytes;
             string id = $"{listener.Name}-{Interlocked.Increment(ref _nextId)}";
-            var connection = new KafkaConnection(socket, id, listener.Name, _dispatcher, _options, _loggers.CreateLogger<KafkaConnection>());
+            var connection = new KafkaConnection(socket, id, listener.Name, _listenerDispatchers.GetValueOrDefault(listener.Name, _dispatcher), _options, _loggers.CreateLogger<KafkaConnection>());
             var run = Task.Run(async () =>
             {
                 try { await connection.RunAsync().ConfigureAwait(false); }

@@ -24,8 +24,7 @@ public sealed class BrokerConfig
         "num.network.threads", "num.io.threads", "num.replica.fetchers", "num.recovery.threads.per.data.dir",
         "background.threads", "queued.max.requests", "socket.listen.backlog.size",
         "transaction.state.log.replication.factor", "transaction.state.log.min.isr",
-        "controller.quorum.voters", "controller.quorum.bootstrap.servers", "controller.listener.names",
-        "inter.broker.listener.name", "listener.security.protocol.map", "log.segment.delete.delay.ms", "log.cleaner.threads",
+        "controller.quorum.bootstrap.servers", "listener.security.protocol.map", "log.segment.delete.delay.ms", "log.cleaner.threads",
     };
 
     private static ConfigDef BuildDefinition()
@@ -39,6 +38,11 @@ public sealed class BrokerConfig
             .Define("log.dir", ConfigType.String, "./data", "Directory for partition logs when log.dirs is not set.", readOnly: true)
             .Define("metadata.log.dir", ConfigType.String, null, "Directory of the metadata log; defaults to the first log directory.", readOnly: true)
             .Define("broker.rack", ConfigType.String, null, "Rack of this broker.", readOnly: true)
+            .Define("controller.listener.names", ConfigType.List, "", "Listeners that serve the controller APIs (the quorum and brokers' calls), not clients.", readOnly: true)
+            .Define("controller.quorum.voters", ConfigType.List, "", "The controller quorum: id@host:port of every voter; empty for a single combined node.", readOnly: true)
+            .Define("inter.broker.listener.name", ConfigType.String, null, "Listener brokers use to reach each other; defaults to the first non-controller listener.", readOnly: true)
+            .Define("broker.session.timeout.ms", ConfigType.Int, "9000", "A broker without a heartbeat for this long is fenced.", ConfigDef.AtLeast(1), readOnly: true)
+            .Define("broker.heartbeat.interval.ms", ConfigType.Int, "2000", "How often a broker heartbeats to the active controller.", ConfigDef.AtLeast(1), readOnly: true)
             .Define("num.partitions", ConfigType.Int, "1", "Default partitions of a new topic.", ConfigDef.AtLeast(1))
             .Define("default.replication.factor", ConfigType.Int, "1", "Default replication factor of a new topic.", ConfigDef.AtLeast(1))
             .Define("auto.create.topics.enable", ConfigType.Boolean, "true", "Create a topic when a client asks for metadata of a missing one.")
@@ -109,11 +113,26 @@ public sealed class BrokerConfig
         NodeId = GetInt("node.id");
         ProcessRoles = GetList("process.roles");
         Listeners = ParseListeners(Get("listeners")!, "listeners");
-        AdvertisedListeners = Get("advertised.listeners") is { } adv ? ParseListeners(adv, "advertised.listeners") : Listeners;
         LogDirs = Get("log.dirs") is { } dirs ? ConfigValues.ParseList(dirs) : [Get("log.dir")!];
         if (LogDirs.Count == 0) throw new ArgumentException("log.dirs is empty");
         MetadataLogDir = Get("metadata.log.dir") ?? LogDirs[0];
         Rack = Get("broker.rack");
+        ControllerListenerNames = GetList("controller.listener.names");
+        QuorumVoters = GetList("controller.quorum.voters");
+        BrokerSessionTimeoutMs = GetInt("broker.session.timeout.ms");
+        BrokerHeartbeatIntervalMs = GetInt("broker.heartbeat.interval.ms");
+        foreach (var name in ControllerListenerNames)
+        {
+            if (ProcessRoles.Contains("controller") && !Listeners.Any(l => l.Name == name))
+                throw new ArgumentException($"controller.listener.names names {name}, which is not in listeners");
+        }
+        // Controller listeners are not advertised to clients (Kafka's rule).
+        AdvertisedListeners = Get("advertised.listeners") is { } adv
+            ? ParseListeners(adv, "advertised.listeners")
+            : [.. Listeners.Where(l => !ControllerListenerNames.Contains(l.Name))];
+        InterBrokerListenerName = Get("inter.broker.listener.name")
+            ?? AdvertisedListeners.Select(l => l.Name).FirstOrDefault(n => !ControllerListenerNames.Contains(n))
+            ?? throw new ArgumentException("every listener is a controller listener: brokers need one for clients and each other");
         NumPartitions = GetInt("num.partitions");
         DefaultReplicationFactor = (short)GetInt("default.replication.factor");
         AutoCreateTopicsEnable = GetBool("auto.create.topics.enable");
@@ -173,6 +192,21 @@ public sealed class BrokerConfig
     public IReadOnlyList<string> LogDirs { get; }
     public string MetadataLogDir { get; }
     public string? Rack { get; }
+
+    /// <summary>controller.listener.names</summary>
+    public IReadOnlyList<string> ControllerListenerNames { get; }
+
+    /// <summary>controller.quorum.voters (id@host:port entries; empty: a single combined node is its own quorum).</summary>
+    public IReadOnlyList<string> QuorumVoters { get; }
+
+    /// <summary>inter.broker.listener.name (resolved: the first non-controller listener when unset).</summary>
+    public string InterBrokerListenerName { get; }
+
+    /// <summary>broker.session.timeout.ms</summary>
+    public int BrokerSessionTimeoutMs { get; }
+
+    /// <summary>broker.heartbeat.interval.ms</summary>
+    public int BrokerHeartbeatIntervalMs { get; }
     public int NumPartitions { get; }
     public short DefaultReplicationFactor { get; }
     public bool AutoCreateTopicsEnable { get; }

@@ -45,6 +45,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
     private readonly SocketServer _sockets;
     private readonly bool _deleteData;
     private LogSyncer? _syncer;
+    private (CancellationTokenSource Stop, Task Run)? _sessions;
     private GroupCoordinator? _groups;
     private int _disposed;
 
@@ -72,6 +73,9 @@ public sealed partial class FreshetServer : IAsyncDisposable
     public string BootstrapServers { get; }
 
     public string ClusterId => Controller.Image.ClusterId;
+
+    /// <summary>Every listener's bound address (with the real port when port 0 was configured).</summary>
+    public IReadOnlyList<(string Name, System.Net.IPEndPoint EndPoint)> BoundListeners => _sockets.BoundEndpoints;
     public int ConnectionCount => _sockets.ConnectionCount;
 
     /// <summary>From the call to start until the listeners accepted connections.</summary>
@@ -139,6 +143,8 @@ public sealed partial class FreshetServer : IAsyncDisposable
                 DefaultNumPartitions = config.NumPartitions,
                 DefaultReplicationFactor = config.DefaultReplicationFactor,
                 TopicDefaults = config.TopicDefaults,
+                BrokerSessionTimeoutMs = config.BrokerSessionTimeoutMs,
+                Time = time,
             }, metadataLog, loggers.CreateLogger<QuorumController>());
 
             var network = new NetworkOptions
@@ -151,7 +157,10 @@ public sealed partial class FreshetServer : IAsyncDisposable
                 SocketReceiveBufferBytes = config.SocketReceiveBufferBytes,
             };
             var dispatcher = new RequestDispatcher(config.UnstableApiVersionsEnable);
-            sockets = new SocketServer(network, dispatcher, loggers);
+            // The controller listener serves the controller's APIs only (brokers' calls; the quorum's come with Raft).
+            var controllerDispatcher = new RequestDispatcher(config.UnstableApiVersionsEnable);
+            sockets = new SocketServer(network, dispatcher, loggers,
+                config.ControllerListenerNames.ToDictionary(n => n, _ => controllerDispatcher, StringComparer.Ordinal));
             sockets.Bind();
             var advertised = Advertise(config, sockets);
 
@@ -175,6 +184,11 @@ public sealed partial class FreshetServer : IAsyncDisposable
             long brokerEpoch = controller.RegisterBroker(config.NodeId, Uuid.Random(), advertised, config.Rack);
 
             new ApiVersionsHandler(dispatcher, cache).Register();
+            if (config.ControllerListenerNames.Count > 0)
+            {
+                new ApiVersionsHandler(controllerDispatcher, cache).Register();
+                new ControllerApisHandler(controllerDispatcher, controller, isActive: () => true).Register();
+            }
             new MetadataHandler(dispatcher, brokerOptions, cache, controller).Register();
             new ProduceHandler(dispatcher, replicas, cache).Register();
             new FetchHandler(dispatcher, brokerOptions, replicas, cache).Register();
@@ -196,6 +210,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
             return new FreshetServer(config, logger, logs, metadataLog, sockets, controller, replicas, bootstrap, options.DeleteDataOnDispose, sw.Elapsed)
             {
                 _syncer = syncer,
+                _sessions = StartSessionLoop(controller, config, () => brokerEpoch, logger),
                 _groups = groups,
             };
         }
@@ -208,6 +223,37 @@ public sealed partial class FreshetServer : IAsyncDisposable
             syncer.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// The controller's clock work: this node's own broker heartbeats (in-process), and fencing of
+    /// brokers whose sessions expired, every broker.heartbeat.interval.ms.
+    /// </summary>
+    private static (CancellationTokenSource, Task) StartSessionLoop(QuorumController controller, BrokerConfig config, Func<long> brokerEpoch, ILogger logger)
+    {
+        var stop = new CancellationTokenSource();
+        int interval = Math.Min(config.BrokerHeartbeatIntervalMs, Math.Max(1, config.BrokerSessionTimeoutMs / 3));
+        var run = Task.Run(async () =>
+        {
+            using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(interval));
+            try
+            {
+                while (await timer.WaitForNextTickAsync(stop.Token).ConfigureAwait(false))
+                {
+                    try
+                    {
+                        controller.Heartbeat(config.NodeId, brokerEpoch(), controller.Image.Offset, wantFence: false, wantShutDown: false);
+                        controller.FenceExpiredBrokers();
+                    }
+                    catch (IOException e)
+                    {
+                        LogSessionLoopFailed(logger, e.Message);
+                    }
+                }
+            }
+            catch (OperationCanceledException) { }
+        });
+        return (stop, run);
     }
 
     /// <summary>advertised.listeners with real ports (a listener bound to port 0 advertises the port it got) and a reachable host.</summary>
@@ -242,6 +288,12 @@ public sealed partial class FreshetServer : IAsyncDisposable
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         var sw = Stopwatch.StartNew();
         await _sockets.DisposeAsync().ConfigureAwait(false);
+        if (_sessions is { } sessions)
+        {
+            await sessions.Stop.CancelAsync().ConfigureAwait(false);
+            await sessions.Run.ConfigureAwait(false);
+            sessions.Stop.Dispose();
+        }
         _groups?.Dispose();
         await _logs.DisposeAsync().ConfigureAwait(false);
         _syncer?.Dispose();
@@ -256,6 +308,9 @@ public sealed partial class FreshetServer : IAsyncDisposable
             }
         }
     }
+
+    [LoggerMessage(EventId = 5004, Level = LogLevel.Warning, Message = "Controller session check failed: {Reason}")]
+    private static partial void LogSessionLoopFailed(ILogger logger, string reason);
 
     [LoggerMessage(EventId = 5001, Level = LogLevel.Warning, Message = "The configuration '{Key}' was supplied but isn't a known config")]
     private static partial void LogUnknownKey(ILogger logger, string key);

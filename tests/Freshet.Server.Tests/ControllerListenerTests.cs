@@ -1,0 +1,90 @@
+using Freshet.Network;
+using Freshet.Protocol;
+using Freshet.Protocol.Messages;
+using Freshet.Protocol.Wire;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Freshet.Server.Tests;
+
+/// <summary>A broker registering and heartbeating on a node's controller listener, over TCP.</summary>
+public sealed class ControllerListenerTests
+{
+    private static async Task<(FreshetServer Server, NodeClient Client)> StartAsync()
+    {
+        var server = await FreshetServer.StartEmbeddedAsync(new Dictionary<string, string>
+        {
+            ["listeners"] = "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0",
+            ["controller.listener.names"] = "CONTROLLER",
+            ["broker.session.timeout.ms"] = "1500",
+            ["broker.heartbeat.interval.ms"] = "200",
+        });
+        var listeners = server.BoundListeners.ToDictionary(l => l.Name, l => l.EndPoint);
+        // Node 1's client listener and node 1's controller listener, as separate "nodes" of the client.
+        var client = new NodeClient(id => id switch
+        {
+            0 => ("127.0.0.1", listeners["PLAINTEXT"].Port),
+            1 => ("127.0.0.1", listeners["CONTROLLER"].Port),
+            _ => null,
+        }, new NodeClientOptions { ClientId = "broker-2" }, NullLogger<NodeClient>.Instance);
+        return (server, client);
+    }
+
+    [Fact]
+    public async Task EachListenerAdvertisesItsOwnApis()
+    {
+        var (server, client) = await StartAsync();
+        await using var _ = server;
+        await using var __ = client;
+        var onClient = await client.SendAsync<ApiVersionsResponse>(0, new ApiVersionsRequest(), 3, CancellationToken.None);
+        var onController = await client.SendAsync<ApiVersionsResponse>(1, new ApiVersionsRequest(), 3, CancellationToken.None);
+        Assert.Contains(onClient.ApiKeys, k => k.ApiKey == (short)ApiKey.Produce);
+        Assert.DoesNotContain(onClient.ApiKeys, k => k.ApiKey == (short)ApiKey.BrokerRegistration);
+        Assert.Contains(onController.ApiKeys, k => k.ApiKey == (short)ApiKey.BrokerRegistration);
+        Assert.Contains(onController.ApiKeys, k => k.ApiKey == (short)ApiKey.AlterPartition);
+        Assert.DoesNotContain(onController.ApiKeys, k => k.ApiKey == (short)ApiKey.Produce);
+        // Clients are never told about the controller listener.
+        var md = await client.SendAsync<MetadataResponse>(0, new MetadataRequest { Topics = [] }, 12, CancellationToken.None);
+        Assert.Equal(listeners(server)["PLAINTEXT"], md.Brokers.Single().Port);
+    }
+
+    private static Dictionary<string, int> listeners(FreshetServer s) => s.BoundListeners.ToDictionary(l => l.Name, l => l.EndPoint.Port);
+
+    [Fact]
+    public async Task ARegisteredBrokerIsUnfencedByItsHeartbeatsAndFencedWhenTheyStop()
+    {
+        var (server, client) = await StartAsync();
+        await using var _ = server;
+        await using var __ = client;
+        var reg = await client.SendAsync<BrokerRegistrationResponse>(1, new BrokerRegistrationRequest
+        {
+            BrokerId = 2,
+            ClusterId = server.ClusterId,
+            IncarnationId = Uuid.Random(),
+            Listeners = [new BrokerRegistrationRequest.Listener { Name = "PLAINTEXT", Host = "127.0.0.1", Port = 39999, SecurityProtocol = 0 }],
+        }, 4, CancellationToken.None);
+        Assert.Equal(0, reg.ErrorCode);
+        Assert.True(server.Controller.Image.Brokers[2].Fenced);
+
+        var beat = await client.SendAsync<BrokerHeartbeatResponse>(1, new BrokerHeartbeatRequest
+        {
+            BrokerId = 2, BrokerEpoch = reg.BrokerEpoch, CurrentMetadataOffset = server.Controller.Image.Offset,
+        }, 1, CancellationToken.None);
+        Assert.Equal(0, beat.ErrorCode);
+        Assert.True(beat.IsCaughtUp);
+        Assert.False(beat.IsFenced);
+        var md = await client.SendAsync<MetadataResponse>(0, new MetadataRequest { Topics = [] }, 12, CancellationToken.None);
+        Assert.Equal([1, 2], md.Brokers.Select(b => b.NodeId).Order());
+
+        var stale = await client.SendAsync<BrokerHeartbeatResponse>(1, new BrokerHeartbeatRequest { BrokerId = 2, BrokerEpoch = reg.BrokerEpoch + 1 }, 1, CancellationToken.None);
+        Assert.Equal((short)ErrorCode.StaleBrokerEpoch, stale.ErrorCode);
+
+        // Broker 2 goes silent: fenced after broker.session.timeout.ms; node 1 keeps its own session alive.
+        var deadline = DateTime.UtcNow.AddSeconds(15);
+        while (!server.Controller.Image.Brokers[2].Fenced && DateTime.UtcNow < deadline) await Task.Delay(100);
+        Assert.True(server.Controller.Image.Brokers[2].Fenced);
+        await Task.Delay(2000);
+        Assert.False(server.Controller.Image.Brokers[1].Fenced);
+        md = await client.SendAsync<MetadataResponse>(0, new MetadataRequest { Topics = [] }, 12, CancellationToken.None);
+        Assert.Equal([1], md.Brokers.Select(b => b.NodeId));
+    }
+}
