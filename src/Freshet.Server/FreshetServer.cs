@@ -195,6 +195,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
             new OffsetsHandler(dispatcher, replicas, cache).Register();
             new TopicsHandler(dispatcher, brokerOptions, controller).Register();
             new ConfigsHandler(dispatcher, brokerOptions, controller, cache).Register();
+            new LogDirsHandler(dispatcher, logs).Register();
             new ProducerIdHandler(dispatcher, new ProducerIdManager(controller, config.NodeId, () => brokerEpoch)).Register();
             groups = new GroupCoordinator(config.Groups, replicas, cache, controller, time, loggers.CreateLogger<GroupCoordinator>());
             new CoordinatorHandler(dispatcher, groups, cache).Register();

@@ -197,3 +197,44 @@ public sealed class AdminTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.Equal(2, _admin.GetMetadata(t, TimeSpan.FromSeconds(10)).Topics[0].Partitions.Count);
     }
 }
+
+/// <summary>DescribeLogDirs over the wire at every version: what kafka-log-dirs.sh shows.</summary>
+public sealed class LogDirsTests
+{
+    [Fact]
+    public async Task EveryPartitionOfTheLogDirWithItsSizeOnDisk()
+    {
+        await using var broker = await FreshetServer.StartEmbeddedAsync();
+        string topic = "dirs-" + Guid.NewGuid().ToString("N")[..6];
+        await Clients.CreateTopicAsync(broker.BootstrapServers, topic, 2);
+        using (var p = new ProducerBuilder<Null, byte[]>(Clients.ProducerConfig(broker.BootstrapServers)).Build())
+        {
+            for (int i = 0; i < 100; i++) p.Produce(new TopicPartition(topic, 1), new Message<Null, byte[]> { Value = new byte[1000] });
+            p.Flush(TimeSpan.FromSeconds(10));
+        }
+        await using var raw = await RawKafkaClient.ConnectAsync(broker.BootstrapServers);
+        for (short v = 0; v <= 4; v++)
+        {
+            var all = await raw.RequestAsync<Protocol.Messages.DescribeLogDirsResponse>(new Protocol.Messages.DescribeLogDirsRequest { Topics = null }, v);
+            var dir = Assert.Single(all.Results);
+            Assert.Equal(Path.GetFullPath(broker.Config.LogDirs[0]), dir.LogDir);
+            var t = Assert.Single(dir.Topics, x => x.Name == topic);
+            Assert.Equal([0, 1], t.Partitions.Select(x => x.PartitionIndex));
+            Assert.Equal(0, t.Partitions[0].PartitionSize);
+            Assert.True(t.Partitions[1].PartitionSize > 100_000, $"v{v}: partition 1 holds {t.Partitions[1].PartitionSize} bytes");
+            Assert.All(t.Partitions, x => Assert.Equal(0, x.OffsetLag));
+            if (v >= 4)
+            {
+                Assert.True(dir.TotalBytes > 0 && dir.UsableBytes > 0 && dir.UsableBytes <= dir.TotalBytes);
+            }
+
+            // Only what is asked for; partitions the broker does not have are left out.
+            var some = await raw.RequestAsync<Protocol.Messages.DescribeLogDirsResponse>(new Protocol.Messages.DescribeLogDirsRequest
+            {
+                Topics = [new() { Topic = topic, Partitions = [1, 7] }],
+            }, v);
+            var only = Assert.Single(Assert.Single(some.Results).Topics);
+            Assert.Equal([1], only.Partitions.Select(x => x.PartitionIndex));
+        }
+    }
+}
