@@ -42,6 +42,9 @@ public sealed class BrokerConfig
             .Define("controller.quorum.voters", ConfigType.List, "", "The controller quorum: id@host:port of every voter; empty for a single combined node.", readOnly: true)
             .Define("inter.broker.listener.name", ConfigType.String, null, "Listener brokers use to reach each other; defaults to the first non-controller listener.", readOnly: true)
             .Define("broker.session.timeout.ms", ConfigType.Int, "9000", "A broker without a heartbeat for this long is fenced.", ConfigDef.AtLeast(1), readOnly: true)
+            .Define("auto.leader.rebalance.enable", ConfigType.Boolean, "true", "Move leadership back to preferred replicas when a broker's share of them passes leader.imbalance.per.broker.percentage.")
+            .Define("leader.imbalance.check.interval.seconds", ConfigType.Long, "300", "How often leadership balance is checked.", ConfigDef.AtLeast(1))
+            .Define("leader.imbalance.per.broker.percentage", ConfigType.Int, "10", "Share of a broker's preferred partitions led elsewhere that triggers a rebalance.", ConfigDef.AtLeast(0))
             .Define("broker.heartbeat.interval.ms", ConfigType.Int, "2000", "How often a broker heartbeats to the active controller.", ConfigDef.AtLeast(1), readOnly: true)
             .Define("num.partitions", ConfigType.Int, "1", "Default partitions of a new topic.", ConfigDef.AtLeast(1))
             .Define("default.replication.factor", ConfigType.Int, "1", "Default replication factor of a new topic.", ConfigDef.AtLeast(1))
@@ -121,6 +124,9 @@ public sealed class BrokerConfig
         QuorumVoters = GetList("controller.quorum.voters");
         BrokerSessionTimeoutMs = GetInt("broker.session.timeout.ms");
         BrokerHeartbeatIntervalMs = GetInt("broker.heartbeat.interval.ms");
+        AutoLeaderRebalanceEnable = GetBool("auto.leader.rebalance.enable");
+        LeaderImbalanceCheckIntervalMs = GetLong("leader.imbalance.check.interval.seconds") * 1000;
+        LeaderImbalancePerBrokerPercentage = GetInt("leader.imbalance.per.broker.percentage");
         foreach (var name in ControllerListenerNames)
         {
             if (ProcessRoles.Contains("controller") && !Listeners.Any(l => l.Name == name))
@@ -207,6 +213,15 @@ public sealed class BrokerConfig
 
     /// <summary>broker.heartbeat.interval.ms</summary>
     public int BrokerHeartbeatIntervalMs { get; }
+
+    /// <summary>auto.leader.rebalance.enable</summary>
+    public bool AutoLeaderRebalanceEnable { get; }
+
+    /// <summary>leader.imbalance.check.interval.seconds, in ms</summary>
+    public long LeaderImbalanceCheckIntervalMs { get; }
+
+    /// <summary>leader.imbalance.per.broker.percentage</summary>
+    public int LeaderImbalancePerBrokerPercentage { get; }
     public int NumPartitions { get; }
     public short DefaultReplicationFactor { get; }
     public bool AutoCreateTopicsEnable { get; }

@@ -196,6 +196,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
             new TopicsHandler(dispatcher, brokerOptions, controller).Register();
             new ConfigsHandler(dispatcher, brokerOptions, controller, cache).Register();
             new LogDirsHandler(dispatcher, logs).Register();
+            new ReassignmentHandler(dispatcher, controller).Register();
             new ProducerIdHandler(dispatcher, new ProducerIdManager(controller, config.NodeId, () => brokerEpoch)).Register();
             groups = new GroupCoordinator(config.Groups, replicas, cache, controller, time, loggers.CreateLogger<GroupCoordinator>());
             new CoordinatorHandler(dispatcher, groups, cache).Register();
@@ -227,8 +228,9 @@ public sealed partial class FreshetServer : IAsyncDisposable
     }
 
     /// <summary>
-    /// The controller's clock work: this node's own broker heartbeats (in-process), and fencing of
-    /// brokers whose sessions expired, every broker.heartbeat.interval.ms.
+    /// The controller's clock work: this node's own broker heartbeats (in-process), fencing of
+    /// brokers whose sessions expired, every broker.heartbeat.interval.ms, and preferred-leader
+    /// balancing every leader.imbalance.check.interval.seconds.
     /// </summary>
     private static (CancellationTokenSource, Task) StartSessionLoop(QuorumController controller, BrokerConfig config, Func<long> brokerEpoch, ILogger logger)
     {
@@ -237,6 +239,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
         var run = Task.Run(async () =>
         {
             using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(interval));
+            long nextBalanceCheck = Environment.TickCount64 + config.LeaderImbalanceCheckIntervalMs;
             try
             {
                 while (await timer.WaitForNextTickAsync(stop.Token).ConfigureAwait(false))
@@ -245,6 +248,11 @@ public sealed partial class FreshetServer : IAsyncDisposable
                     {
                         controller.Heartbeat(config.NodeId, brokerEpoch(), controller.Image.Offset, wantFence: false, wantShutDown: false);
                         controller.FenceExpiredBrokers();
+                        if (config.AutoLeaderRebalanceEnable && Environment.TickCount64 >= nextBalanceCheck)
+                        {
+                            nextBalanceCheck = Environment.TickCount64 + config.LeaderImbalanceCheckIntervalMs;
+                            controller.RebalanceLeaders(config.LeaderImbalancePerBrokerPercentage);
+                        }
                     }
                     catch (IOException e)
                     {

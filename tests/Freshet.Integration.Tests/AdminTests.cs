@@ -238,3 +238,33 @@ public sealed class LogDirsTests
         }
     }
 }
+
+/// <summary>ElectLeaders through Confluent.Kafka, and the reassignment APIs over the wire, on one node.</summary>
+public sealed class LeadershipAdminTests
+{
+    [Fact]
+    public async Task ElectionAndReassignmentAnswersOnASingleNode()
+    {
+        await using var broker = await FreshetServer.StartEmbeddedAsync();
+        string topic = "elect-" + Guid.NewGuid().ToString("N")[..6];
+        await Clients.CreateTopicAsync(broker.BootstrapServers, topic, 2);
+        using var admin = Clients.Admin(broker.BootstrapServers);
+        var elected = await Assert.ThrowsAsync<ElectLeadersException>(() =>
+            admin.ElectLeadersAsync(ElectionType.Preferred, [new TopicPartition(topic, 0), new TopicPartition(topic, 5)]));
+        var byPartition = elected.Results.TopicPartitions.ToDictionary(p => p.Partition.Value, p => p.Error.Code);
+        Assert.Equal(ErrorCode.ElectionNotNeeded, byPartition[0]);
+        Assert.Equal(ErrorCode.UnknownTopicOrPart, byPartition[5]);
+
+        await using var raw = await RawKafkaClient.ConnectAsync(broker.BootstrapServers);
+        var alter = await raw.RequestAsync<Protocol.Messages.AlterPartitionReassignmentsResponse>(new Protocol.Messages.AlterPartitionReassignmentsRequest
+        {
+            Topics = [new() { Name = topic, Partitions = [new() { PartitionIndex = 0, Replicas = [2] }, new() { PartitionIndex = 1, Replicas = null }] }],
+        }, 0);
+        var results = Assert.Single(alter.Responses).Partitions.ToDictionary(p => p.PartitionIndex, p => (Protocol.ErrorCode)p.ErrorCode);
+        Assert.Equal(Protocol.ErrorCode.InvalidReplicaAssignment, results[0]); // broker 2 does not exist
+        Assert.Equal(Protocol.ErrorCode.NoReassignmentInProgress, results[1]);
+        var list = await raw.RequestAsync<Protocol.Messages.ListPartitionReassignmentsResponse>(new Protocol.Messages.ListPartitionReassignmentsRequest { Topics = null }, 0);
+        Assert.Empty(list.Topics);
+        Assert.Equal(0, list.ErrorCode);
+    }
+}

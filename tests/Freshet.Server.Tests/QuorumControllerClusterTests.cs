@@ -230,4 +230,110 @@ public sealed class QuorumControllerClusterTests : IDisposable
         Assert.Equal(Show(Image), Show(replayed.Image));
         Assert.Contains("3/", Show(Image), StringComparison.Ordinal);
     }
+
+    private void Expand(string topic, int p, params int[] isr)
+    {
+        var reg = Partition(topic, p);
+        var r = _controller.AlterPartition(reg.Leader, _brokers[reg.Leader].Epoch, Image.Topic(topic)!.Id, p, reg.LeaderEpoch, reg.PartitionEpoch,
+            [.. isr.Select(b => new IsrMember(b, _brokers[b].Epoch))]);
+        Assert.Equal(ErrorCode.None, r.Error);
+    }
+
+    [Fact]
+    public void PreferredElectionMovesLeadershipBackOnlyWhereItCan()
+    {
+        StartCluster(1, 2, 3);
+        CreateTopic("p", 3, 3);
+        int preferred = Partition("p").Replicas[0];
+        Beat(preferred, wantFence: true); // leadership moves away
+        Assert.NotEqual(preferred, Partition("p").Leader);
+        var notLive = _controller.ElectLeaders(ElectionType.Preferred, [("p", 0)]);
+        Assert.Equal(ErrorCode.PreferredLeaderNotAvailable, Assert.Single(notLive).Error);
+        Assert.False(Beat(preferred).IsFenced);
+        Assert.DoesNotContain(preferred, Partition("p").Isr); // not back in sync until its leader says so
+        Assert.Equal(ErrorCode.PreferredLeaderNotAvailable, _controller.ElectLeaders(ElectionType.Preferred, [("p", 0)])[0].Error);
+        Expand("p", 0, [.. Partition("p").Isr, preferred]);
+        Assert.Equal(ErrorCode.None, _controller.ElectLeaders(ElectionType.Preferred, [("p", 0)])[0].Error);
+        Assert.Equal(preferred, Partition("p").Leader);
+        Assert.Equal(ErrorCode.ElectionNotNeeded, _controller.ElectLeaders(ElectionType.Preferred, [("p", 0)])[0].Error);
+        Assert.Equal(ErrorCode.UnknownTopicOrPartition, _controller.ElectLeaders(ElectionType.Preferred, [("p", 9)])[0].Error);
+        // All partitions: only the ones elected are reported.
+        Assert.DoesNotContain(_controller.ElectLeaders(ElectionType.Preferred, null), r => r.Error == ErrorCode.ElectionNotNeeded);
+    }
+
+    [Fact]
+    public void AutomaticRebalanceGivesEachBrokerBackThePartitionsItPrefers()
+    {
+        StartCluster(1, 2, 3);
+        CreateTopic("bal", 9, 3);
+        Beat(2, wantFence: true);
+        Assert.DoesNotContain(Image.Topic("bal")!.Partitions.Values, p => p.Leader == 2);
+        Beat(2);
+        foreach (var (p, reg) in Image.Topic("bal")!.Partitions.Where(x => x.Value.Replicas[0] == 2).ToList()) Expand("bal", p, [.. reg.Isr, 2]);
+        int moved = _controller.RebalanceLeaders(10);
+        Assert.Equal(3, moved);
+        Assert.All(Image.Topic("bal")!.Partitions.Values, p => Assert.Equal(p.Replicas[0], p.Leader));
+        Assert.Equal(0, _controller.RebalanceLeaders(10));
+    }
+
+    [Fact]
+    public void AReassignmentAddsReplicasFirstAndDropsTheOldOnesOnceTheNewAreInSync()
+    {
+        StartCluster(1, 2, 3, 4);
+        var create = _controller.CreateTopics([new NewTopic("move", -1, -1,
+            new Dictionary<int, IReadOnlyList<int>> { [0] = [1, 2] }, new Dictionary<string, string?>())], false);
+        Assert.Equal(ErrorCode.None, create[0].Error);
+        Assert.Equal(1, Partition("move").Leader);
+
+        var r = _controller.AlterPartitionReassignments([("move", 0, [3, 4])]);
+        Assert.Equal(ErrorCode.None, Assert.Single(r).Error);
+        var moving = Partition("move");
+        Assert.Equal([3, 4, 1, 2], moving.Replicas.ToArray());
+        Assert.Equal([3, 4], moving.AddingReplicas.ToArray());
+        Assert.Equal([1, 2], moving.RemovingReplicas.ToArray());
+        Assert.Equal(1, moving.Leader);
+        var listed = Assert.Single(_controller.ListPartitionReassignments(null));
+        Assert.Equal(("move", 0), (listed.Topic, listed.Partition));
+
+        Expand("move", 0, 1, 2, 3); // one of two added replicas caught up: still moving
+        Assert.True(Partition("move").AddingReplicas.Length > 0);
+        Expand("move", 0, 1, 2, 3, 4); // both: the move completes and leadership leaves broker 1
+        var done = Partition("move");
+        Assert.Equal([3, 4], done.Replicas.ToArray());
+        Assert.Equal([3, 4], done.Isr.ToArray());
+        Assert.Empty(done.AddingReplicas);
+        Assert.Empty(done.RemovingReplicas);
+        Assert.Equal(3, done.Leader);
+        Assert.Equal(moving.LeaderEpoch + 1, done.LeaderEpoch);
+        Assert.Empty(_controller.ListPartitionReassignments(null));
+    }
+
+    [Fact]
+    public void AReassignmentCanBeCancelledAndBadTargetsAreRefused()
+    {
+        StartCluster(1, 2, 3);
+        _controller.CreateTopics([new NewTopic("c2", -1, -1, new Dictionary<int, IReadOnlyList<int>> { [0] = [1] }, new Dictionary<string, string?>())], false);
+        Assert.Equal(ErrorCode.NoReassignmentInProgress, _controller.AlterPartitionReassignments([("c2", 0, null)])[0].Error);
+        Assert.Equal(ErrorCode.InvalidReplicaAssignment, _controller.AlterPartitionReassignments([("c2", 0, [2, 2])])[0].Error);
+        Assert.Equal(ErrorCode.InvalidReplicaAssignment, _controller.AlterPartitionReassignments([("c2", 0, [9])])[0].Error);
+        Assert.Equal(ErrorCode.UnknownTopicOrPartition, _controller.AlterPartitionReassignments([("nope", 0, [1])])[0].Error);
+
+        Assert.Equal(ErrorCode.None, _controller.AlterPartitionReassignments([("c2", 0, [2, 3])])[0].Error);
+        Assert.Equal(ErrorCode.None, _controller.AlterPartitionReassignments([("c2", 0, null)])[0].Error);
+        var back = Partition("c2");
+        Assert.Equal([1], back.Replicas.ToArray());
+        Assert.Equal([1], back.Isr.ToArray());
+        Assert.Empty(back.AddingReplicas);
+        Assert.Equal(1, back.Leader);
+
+        // Growing the replication factor: [1] -> [1, 2] completes when 2 joins the ISR.
+        Assert.Equal(ErrorCode.None, _controller.AlterPartitionReassignments([("c2", 0, [1, 2])])[0].Error);
+        Expand("c2", 0, 1, 2);
+        Assert.Equal([1, 2], Partition("c2").Replicas.ToArray());
+        Assert.Empty(Partition("c2").AddingReplicas);
+        // Shrinking needs no copy and completes at once.
+        Assert.Equal(ErrorCode.None, _controller.AlterPartitionReassignments([("c2", 0, [2])])[0].Error);
+        Assert.Equal([2], Partition("c2").Replicas.ToArray());
+        Assert.Equal(2, Partition("c2").Leader);
+    }
 }

@@ -189,6 +189,8 @@ public sealed partial class QuorumController
             if (isr.SequenceEqual(reg.Isr)) return new(ErrorCode.None, reg);
             image = Commit([new VersionedRecord((short)MetadataRecordType.PartitionChange, 0,
                 new PartitionChangeRecord { TopicId = topicId, PartitionId = partition, Isr = [.. isr], Leader = -2 })]);
+            // An expansion may be what a reassignment was waiting for.
+            if (ReassignmentCompletion(image, topicId, partition, image.Topic(topicId)!.Partitions[partition]) is { } done) image = Commit([done]);
             return new(ErrorCode.None, image.Topic(topicId)!.Partitions[partition]);
         }
     }
