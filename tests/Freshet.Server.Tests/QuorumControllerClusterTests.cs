@@ -336,4 +336,21 @@ public sealed class QuorumControllerClusterTests : IDisposable
         Assert.Equal([2], Partition("c2").Replicas.ToArray());
         Assert.Equal(2, Partition("c2").Leader);
     }
+
+    [Fact]
+    public void ReplicasOfAPartitionSpreadOverRacks()
+    {
+        foreach (var (id, rack) in new[] { (1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "c"), (6, "c") })
+        {
+            var r = _controller.RegisterBroker(id, "test-cluster", Uuid.Random(), [], rack, -1);
+            _brokers[id] = (Uuid.Random(), r.BrokerEpoch);
+            Beat(id);
+        }
+        CreateTopic("racks", 12, 3);
+        foreach (var p in Image.Topic("racks")!.Partitions.Values)
+            Assert.Equal(3, p.Replicas.Select(r => Image.Brokers[r].Rack).Distinct().Count());
+        // Leadership still rotates over every broker.
+        Assert.Equal(6, Image.Topic("racks")!.Partitions.Values.Select(p => p.Leader).Distinct().Count());
+        Assert.Equal([1, 3, 5, 2, 4, 6], ReplicaPlacer.RackAlternated([.. Image.Brokers.Values]));
+    }
 }
