@@ -118,6 +118,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
             RetentionCheckIntervalMs = config.RetentionCheckIntervalMs,
             FlushCheckIntervalMs = Math.Min(config.FlushSchedulerIntervalMs, 1000),
             CheckpointIntervalMs = config.CheckpointIntervalMs,
+            HighWatermarkCheckpointIntervalMs = config.HighWatermarkCheckpointIntervalMs,
             ProducerExpirationCheckIntervalMs = config.ProducerIdExpirationCheckIntervalMs,
             CleanerEnable = config.CleanerEnable,
             CleanerBackoffMs = config.CleanerBackoffMs,
@@ -166,6 +167,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
                 DescribeBrokerConfigs = config.Describe,
                 MaxFetchWaitMs = config.FetchMaxWaitCapMs,
                 ProducerIdExpirationMs = config.ProducerIdExpirationMs,
+                Replication = config.Replication,
             };
             var cache = new MetadataCache(controller.Image);
             var replicas = new ReplicaManager(brokerOptions, logs, loggers.CreateLogger<ReplicaManager>());
@@ -179,6 +181,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
             new ProduceHandler(dispatcher, replicas, cache).Register();
             new FetchHandler(dispatcher, brokerOptions, replicas, cache).Register();
             new OffsetsHandler(dispatcher, replicas, cache).Register();
+            new LeaderEpochHandler(dispatcher, replicas, cache).Register();
             new TopicsHandler(dispatcher, brokerOptions, controller).Register();
             new ConfigsHandler(dispatcher, brokerOptions, controller, cache).Register();
             new ProducerIdHandler(dispatcher, new ProducerIdManager(controller, config.NodeId, () => brokerEpoch)).Register();
@@ -189,6 +192,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
             new GroupAdminHandler(dispatcher, groups).Register();
             new ConsumerGroupHandler(dispatcher, groups).Register();
 
+            replicas.Start();
             sockets.StartAccepting();
             var first = advertised[0];
             string bootstrap = $"{(first.Host.Contains(':', StringComparison.Ordinal) ? $"[{first.Host}]" : first.Host)}:{first.Port}";
@@ -243,6 +247,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
         var sw = Stopwatch.StartNew();
         await _sockets.DisposeAsync().ConfigureAwait(false);
         _groups?.Dispose();
+        await Replicas.DisposeAsync().ConfigureAwait(false);
         await _logs.DisposeAsync().ConfigureAwait(false);
         _syncer?.Dispose();
         _metadataLog.Dispose();
