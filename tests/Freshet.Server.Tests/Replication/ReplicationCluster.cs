@@ -113,6 +113,16 @@ public sealed class ReplicationCluster : IAsyncDisposable
 
     public PartitionRegistration Registration(TopicPartition tp) => Image.Partition(tp.Topic, tp.Partition)!;
 
+    /// <summary>Fences or unfences a broker in the image (what the controller does when heartbeats stop or resume).</summary>
+    public void SetFenced(int id, bool fenced)
+    {
+        lock (_imageLock)
+        {
+            var b = _image.Brokers[id] with { Fenced = fenced };
+            Publish(_image with { Brokers = _image.Brokers.SetItem(id, b), Offset = _image.Offset + 1 });
+        }
+    }
+
     /// <summary>Changes a partition's registration (leader election, reassignment): a new partition epoch, and a new leader epoch when the leader changes or <paramref name="bumpLeaderEpoch"/>.</summary>
     public PartitionRegistration ChangePartition(TopicPartition tp, int? leader = null, int[]? isr = null, int[]? replicas = null, bool bumpLeaderEpoch = false)
     {

@@ -122,6 +122,26 @@ public sealed class ReplicationTests
     }
 
     [Fact]
+    public async Task A_fenced_broker_is_not_proposed_for_the_isr_even_when_caught_up()
+    {
+        await using var c = await StartAsync();
+        c.Cut(3, 1);
+        c.Clock.Advance(c.Replication.ReplicaLagTimeMaxMs + 1);
+        c.Nodes[1].Replicas.MaybeShrinkIsrs();
+        await ReplicationCluster.Until(() => c.Registration(Tp).Isr.Length == 2, "ISR [1,2]");
+        c.SetFenced(3, true);
+        c.Cut(3, 1, cut: false);
+        for (int i = 0; i < 3; i++) Assert.Equal(0, (await c.ProduceAsync(1, Tp, ReplicationCluster.Batch($"f{i}"), acks: -1)).ErrorCode);
+        await AllCaughtUp(c, 1, 2, 3);
+        await Task.Delay(200);
+        Assert.Single(c.AlterPartitions); // only the shrink
+        Assert.Equal([1, 2], c.Registration(Tp).Isr.ToArray());
+        c.SetFenced(3, false);
+        await c.ProduceAsync(1, Tp, ReplicationCluster.Batch("g"), acks: 1); // the next fetch sees it eligible
+        await ReplicationCluster.Until(() => c.Registration(Tp).Isr.Length == 3, "node 3 back in the ISR once unfenced");
+    }
+
+    [Fact]
     public async Task Acks_all_answers_not_enough_replicas_when_the_isr_shrinks_below_min_isr()
     {
         await using var c = await StartAsync(configs: new Dictionary<string, string> { [LogConfig.MinInSyncReplicasConfig] = "3" });
