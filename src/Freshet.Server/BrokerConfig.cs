@@ -68,6 +68,13 @@ public sealed class BrokerConfig
             .Define("transactional.id.expiration.ms", ConfigType.Int, "604800000", "Idle transactional ids expire after this long.", ConfigDef.AtLeast(1))
             .Define("unstable.api.versions.enable", ConfigType.Boolean, "false", "Advertise API versions the schemas mark unstable.")
             .Define("fetch.max.wait.ms.cap", ConfigType.Int, "30000", "Freshet: ceiling on a fetch's max.wait.ms.", ConfigDef.AtLeast(0))
+            .Define("replica.lag.time.max.ms", ConfigType.Long, "30000", "A follower not caught up with the leader for this long leaves the ISR.", ConfigDef.AtLeast(1))
+            .Define("replica.fetch.max.bytes", ConfigType.Int, "1048576", "Bytes a follower fetches per partition (at least one batch).", ConfigDef.AtLeast(0))
+            .Define("replica.fetch.response.max.bytes", ConfigType.Int, "10485760", "Bytes a follower fetches per request (at least one batch).", ConfigDef.AtLeast(0))
+            .Define("replica.fetch.wait.max.ms", ConfigType.Int, "500", "How long a leader may hold a follower's fetch waiting for data.", ConfigDef.AtLeast(0))
+            .Define("replica.fetch.min.bytes", ConfigType.Int, "1", "Bytes a leader waits for before answering a follower's fetch.", ConfigDef.AtLeast(1))
+            .Define("replica.fetch.backoff.ms", ConfigType.Int, "1000", "Pause after a failed follower fetch.", ConfigDef.AtLeast(0))
+            .Define("replica.high.watermark.checkpoint.interval.ms", ConfigType.Long, "5000", "How often high watermarks are saved to replication-offset-checkpoint.", ConfigDef.AtLeast(1))
             .Define("offsets.topic.num.partitions", ConfigType.Int, "50", "Partitions of __consumer_offsets.", ConfigDef.AtLeast(1), readOnly: true)
             .Define("offsets.topic.replication.factor", ConfigType.Short, "3", "Replication factor of __consumer_offsets (capped at the brokers registered).", ConfigDef.AtLeast(1), readOnly: true)
             .Define("offsets.topic.segment.bytes", ConfigType.Int, "104857600", "Segment size of __consumer_offsets.", ConfigDef.AtLeast(1), readOnly: true)
@@ -156,6 +163,16 @@ public sealed class BrokerConfig
         ProducerIdExpirationCheckIntervalMs = GetInt("producer.id.expiration.check.interval.ms");
         UnstableApiVersionsEnable = GetBool("unstable.api.versions.enable");
         FetchMaxWaitCapMs = GetInt("fetch.max.wait.ms.cap");
+        Replication = new ReplicationOptions
+        {
+            ReplicaLagTimeMaxMs = GetLong("replica.lag.time.max.ms"),
+            ReplicaFetchMaxBytes = GetInt("replica.fetch.max.bytes"),
+            ReplicaFetchResponseMaxBytes = GetInt("replica.fetch.response.max.bytes"),
+            ReplicaFetchWaitMaxMs = GetInt("replica.fetch.wait.max.ms"),
+            ReplicaFetchMinBytes = GetInt("replica.fetch.min.bytes"),
+            ReplicaFetchBackoffMs = GetInt("replica.fetch.backoff.ms"),
+        };
+        HighWatermarkCheckpointIntervalMs = GetLong("replica.high.watermark.checkpoint.interval.ms");
         CleanerEnable = GetBool("log.cleaner.enable");
         CleanerBackoffMs = GetLong("log.cleaner.backoff.ms");
         CleanerDedupeBufferSize = GetLong("log.cleaner.dedupe.buffer.size");
@@ -239,6 +256,12 @@ public sealed class BrokerConfig
     public int ProducerIdExpirationCheckIntervalMs { get; }
     public bool UnstableApiVersionsEnable { get; }
     public int FetchMaxWaitCapMs { get; }
+
+    /// <summary>replica.* settings of the replica manager and its fetchers.</summary>
+    public ReplicationOptions Replication { get; }
+
+    /// <summary>replica.high.watermark.checkpoint.interval.ms</summary>
+    public long HighWatermarkCheckpointIntervalMs { get; }
     public bool CleanerEnable { get; }
     public long CleanerBackoffMs { get; }
     public long CleanerDedupeBufferSize { get; }

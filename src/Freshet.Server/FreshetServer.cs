@@ -122,6 +122,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
             RetentionCheckIntervalMs = config.RetentionCheckIntervalMs,
             FlushCheckIntervalMs = Math.Min(config.FlushSchedulerIntervalMs, 1000),
             CheckpointIntervalMs = config.CheckpointIntervalMs,
+            HighWatermarkCheckpointIntervalMs = config.HighWatermarkCheckpointIntervalMs,
             ProducerExpirationCheckIntervalMs = config.ProducerIdExpirationCheckIntervalMs,
             CleanerEnable = config.CleanerEnable,
             CleanerBackoffMs = config.CleanerBackoffMs,
@@ -175,6 +176,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
                 DescribeBrokerConfigs = config.Describe,
                 MaxFetchWaitMs = config.FetchMaxWaitCapMs,
                 ProducerIdExpirationMs = config.ProducerIdExpirationMs,
+                Replication = config.Replication,
             };
             var cache = new MetadataCache(controller.Image);
             var replicas = new ReplicaManager(brokerOptions, logs, loggers.CreateLogger<ReplicaManager>());
@@ -193,6 +195,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
             new ProduceHandler(dispatcher, replicas, cache).Register();
             new FetchHandler(dispatcher, brokerOptions, replicas, cache).Register();
             new OffsetsHandler(dispatcher, replicas, cache).Register();
+            new LeaderEpochHandler(dispatcher, replicas, cache).Register();
             new TopicsHandler(dispatcher, brokerOptions, controller).Register();
             new ConfigsHandler(dispatcher, brokerOptions, controller, cache).Register();
             new LogDirsHandler(dispatcher, logs).Register();
@@ -205,6 +208,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
             new GroupAdminHandler(dispatcher, groups).Register();
             new ConsumerGroupHandler(dispatcher, groups).Register();
 
+            replicas.Start();
             sockets.StartAccepting();
             var first = advertised[0];
             string bootstrap = $"{(first.Host.Contains(':', StringComparison.Ordinal) ? $"[{first.Host}]" : first.Host)}:{first.Port}";
@@ -304,6 +308,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
             sessions.Stop.Dispose();
         }
         _groups?.Dispose();
+        await Replicas.DisposeAsync().ConfigureAwait(false);
         await _logs.DisposeAsync().ConfigureAwait(false);
         _syncer?.Dispose();
         _metadataLog.Dispose();

@@ -25,8 +25,14 @@ public sealed record LogManagerOptions
     /// <summary>log.flush.scheduler.interval.ms: how often flush.ms is checked.</summary>
     public long FlushCheckIntervalMs { get; init; } = 1_000;
 
-    /// <summary>log.flush.offset.checkpoint.interval.ms (also used for the log start and high watermark checkpoints).</summary>
+    /// <summary>log.flush.offset.checkpoint.interval.ms (also used for the log start offset checkpoint).</summary>
     public long CheckpointIntervalMs { get; init; } = 60_000;
+
+    /// <summary>
+    /// replica.high.watermark.checkpoint.interval.ms: how often the high watermarks are saved to each
+    /// directory's replication-offset-checkpoint (a restarted follower starts from there).
+    /// </summary>
+    public long HighWatermarkCheckpointIntervalMs { get; init; } = 5_000;
 
     /// <summary>producer.id.expiration.check.interval.ms</summary>
     public long ProducerExpirationCheckIntervalMs { get; init; } = 600_000;
@@ -124,7 +130,7 @@ public sealed partial class LogManager : IAsyncDisposable
                 throw new IOException($"log directory {dir} is in use by another process (cannot lock {LockFile}): {e.Message}", e);
             }
         }
-        var loads = new List<(string Dir, TopicPartition Tp, long Recovery, long Start, long Cleaner, bool Clean)>();
+        var loads = new List<(string Dir, TopicPartition Tp, long Recovery, long Start, long Cleaner, long Hw, bool Clean)>();
         foreach (var dir in Options.LogDirs)
         {
             string marker = Path.Combine(dir, CleanShutdownFile);
@@ -132,6 +138,7 @@ public sealed partial class LogManager : IAsyncDisposable
             var recovery = new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.RecoveryPoint)).Read();
             var starts = new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.LogStartOffset)).Read();
             var cleaned = _cleanerCheckpoints[dir].Read();
+            var highWatermarks = new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.Replication)).Read();
             foreach (var sub in Directory.EnumerateDirectories(dir))
             {
                 string name = Path.GetFileName(sub);
@@ -143,7 +150,8 @@ public sealed partial class LogManager : IAsyncDisposable
                     continue;
                 }
                 if (!TopicPartition.TryParse(name, out var tp) || TopicNames.Validate(tp.Topic) is not null) continue;
-                loads.Add((sub, tp, recovery.GetValueOrDefault(tp, 0), starts.GetValueOrDefault(tp, 0), cleaned.GetValueOrDefault(tp, 0), clean));
+                loads.Add((sub, tp, recovery.GetValueOrDefault(tp, 0), starts.GetValueOrDefault(tp, 0), cleaned.GetValueOrDefault(tp, 0),
+                    highWatermarks.GetValueOrDefault(tp, 0), clean));
             }
         }
         Parallel.ForEach(loads, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, Environment.ProcessorCount) }, l =>
@@ -152,6 +160,9 @@ public sealed partial class LogManager : IAsyncDisposable
             var log = PartitionLog.Open(l.Dir, l.Tp, config, Options.Log, l.Recovery, l.Start, l.Clean, _time,
                 _loggerFactory.CreateLogger<PartitionLog>(), ScheduleSegmentDelete);
             log.SetCleanerCheckpoint(l.Cleaner);
+            // The saved high watermark (within the recovered log): what a follower starts from, and
+            // what consumers may read before a leader has heard from its followers again.
+            log.UpdateHighWatermark(l.Hw);
             _logs[l.Tp] = log;
         });
         // From here on a crash must be detected at the next start.
@@ -286,11 +297,20 @@ public sealed partial class LogManager : IAsyncDisposable
                 .Write(logs.Select(l => KeyValuePair.Create(l.TopicPartition, l.RecoveryPoint)), fsync);
             new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.LogStartOffset))
                 .Write(logs.Where(l => l.LogStartOffset > 0).Select(l => KeyValuePair.Create(l.TopicPartition, l.LogStartOffset)), fsync);
-            new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.Replication))
-                .Write(logs.Select(l => KeyValuePair.Create(l.TopicPartition, l.HighWatermark)), fsync);
+            WriteHighWatermarkCheckpoint(dir, logs, fsync);
             WriteCleanerCheckpoint(dir, fsync);
         }
     }
+
+    /// <summary>Writes the replication-offset-checkpoint (high watermarks) of every directory.</summary>
+    public void WriteHighWatermarkCheckpoints(bool fsync = true)
+    {
+        foreach (var dir in Options.LogDirs) WriteHighWatermarkCheckpoint(dir, _logs.Values.Where(l => IsLogIn(l, dir)).ToList(), fsync);
+    }
+
+    private static void WriteHighWatermarkCheckpoint(string dir, List<PartitionLog> logs, bool fsync) =>
+        new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.Replication))
+            .Write(logs.Select(l => KeyValuePair.Create(l.TopicPartition, l.HighWatermark)), fsync);
 
     /// <summary>Writes the cleaner-offset-checkpoint of every directory (the logs cleaned at least once).</summary>
     public void WriteCleanerCheckpoints(bool fsync = true)
@@ -372,6 +392,7 @@ public sealed partial class LogManager : IAsyncDisposable
         long now = NowMs;
         long nextRetention = now + Math.Min(Options.RetentionCheckIntervalMs, 30_000);
         long nextCheckpoint = now + Options.CheckpointIntervalMs;
+        long nextHwCheckpoint = now + Options.HighWatermarkCheckpointIntervalMs;
         long nextExpiry = now + Options.ProducerExpirationCheckIntervalMs;
         long nextFlush = now + Options.FlushCheckIntervalMs;
         using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(Math.Clamp(Options.FlushCheckIntervalMs, 50, 1000)), _time);
@@ -402,6 +423,12 @@ public sealed partial class LogManager : IAsyncDisposable
                     {
                         WriteCheckpoints();
                         nextCheckpoint = now + Options.CheckpointIntervalMs;
+                        nextHwCheckpoint = now + Options.HighWatermarkCheckpointIntervalMs;
+                    }
+                    else if (now >= nextHwCheckpoint)
+                    {
+                        WriteHighWatermarkCheckpoints();
+                        nextHwCheckpoint = now + Options.HighWatermarkCheckpointIntervalMs;
                     }
                 }
                 catch (Exception e) when (e is IOException or ObjectDisposedException or UnauthorizedAccessException)

@@ -1,6 +1,7 @@
 using Freshet.Protocol;
 using Freshet.Protocol.Records;
 using Freshet.Protocol.Wire;
+using Freshet.Storage.Epochs;
 using Freshet.Storage.Producers;
 using Freshet.Storage.Segments;
 using Microsoft.Extensions.Logging;
@@ -58,7 +59,8 @@ public sealed record LogOptions
 /// <summary>
 /// The log of one partition replica (Kafka's UnifiedLog + LocalLog): an ordered list of
 /// <see cref="LogSegment"/>s, the log start and end offsets, the high watermark, the recovery point,
-/// and the producer state for idempotence.
+/// the producer state for idempotence, and the leader epoch cache (<see cref="LeaderEpochFileCache"/>)
+/// that replication's truncation and OffsetForLeaderEpoch rely on.
 ///
 /// Concurrency: appends, rolls, truncation and segment deletion take <see cref="_lock"/>; reads
 /// do not. The segment list is copy-on-write and offsets are read with volatile semantics, so a
@@ -87,10 +89,12 @@ public sealed partial class PartitionLog : IDisposable
     private LogConfig _config;
     private bool _disposed;
     private long _cleanerCheckpoint;
+    private readonly LeaderEpochFileCache _epochs;
 
     private PartitionLog(string dir, TopicPartition tp, Uuid topicId, LogConfig config, LogOptions options, LogSegment[] segments,
-        ProducerStateManager producers, TimeProvider time, ILogger logger, Action<LogSegment, long> scheduleDelete)
+        ProducerStateManager producers, LeaderEpochFileCache epochs, TimeProvider time, ILogger logger, Action<LogSegment, long> scheduleDelete)
     {
+        _epochs = epochs;
         Dir = dir;
         TopicPartition = tp;
         TopicId = topicId;
@@ -109,6 +113,19 @@ public sealed partial class PartitionLog : IDisposable
     public Uuid TopicId { get; }
     public LogOptions Options { get; }
     public ProducerStateManager Producers { get; }
+
+    /// <summary>The leader epoch cache: where each leader epoch starts in this log.</summary>
+    public LeaderEpochFileCache LeaderEpochCache => _epochs;
+
+    /// <summary>The newest leader epoch in the log (or assigned to it by a new leader), -1 when none.</summary>
+    public int LatestEpoch => _epochs.LatestEpoch;
+
+    /// <summary>
+    /// Where <paramref name="requestedEpoch"/> ended in this log (OffsetForLeaderEpoch, a follower's
+    /// truncation): the largest epoch at or below it and its end offset, the log end for the latest
+    /// epoch, or (-1, -1) when none is known. See <see cref="LeaderEpochFileCache.EndOffsetFor"/>.
+    /// </summary>
+    public EpochEndOffset EndOffsetForEpoch(int requestedEpoch) => _epochs.EndOffsetFor(requestedEpoch, LogEndOffset);
 
     public LogConfig Config
     {
@@ -166,7 +183,8 @@ public sealed partial class PartitionLog : IDisposable
         PartitionMetadataFile.Write(dir, topicId);
         var seg = LogSegment.Create(dir, 0, config.IndexIntervalBytes, config.SegmentIndexBytes, time.GetUtcNow().ToUnixTimeMilliseconds());
         var producers = new ProducerStateManager(dir, options.ProducerIdExpirationMs);
-        return new PartitionLog(dir, tp, topicId, config, options, [seg], producers, time, logger, scheduleDelete ?? DeleteNow);
+        var epochs = LeaderEpochFileCache.Create(dir);
+        return new PartitionLog(dir, tp, topicId, config, options, [seg], producers, epochs, time, logger, scheduleDelete ?? DeleteNow);
     }
 
     private static void DeleteNow(LogSegment s, long delayMs) => s.DeleteFiles();
@@ -256,13 +274,110 @@ public sealed partial class PartitionLog : IDisposable
         foreach (var (offset, path) in producers.ListSnapshots().ToList())
             if (offset > nextOffset) File.Delete(path);
 
-        var log = new PartitionLog(dir, tp, topicId, config, options, segments.ToArray(), producers, time, logger, scheduleDelete ?? DeleteNow);
+        var epochs = LeaderEpochFileCache.Load(dir, out bool epochsFound);
+        var log = new PartitionLog(dir, tp, topicId, config, options, segments.ToArray(), producers, epochs, time, logger, scheduleDelete ?? DeleteNow);
         log._logEndOffset = nextOffset;
         log._logStartOffset = Math.Max(segments[0].BaseOffset, Math.Min(logStartOffsetCheckpoint, nextOffset));
         log._recoveryPoint = hadCleanShutdown ? nextOffset : Math.Min(recoveryPoint, nextOffset);
         log._highWatermark = log._logStartOffset;
         log.RebuildProducerState(hadCleanShutdown);
+        log.ReconcileEpochCache(epochsFound);
         return log;
+    }
+
+    /// <summary>
+    /// Brings the loaded leader epoch cache in line with the recovered log: epochs starting past
+    /// its end (a cut tail) or ending before its start go. A missing or malformed file, or one that
+    /// lacks the epoch of the last batch (a crash between an append and the checkpoint write), is
+    /// rebuilt from the batch headers, which carry their leader epoch.
+    /// </summary>
+    private void ReconcileEpochCache(bool found)
+    {
+        try
+        {
+            _epochs.TruncateFromEnd(LogEndOffset);
+            _epochs.TruncateFromStart(LogStartOffset);
+            int last = LastBatchEpoch();
+            if (found && last <= _epochs.LatestEpoch) return;
+            var rebuilt = new List<EpochEntry>();
+            Span<byte> header = stackalloc byte[RecordBatch.HeaderSize];
+            foreach (var seg in Segments)
+            {
+                int limit = seg.Size;
+                if (limit == 0) continue;
+                var start = seg.FindBatch(LogStartOffset, limit);
+                if (start is null) continue;
+                int pos = start.Value.Position;
+                while (seg.ReadHeader(pos, limit) is { } h)
+                {
+                    if (h.Magic == RecordBatch.CurrentMagic && h.Size >= RecordBatch.HeaderSize)
+                    {
+                        seg.ReadExactly(pos, header);
+                        int epoch = new RecordBatch(header).PartitionLeaderEpoch;
+                        if (epoch >= 0 && (rebuilt.Count == 0 || epoch > rebuilt[^1].Epoch))
+                            rebuilt.Add(new EpochEntry(epoch, Math.Max(h.BaseOffset, LogStartOffset)));
+                    }
+                    pos += h.Size;
+                }
+            }
+            LogEpochCacheRebuilt(_logger, TopicPartition, found ? "stale" : "missing", rebuilt.Count);
+            _epochs.Reset(rebuilt);
+        }
+        catch (IOException e)
+        {
+            LogEpochCheckpointFailed(_logger, TopicPartition, e.Message);
+        }
+    }
+
+    /// <summary>The partition leader epoch of the last batch in the log, -1 when the log is empty.</summary>
+    private int LastBatchEpoch()
+    {
+        var segs = Segments;
+        for (int i = segs.Count - 1; i >= 0; i--)
+        {
+            var seg = segs[i];
+            if (seg.Size == 0) continue;
+            var (_, pos) = seg.OffsetIndex.Lookup(long.MaxValue);
+            int lastPos = -1;
+            while (seg.ReadHeader(pos, seg.Size) is { } h)
+            {
+                if (h.Magic == RecordBatch.CurrentMagic && h.Size >= RecordBatch.HeaderSize) lastPos = pos;
+                pos += h.Size;
+            }
+            if (lastPos < 0) continue;
+            Span<byte> header = stackalloc byte[RecordBatch.HeaderSize];
+            seg.ReadExactly(lastPos, header);
+            return new RecordBatch(header).PartitionLeaderEpoch;
+        }
+        return EpochEndOffset.UndefinedEpoch;
+    }
+
+    /// <summary>Applies a change to the epoch cache; a failed checkpoint write is logged (the cache in memory is right, and recovery repairs the file).</summary>
+    private void EpochChange(Func<LeaderEpochFileCache, long, bool> change, long offset)
+    {
+        try { change(_epochs, offset); }
+        catch (IOException e) { LogEpochCheckpointFailed(_logger, TopicPartition, e.Message); }
+    }
+
+    private void AssignEpochLocked(int epoch, long startOffset)
+    {
+        if (epoch < 0 || epoch == _epochs.LatestEpoch) return; // the common case: no change, no allocation
+        try { _epochs.Assign(epoch, startOffset); }
+        catch (IOException e) { LogEpochCheckpointFailed(_logger, TopicPartition, e.Message); }
+    }
+
+    /// <summary>
+    /// A new leader records that its epoch starts at the current end of its log (Kafka does this on
+    /// becoming leader, before the first append of the epoch), so OffsetForLeaderEpoch for the previous
+    /// epoch answers with this offset.
+    /// </summary>
+    public void AssignEpochStartOffset(int epoch, long startOffset)
+    {
+        lock (_lock)
+        {
+            if (_disposed) return;
+            AssignEpochLocked(epoch, Math.Min(startOffset, LogEndOffset));
+        }
     }
 
     /// <summary>
@@ -502,6 +617,7 @@ public sealed partial class PartitionLog : IDisposable
                     pos += b.SizeInBytes;
                 }
             }
+            AssignEpochLocked(leaderEpoch, first);
             Producers.SetMapEndOffset(next);
             Volatile.Write(ref _logEndOffset, next);
             _unflushedMessages += recordCount;
@@ -514,6 +630,112 @@ public sealed partial class PartitionLog : IDisposable
         var sync = new PendingSync(written, endPosition, flushByCount ? result.LastOffset + 1 : -1);
         if (deferSync) return result with { Sync = sync };
         return Sync(result, sync);
+    }
+
+    /// <summary>
+    /// Appends batches a follower fetched from its leader, exactly as the leader wrote them: offsets,
+    /// leader epochs and timestamps are the leader's and the bytes are not rewritten. Each batch's
+    /// structure and CRC are checked (the records are not decompressed), offsets must increase from
+    /// batch to batch and start at or past the log end (a gap is legal: the leader's cleaner may
+    /// have removed whole batches). A partial batch at the end of the data (a fetch cut off by its
+    /// size limit) is ignored. The producer state and the leader epoch cache are updated, so
+    /// idempotent producers keep their sequence checks when this replica becomes the leader.
+    /// </summary>
+    public LogAppendResult AppendAsFollower(ReadOnlyMemory<byte> records)
+    {
+        var span = records.Span;
+        int pos = 0, recordCount = 0;
+        long first = -1, next = -1;
+        while (pos + RecordBatch.LogOverhead <= span.Length)
+        {
+            int size = RecordBatch.PeekSize(span[pos..]);
+            if (size < RecordBatch.HeaderSize) return FollowerAppendFailed($"record batch at byte {pos} has an invalid length {size}");
+            if (size > span.Length - pos) break; // partial tail
+            var b = new RecordBatch(span.Slice(pos, size));
+            if (b.Magic != RecordBatch.CurrentMagic) return FollowerAppendFailed($"record batch at byte {pos} has magic {b.Magic}");
+            if (!b.IsCrcValid) return FollowerAppendFailed($"record batch at offset {b.BaseOffset} has a bad CRC");
+            if (b.LastOffsetDelta < 0 || b.RecordsCount < 0) return FollowerAppendFailed($"record batch at offset {b.BaseOffset} has a negative count");
+            if (next >= 0 && b.BaseOffset < next) return FollowerAppendFailed($"offsets out of order: batch at {b.BaseOffset} after one ending at {next - 1}");
+            if (first < 0) first = b.BaseOffset;
+            next = b.NextOffset;
+            recordCount += b.RecordsCount;
+            pos += size;
+        }
+        if (pos == 0) return FollowerAppendFailed("no whole record batch to append");
+        span = span[..pos];
+
+        LogSegment written;
+        long endPosition;
+        bool flushByCount;
+        LogAppendResult result;
+        lock (_lock)
+        {
+            if (_disposed) return LogAppendResult.Failed(ErrorCode.NotLeaderOrFollower, "log is closed", LogStartOffset);
+            if (first < _logEndOffset)
+                return FollowerAppendFailed($"first offset {first} is below the log end offset {_logEndOffset}", ErrorCode.OffsetOutOfRange);
+            var config = Config;
+            try
+            {
+                // Whole batches in runs that fit the active segment; each run rolls first if needed
+                // (at its own first offset) and updates the producer state before the next roll's snapshot.
+                int runStart = 0, p = 0;
+                while (p < span.Length)
+                {
+                    int size = RecordBatch.PeekSize(span[p..]);
+                    if (p > runStart && ActiveSegment.Size + (long)(p + size - runStart) > config.SegmentBytes)
+                    {
+                        AppendFollowerRun(span[runStart..p]);
+                        runStart = p;
+                    }
+                    p += size;
+                }
+                written = AppendFollowerRun(span[runStart..]);
+                endPosition = written.Size;
+            }
+            catch (IOException e)
+            {
+                LogAppendFailed(_logger, TopicPartition, e.Message);
+                // Runs written before the failure stay: the log end covers them.
+                return LogAppendResult.Failed(ErrorCode.KafkaStorageError, $"Disk error while appending to {TopicPartition}: {e.Message}", LogStartOffset);
+            }
+            _unflushedMessages += recordCount;
+            flushByCount = _unflushedMessages >= config.FlushMessages;
+            result = new LogAppendResult(ErrorCode.None, null, first, next - 1, -1, LogStartOffset, recordCount, false);
+        }
+        if (!flushByCount && !Options.FsyncOnAppend) return result;
+        return Sync(result, new PendingSync(written, endPosition, flushByCount ? next : -1));
+    }
+
+    /// <summary>Writes one run of a follower append and applies it: producer state, epoch cache, log end. Under the lock.</summary>
+    private LogSegment AppendFollowerRun(ReadOnlySpan<byte> run)
+    {
+        long runFirst = new RecordBatch(run).BaseOffset, runLast = -1, maxTs = RecordBatch.NoTimestamp;
+        for (int p = 0; p < run.Length;)
+        {
+            var b = new RecordBatch(run[p..]);
+            runLast = b.LastOffset;
+            maxTs = Math.Max(maxTs, b.MaxTimestamp);
+            p += b.SizeInBytes;
+        }
+        var seg = MaybeRoll(run.Length, runLast, maxTs, rollAt: runFirst);
+        seg.Append(run);
+        for (int p = 0; p < run.Length;)
+        {
+            var b = new RecordBatch(run[p..]);
+            if (b.HasProducerId && !b.IsControl)
+                Producers.Update(b.ProducerId, b.ProducerEpoch, b.BaseSequence, b.LastSequence, b.BaseOffset, b.LastOffset, b.MaxTimestamp);
+            AssignEpochLocked(b.PartitionLeaderEpoch, b.BaseOffset);
+            p += b.SizeInBytes;
+        }
+        Producers.SetMapEndOffset(runLast + 1);
+        Volatile.Write(ref _logEndOffset, runLast + 1);
+        return seg;
+    }
+
+    private LogAppendResult FollowerAppendFailed(string reason, ErrorCode error = ErrorCode.CorruptMessage)
+    {
+        LogFollowerAppendRefused(_logger, TopicPartition, reason);
+        return LogAppendResult.Failed(error, reason, LogStartOffset);
     }
 
     /// <summary>Does the fsync an append deferred, on a thread-pool thread; the result's error tells whether it worked.</summary>
@@ -562,7 +784,7 @@ public sealed partial class PartitionLog : IDisposable
     /// segment was created only when the segment has no timestamped batch. (Wall-clock "now minus
     /// first timestamp" would roll on every append for a producer whose clock lags segment.ms.)
     /// </remarks>
-    private LogSegment MaybeRoll(int bytes, long lastOffset, long incomingMaxTimestamp)
+    private LogSegment MaybeRoll(int bytes, long lastOffset, long incomingMaxTimestamp, long rollAt = -1)
     {
         var config = Config;
         var active = ActiveSegment;
@@ -577,7 +799,7 @@ public sealed partial class PartitionLog : IDisposable
         bool indexFull = active.OffsetIndex.IsFull || active.TimeIndex.IsFull;
         bool overflow = lastOffset - active.BaseOffset > int.MaxValue;
         if (active.Size == 0 || !(full || old || indexFull || overflow)) return active;
-        return RollLocked(LogEndOffset);
+        return RollLocked(rollAt >= 0 ? rollAt : LogEndOffset);
     }
 
     /// <summary>Starts a new active segment at <paramref name="baseOffset"/>; the old one is flushed in the background.</summary>
@@ -815,6 +1037,7 @@ public sealed partial class PartitionLog : IDisposable
             {
                 Volatile.Write(ref _logStartOffset, offset);
                 Producers.OnLogStartOffsetIncremented(offset);
+                EpochChange(static (c, o) => c.TruncateFromStart(o), offset);
             }
             newLogStart = LogStartOffset;
         }
@@ -864,6 +1087,7 @@ public sealed partial class PartitionLog : IDisposable
             long newStart = Math.Max(LogStartOffset, keep[0].BaseOffset);
             Volatile.Write(ref _logStartOffset, newStart);
             Producers.OnLogStartOffsetIncremented(newStart);
+            EpochChange(static (c, o) => c.TruncateFromStart(o), newStart);
             if (RecoveryPoint < newStart) Volatile.Write(ref _recoveryPoint, newStart);
             if (HighWatermark < newStart) Volatile.Write(ref _highWatermark, newStart);
             foreach (var s in gone)
@@ -885,12 +1109,22 @@ public sealed partial class PartitionLog : IDisposable
 
     // ================================================================ truncation (replication)
 
-    /// <summary>Removes everything at or past <paramref name="offset"/> (a follower's divergent tail).</summary>
+    /// <summary>
+    /// Removes everything at or past <paramref name="offset"/> (a follower's divergent tail), whole
+    /// batches only, and leaves the rest consistent: indexes, leader epoch cache, producer state
+    /// (reloaded from a snapshot below the cut and replayed), high watermark and recovery point.
+    /// </summary>
     public void TruncateTo(long offset)
     {
         lock (_lock)
         {
-            if (offset >= LogEndOffset) return;
+            if (offset >= LogEndOffset)
+            {
+                // Nothing to cut, but a replica that led without appending left its epoch at the log end:
+                // that entry conflicts with the new leader's log and goes (as Kafka does).
+                EpochChange(static (c, o) => c.TruncateFromEnd(o), LogEndOffset);
+                return;
+            }
             offset = Math.Max(offset, LogStartOffset);
             var segs = _segments.ToList();
             while (segs.Count > 1 && segs[^1].BaseOffset >= offset)
@@ -909,9 +1143,59 @@ public sealed partial class PartitionLog : IDisposable
             if (RecoveryPoint > LogEndOffset) Volatile.Write(ref _recoveryPoint, LogEndOffset);
             // What was cleaned below the cut stays clean; the dirty section cannot start past the end.
             if (CleanerCheckpoint > LogEndOffset) SetCleanerCheckpoint(LogEndOffset);
+            EpochChange(static (c, o) => c.TruncateFromEnd(o), LogEndOffset);
             Producers.ResetTo(LogEndOffset);
             RebuildProducerState(false);
         }
+    }
+
+    /// <summary>
+    /// Empties the log and starts it over at <paramref name="offset"/>: a follower whose log ends
+    /// below the leader's log start (it was away longer than retention) has nothing worth keeping.
+    /// Producer state, epoch cache, high watermark and recovery point start over with it.
+    /// </summary>
+    public void TruncateFullyAndStartAt(long offset)
+    {
+        lock (_lock)
+        {
+            if (_disposed) return;
+            var gone = _segments;
+            foreach (var s in gone)
+            {
+                s.MarkDeleted();
+                _scheduleDelete(s, Config.FileDeleteDelayMs);
+            }
+            var seg = LogSegment.Create(Dir, offset, Config.IndexIntervalBytes, Config.SegmentIndexBytes, NowMs);
+            Volatile.Write(ref _segments, [seg]);
+            Volatile.Write(ref _logStartOffset, offset);
+            Volatile.Write(ref _logEndOffset, offset);
+            Volatile.Write(ref _highWatermark, offset);
+            Volatile.Write(ref _recoveryPoint, offset);
+            SetCleanerCheckpoint(offset);
+            _unflushedMessages = 0;
+            Producers.TruncateFullyAndStartAt(offset);
+            try { _epochs.Reset([]); }
+            catch (IOException e) { LogEpochCheckpointFailed(_logger, TopicPartition, e.Message); }
+        }
+    }
+
+    /// <summary>
+    /// A follower's log start follows the leader's (retention and DeleteRecords on the leader), up
+    /// to its own high watermark. Returns true when it moved.
+    /// </summary>
+    public bool MaybeIncrementLogStartOffset(long offset)
+    {
+        lock (_lock)
+        {
+            if (_disposed) return false;
+            offset = Math.Min(offset, HighWatermark);
+            if (offset <= LogStartOffset) return false;
+            Volatile.Write(ref _logStartOffset, offset);
+            Producers.OnLogStartOffsetIncremented(offset);
+            EpochChange(static (c, o) => c.TruncateFromStart(o), offset);
+        }
+        DeleteOldSegments(NowMs);
+        return true;
     }
 
     // ================================================================ compaction support (LogCleaner)
@@ -1064,4 +1348,13 @@ public sealed partial class PartitionLog : IDisposable
 
     [LoggerMessage(EventId = 1009, Level = LogLevel.Warning, Message = "{Partition}: completed an interrupted cleaner swap: segment {BaseOffset} replaces {Replaced} segment files")]
     private static partial void LogSwapCompleted(ILogger logger, TopicPartition partition, long baseOffset, int replaced);
+
+    [LoggerMessage(EventId = 1010, Level = LogLevel.Warning, Message = "{Partition}: leader epoch checkpoint write failed: {Reason}")]
+    private static partial void LogEpochCheckpointFailed(ILogger logger, TopicPartition partition, string reason);
+
+    [LoggerMessage(EventId = 1011, Level = LogLevel.Information, Message = "{Partition}: leader epoch cache was {Why}; rebuilt {Count} entries from the log")]
+    private static partial void LogEpochCacheRebuilt(ILogger logger, TopicPartition partition, string why, int count);
+
+    [LoggerMessage(EventId = 1012, Level = LogLevel.Warning, Message = "{Partition}: follower append refused: {Reason}")]
+    private static partial void LogFollowerAppendRefused(ILogger logger, TopicPartition partition, string reason);
 }

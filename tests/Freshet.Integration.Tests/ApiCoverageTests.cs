@@ -19,7 +19,7 @@ public sealed class ApiCoverageTests(ITestOutputHelper output)
         ApiKey.ElectLeaders, ApiKey.AlterPartitionReassignments, ApiKey.ListPartitionReassignments,
         ApiKey.FindCoordinator, ApiKey.JoinGroup, ApiKey.SyncGroup, ApiKey.Heartbeat, ApiKey.LeaveGroup, ApiKey.OffsetCommit, ApiKey.OffsetFetch,
         ApiKey.ListGroups, ApiKey.DescribeGroups, ApiKey.DeleteGroups, ApiKey.OffsetDelete,
-        ApiKey.ConsumerGroupHeartbeat, ApiKey.ConsumerGroupDescribe,
+        ApiKey.ConsumerGroupHeartbeat, ApiKey.ConsumerGroupDescribe, ApiKey.OffsetForLeaderEpoch,
     ];
 
     [Fact]

@@ -236,7 +236,8 @@ public sealed class RetentionTests : IDisposable
 
         using var reopened = TestLogs.Open(Dir, _time, clean: true);
         Assert.Equal(3, reopened.LogEndOffset);
-        Assert.Equal(new[] { TestLogs.Name(0, ".index"), TestLogs.Name(0, ".log"), TestLogs.Name(3, ".snapshot"), TestLogs.Name(0, ".timeindex"), PartitionMetadataFile.FileName }
+        Assert.Equal(new[] { TestLogs.Name(0, ".index"), TestLogs.Name(0, ".log"), TestLogs.Name(3, ".snapshot"), TestLogs.Name(0, ".timeindex"), PartitionMetadataFile.FileName,
+                Epochs.LeaderEpochFileCache.FileName }
             .Order(StringComparer.Ordinal), TestLogs.Files(Dir));
     }
 }

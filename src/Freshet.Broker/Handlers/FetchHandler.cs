@@ -1,8 +1,10 @@
 using Freshet.Broker.Replication;
+using Freshet.Metadata.Image;
 using Freshet.Protocol;
 using Freshet.Protocol.Messages;
 using Freshet.Protocol.Records;
 using Freshet.Protocol.Wire;
+using Freshet.Storage.Epochs;
 using Freshet.Storage.Segments;
 
 namespace Freshet.Broker.Handlers;
@@ -13,11 +15,21 @@ namespace Freshet.Broker.Handlers;
 /// sessions (KIP-227) are not kept: the response's session id 0 tells clients to send full
 /// fetches, which Kafka's clients accept. Versions 0-3 get batches down-converted to the old
 /// message formats.
+///
+/// <para>
+/// A fetch with a replica id (ReplicaState.ReplicaId from v15, ReplicaId before) comes from a
+/// follower: it must be in the partition's replica set, reads up to the log end rather than the
+/// high watermark, waits for the log to grow rather than the high watermark, and its fetch offset
+/// is that follower's progress (<see cref="Partition.UpdateFollowerFetchState"/>). Any fetch that
+/// sends LastFetchedEpoch (v12+) whose epoch ended on this leader before its fetch offset, or that
+/// this leader does not know, gets DivergingEpoch (the largest epoch at or below it and where it
+/// ended) and no records. A partition this broker does not lead answers NOT_LEADER_OR_FOLLOWER
+/// with the leader and epoch it knows, and the leader's endpoint from v16 (KIP-951), so clients
+/// need no metadata round trip.
+/// </para>
 /// </summary>
 public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions options, ReplicaManager replicas, MetadataCache cache)
 {
-    private const sbyte ReadCommitted = 1;
-
     public void Register() => dispatcher.Register(ApiKey.Fetch, (c, r) => HandleAsync(c, (FetchRequest)r));
 
     private sealed class Item(FetchResponse.PartitionData response, Partition? partition, FetchRequest.FetchPartition request, ErrorCode setupError)
@@ -26,6 +38,9 @@ public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions opt
         public Partition? Partition { get; } = partition;
         public FetchRequest.FetchPartition Request { get; } = request;
         public ErrorCode SetupError { get; } = setupError;
+
+        /// <summary>Set when the fetcher's log diverged from this one: answered with DivergingEpoch, no records.</summary>
+        public EpochEndOffset? Diverging { get; init; }
     }
 
     public async ValueTask<IApiMessage?> HandleAsync(RequestContext context, FetchRequest request)
@@ -38,6 +53,7 @@ public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions opt
             return response;
         }
         int replicaId = v >= 15 ? request.ReplicaState.ReplicaId : request.ReplicaId;
+        long replicaEpoch = v >= 15 ? request.ReplicaState.ReplicaEpoch : -1;
         bool fromFollower = replicaId >= 0;
         var image = cache.Image;
         var items = new List<Item>();
@@ -59,30 +75,64 @@ public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions opt
                     p = replicas.GetPartition(name, fp.Partition);
                     if (p is null) error = image.Partition(name, fp.Partition) is null ? ErrorCode.UnknownTopicOrPartition : ErrorCode.NotLeaderOrFollower;
                     else if (!p.IsLeader) error = ErrorCode.NotLeaderOrFollower;
-                    else if (v >= 9) error = p.CheckLeaderEpoch(fp.CurrentLeaderEpoch);
+                    else if (v >= 9 && p.CheckLeaderEpoch(fp.CurrentLeaderEpoch) is var epochError && epochError != ErrorCode.None) error = epochError;
+                    else if (fromFollower && !p.Replicas.Contains(replicaId)) error = ErrorCode.NotLeaderOrFollower; // not a known follower
                 }
-                if (p is not null && error == ErrorCode.None) waitOn.Add(p);
-                items.Add(new Item(pr, p, fp, error));
+                if (error is ErrorCode.NotLeaderOrFollower or ErrorCode.FencedLeaderEpoch && name is not null)
+                    AddLeaderHint(v, response, pr, image, name, fp.Partition, p, context.ListenerName);
+                EpochEndOffset? diverging = null;
+                if (error == ErrorCode.None && v >= 12 && fp.LastFetchedEpoch >= 0)
+                {
+                    var end = p!.Log.EndOffsetForEpoch(fp.LastFetchedEpoch);
+                    if (end.Epoch < fp.LastFetchedEpoch || end.EndOffset < fp.FetchOffset) diverging = end;
+                }
+                if (p is not null && error == ErrorCode.None && diverging is null) waitOn.Add(p);
+                items.Add(new Item(pr, p, fp, error) { Diverging = diverging });
             }
         }
+        if (fromFollower) UpdateFollowers(items, replicaId, replicaEpoch);
 
         int maxWait = Math.Clamp(request.MaxWaitMs, 0, options.MaxFetchWaitMs);
         long deadline = Environment.TickCount64 + maxWait;
         while (true)
         {
             // Note the signals' versions before reading, so data appended in between wakes the wait below at once.
-            var seen = DataWaiter.Snapshot(waitOn);
+            var seen = DataWaiter.Snapshot(waitOn, endSignal: fromFollower);
             var (bytes, errors) = ReadAll(v, request, items, fromFollower);
             long remaining = deadline - Environment.TickCount64;
             if (bytes >= request.MinBytes || errors || remaining <= 0 || waitOn.Count == 0) break;
-            await DataWaiter.WaitAsync(waitOn, seen, (int)remaining, context.ConnectionClosed).ConfigureAwait(false);
+            await DataWaiter.WaitAsync(waitOn, seen, (int)remaining, context.ConnectionClosed, endSignal: fromFollower).ConfigureAwait(false);
             if (context.ConnectionClosed.IsCancellationRequested) break;
         }
         return response;
     }
 
-    /// <summary>Fills every partition's response from its log; returns bytes found and whether any partition errored.</summary>
-    private (int Bytes, bool Errors) ReadAll(short v, FetchRequest request, List<Item> items, bool fromFollower)
+    /// <summary>A follower's fetch offsets are its log end offsets: record them (this may move the high watermark and grow the ISR).</summary>
+    private static void UpdateFollowers(List<Item> items, int replicaId, long replicaEpoch)
+    {
+        foreach (var item in items)
+        {
+            if (item.SetupError != ErrorCode.None || item.Diverging is not null || item.Partition is not { } p) continue;
+            long offset = item.Request.FetchOffset, leo = p.Log.LogEndOffset;
+            if (offset < p.Log.LogStartOffset || offset > leo) continue; // answered OFFSET_OUT_OF_RANGE
+            p.UpdateFollowerFetchState(replicaId, offset, item.Request.LogStartOffset, replicaEpoch, leo);
+        }
+    }
+
+    /// <summary>KIP-951: the leader and epoch this broker knows, and (v16+) the leader's endpoint on the request's listener.</summary>
+    private static void AddLeaderHint(short v, FetchResponse response, FetchResponse.PartitionData pr, MetadataImage image, string topic, int partition,
+        Partition? p, string listener)
+    {
+        var reg = p?.Registration ?? image.Partition(topic, partition);
+        if (reg is null) return;
+        pr.CurrentLeader = new() { LeaderId = reg.Leader, LeaderEpoch = reg.LeaderEpoch };
+        if (v < 16 || reg.Leader < 0 || response.NodeEndpoints.Any(e => e.NodeId == reg.Leader)) return;
+        if (LeaderHints.Endpoint(image, reg.Leader, listener) is { } ep)
+            response.NodeEndpoints.Add(new FetchResponse.NodeEndpoint { NodeId = reg.Leader, Host = ep.Host, Port = ep.Port, Rack = ep.Rack });
+    }
+
+    /// <summary>Fills every partition's response from its log; returns bytes found and whether any partition must be answered now (error or divergence).</summary>
+    private static (int Bytes, bool Errors) ReadAll(short v, FetchRequest request, List<Item> items, bool fromFollower)
     {
         int total = 0;
         bool errors = false;
@@ -95,20 +145,25 @@ public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions opt
             if (item.SetupError != ErrorCode.None)
             {
                 pr.ErrorCode = (short)item.SetupError;
-                if (item.Partition is { } np) pr.CurrentLeader = new() { LeaderId = np.LeaderId, LeaderEpoch = np.LeaderEpoch };
                 errors = true;
                 continue;
             }
             var p = item.Partition!;
             var log = p.Log;
             long hw = p.HighWatermark;
-            long limit = fromFollower ? log.LogEndOffset : hw; // no transactions yet: the last stable offset is the high watermark
-            int maxBytes = Math.Min(item.Request.PartitionMaxBytes, Math.Max(0, responseBudget - total));
-            var r = log.Read(item.Request.FetchOffset, maxBytes, limit, minOne);
             pr.HighWatermark = hw;
-            pr.LastStableOffset = hw;
+            pr.LastStableOffset = hw; // no transactions yet: the last stable offset is the high watermark
             pr.LogStartOffset = log.LogStartOffset;
             pr.AbortedTransactions = null;
+            if (item.Diverging is { } d)
+            {
+                pr.DivergingEpoch = new FetchResponse.EpochEndOffset { Epoch = d.Epoch, EndOffset = d.EndOffset };
+                errors = true;
+                continue;
+            }
+            long limit = fromFollower ? log.LogEndOffset : hw;
+            int maxBytes = Math.Min(item.Request.PartitionMaxBytes, Math.Max(0, responseBudget - total));
+            var r = log.Read(item.Request.FetchOffset, maxBytes, limit, minOne);
             pr.ErrorCode = (short)r.Error;
             if (r.Error != ErrorCode.None)
             {
@@ -144,5 +199,17 @@ public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions opt
         using var output = new PooledBufferWriter();
         LegacyMessageSet.FromRecordBatches(bytes, magic, output, fetchOffset);
         return new RecordSet(output.WrittenSpan.ToArray());
+    }
+}
+
+/// <summary>Where a partition's leader can be reached, for NOT_LEADER_OR_FOLLOWER answers (KIP-951).</summary>
+public static class LeaderHints
+{
+    /// <summary>The endpoint of broker <paramref name="nodeId"/> on <paramref name="listener"/> (or its first one), with its rack; null when unknown.</summary>
+    public static (string Host, int Port, string? Rack)? Endpoint(MetadataImage image, int nodeId, string listener)
+    {
+        if (!image.Brokers.TryGetValue(nodeId, out var b) || b.Endpoints.IsDefaultOrEmpty) return null;
+        var ep = b.Endpoints.FirstOrDefault(e => e.Name == listener) ?? b.Endpoints[0];
+        return (ep.Host, ep.Port, b.Rack);
     }
 }

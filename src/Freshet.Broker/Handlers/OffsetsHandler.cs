@@ -14,7 +14,7 @@ public sealed class OffsetsHandler(RequestDispatcher dispatcher, ReplicaManager 
     public const long EarliestLocalTimestamp = -4;
     public const long LatestTieredTimestamp = -5;
 
-    private const int DebuggingConsumerId = -2;
+    private const int ConsumerReplicaId = -1;
     private const sbyte ReadCommitted = 1;
 
     public void Register()
@@ -52,7 +52,9 @@ public sealed class OffsetsHandler(RequestDispatcher dispatcher, ReplicaManager 
                 }
                 var log = p!.Log;
                 long hw = p.HighWatermark;
-                long latest = request.ReplicaId == DebuggingConsumerId ? log.LogEndOffset : hw; // LSO == HW until transactions
+                // Followers (replica id >= 0) and debugging tools (-2) see the log end; consumers (-1) the
+                // high watermark (the LSO == HW until transactions).
+                long latest = request.ReplicaId == ConsumerReplicaId ? hw : log.LogEndOffset;
                 (long Offset, long Timestamp)? found = rp.Timestamp switch
                 {
                     LatestTimestamp => (latest, -1),

@@ -13,6 +13,10 @@ namespace Freshet.Broker.Handlers;
 /// high watermark. Every append runs before the first await, so requests pipelined on one
 /// connection are appended in the order they were sent (what idempotent producers rely on).
 /// The batch bytes are the request buffer's: offsets are written into them and they go to disk as they are.
+/// acks=all answers NOT_ENOUGH_REPLICAS before appending when the ISR is below min.insync.replicas,
+/// and NOT_ENOUGH_REPLICAS_AFTER_APPEND when it shrank below it while the produce waited. A
+/// partition this broker does not lead answers NOT_LEADER_OR_FOLLOWER with the leader it knows
+/// (and, from v10, its endpoint: KIP-951).
 /// </summary>
 public sealed class ProduceHandler(RequestDispatcher dispatcher, ReplicaManager replicas, MetadataCache cache)
 {
@@ -23,7 +27,7 @@ public sealed class ProduceHandler(RequestDispatcher dispatcher, ReplicaManager 
         short v = context.ApiVersion;
         short acks = request.Acks;
         var response = new ProduceResponse();
-        List<(ProduceResponse.PartitionProduceResponse Response, Partition Partition, long LastOffset)>? waiting = null;
+        List<(ProduceResponse.PartitionProduceResponse Response, Partition Partition, long LastOffset, int LeaderEpoch)>? waiting = null;
         List<(ProduceResponse.PartitionProduceResponse Response, Partition Partition, LogAppendResult Result)>? syncing = null;
         bool anyError = false;
         foreach (var topic in request.TopicData)
@@ -34,13 +38,15 @@ public sealed class ProduceHandler(RequestDispatcher dispatcher, ReplicaManager 
             {
                 var pr = new ProduceResponse.PartitionProduceResponse { Index = pd.Index, BaseOffset = -1 };
                 tr.PartitionResponses.Add(pr);
+                int epoch = replicas.GetPartition(topic.Name, pd.Index)?.LeaderEpoch ?? -1;
                 var (error, message, partition, result) = Append(v, acks, topic.Name, pd);
                 pr.ErrorCode = (short)error;
                 pr.ErrorMessage = message;
                 if (error != ErrorCode.None)
                 {
                     anyError = true;
-                    if (partition is not null) pr.CurrentLeader = new() { LeaderId = partition.LeaderId, LeaderEpoch = partition.LeaderEpoch };
+                    if (error is ErrorCode.NotLeaderOrFollower or ErrorCode.FencedLeaderEpoch) AddLeaderHint(v, response, pr, topic.Name, pd.Index, partition, context.ListenerName);
+                    else if (partition is not null) pr.CurrentLeader = new() { LeaderId = partition.LeaderId, LeaderEpoch = partition.LeaderEpoch };
                     continue;
                 }
                 pr.BaseOffset = result.FirstOffset;
@@ -48,7 +54,7 @@ public sealed class ProduceHandler(RequestDispatcher dispatcher, ReplicaManager 
                 pr.LogStartOffset = result.LogStartOffset;
                 if (result.Sync is not null && partition is not null) (syncing ??= []).Add((pr, partition, result));
                 if (acks == -1 && result.LastOffset >= 0 && partition is not null && partition.HighWatermark <= result.LastOffset)
-                    (waiting ??= []).Add((pr, partition, result.LastOffset));
+                    (waiting ??= []).Add((pr, partition, result.LastOffset, epoch));
             }
         }
         if (syncing is not null)
@@ -74,16 +80,35 @@ public sealed class ProduceHandler(RequestDispatcher dispatcher, ReplicaManager 
         }
         if (waiting is not null)
         {
-            foreach (var (pr, partition, last) in waiting)
+            foreach (var (pr, partition, last, epoch) in waiting)
             {
-                if (!await ReplicaManager.WaitForHighWatermarkAsync(partition, last, request.TimeoutMs, context.ConnectionClosed).ConfigureAwait(false))
+                if (pr.ErrorCode != (short)ErrorCode.None) continue; // its fsync failed
+                var error = await ReplicaManager.WaitForAcksAsync(partition, last, epoch, request.TimeoutMs, context.ConnectionClosed).ConfigureAwait(false);
+                if (error == ErrorCode.None) continue;
+                pr.ErrorCode = (short)error;
+                pr.ErrorMessage = error switch
                 {
-                    pr.ErrorCode = (short)ErrorCode.RequestTimedOut;
-                    pr.ErrorMessage = "Timed out waiting for the in-sync replicas";
-                }
+                    ErrorCode.RequestTimedOut => "Timed out waiting for the in-sync replicas",
+                    ErrorCode.NotEnoughReplicasAfterAppend =>
+                        $"The ISR of {partition.TopicPartition} shrank below min.insync.replicas ({partition.Log.Config.MinInSyncReplicas}) before the write was replicated",
+                    _ => $"Leadership of {partition.TopicPartition} moved before the write was replicated",
+                };
+                if (error == ErrorCode.NotLeaderOrFollower) AddLeaderHint(v, response, pr, partition.TopicPartition.Topic, partition.TopicPartition.Partition, partition, context.ListenerName);
             }
         }
         return response;
+    }
+
+    /// <summary>KIP-951: the leader and epoch this broker knows, and (v10+) the leader's endpoint on the request's listener.</summary>
+    private void AddLeaderHint(short v, ProduceResponse response, ProduceResponse.PartitionProduceResponse pr, string topicName, int index, Partition? p, string listener)
+    {
+        var image = cache.Image;
+        var reg = p?.Registration ?? image.Partition(topicName, index);
+        if (reg is null) return;
+        pr.CurrentLeader = new() { LeaderId = reg.Leader, LeaderEpoch = reg.LeaderEpoch };
+        if (v < 10 || reg.Leader < 0 || response.NodeEndpoints.Any(e => e.NodeId == reg.Leader)) return;
+        if (LeaderHints.Endpoint(image, reg.Leader, listener) is { } ep)
+            response.NodeEndpoints.Add(new ProduceResponse.NodeEndpoint { NodeId = reg.Leader, Host = ep.Host, Port = ep.Port, Rack = ep.Rack });
     }
 
     private (ErrorCode, string?, Partition?, LogAppendResult) Append(short version, short acks, string topic, ProduceRequest.PartitionProduceData pd)

@@ -59,14 +59,15 @@ public sealed class DataWaiter
     /// Waits until one of <paramref name="partitions"/> pulses after the versions in <paramref name="seen"/>
     /// were read, the timeout passes, or <paramref name="ct"/> fires. Returns at once if one already has.
     /// </summary>
-    public static async Task WaitAsync(IReadOnlyList<Partition> partitions, long[] seen, int timeoutMs, CancellationToken ct)
+    /// <param name="endSignal">Wait on <see cref="Partition.EndSignal"/> (log growth: follower fetches) instead of <see cref="Partition.Signal"/>.</param>
+    public static async Task WaitAsync(IReadOnlyList<Partition> partitions, long[] seen, int timeoutMs, CancellationToken ct, bool endSignal = false)
     {
         if (timeoutMs <= 0 || partitions.Count == 0) return;
         var waiter = new DataWaiter();
         int registered = 0;
         for (; registered < partitions.Count; registered++)
         {
-            if (!partitions[registered].Signal.Register(waiter, seen[registered]))
+            if (!SignalOf(partitions[registered], endSignal).Register(waiter, seen[registered]))
             {
                 waiter.Wake();
                 break;
@@ -81,15 +82,17 @@ public sealed class DataWaiter
         }
         finally
         {
-            for (int i = 0; i < registered; i++) partitions[i].Signal.Unregister(waiter);
+            for (int i = 0; i < registered; i++) SignalOf(partitions[i], endSignal).Unregister(waiter);
         }
     }
 
     /// <summary>The current versions of the partitions' signals, read before looking at their logs.</summary>
-    public static long[] Snapshot(IReadOnlyList<Partition> partitions)
+    public static long[] Snapshot(IReadOnlyList<Partition> partitions, bool endSignal = false)
     {
         var v = new long[partitions.Count];
-        for (int i = 0; i < v.Length; i++) v[i] = partitions[i].Signal.Version;
+        for (int i = 0; i < v.Length; i++) v[i] = SignalOf(partitions[i], endSignal).Version;
         return v;
     }
+
+    private static PartitionSignal SignalOf(Partition p, bool endSignal) => endSignal ? p.EndSignal : p.Signal;
 }

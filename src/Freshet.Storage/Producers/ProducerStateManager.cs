@@ -251,6 +251,14 @@ public sealed class ProducerStateManager(string dir, long producerIdExpirationMs
         return true;
     }
 
+    /// <summary>Forgets every producer and snapshot: the log starts over, empty, at <paramref name="offset"/>.</summary>
+    public void TruncateFullyAndStartAt(long offset)
+    {
+        DeleteAllSnapshots();
+        _producers.Clear();
+        MapEndOffset = offset;
+    }
+
     public void DeleteAllSnapshots()
     {
         foreach (var s in ListSnapshots()) File.Delete(s.Path);

@@ -14,6 +14,7 @@ public static class TestManagers
         TopicDefaults = topicDefaults ?? new Dictionary<string, string>(),
         RetentionCheckIntervalMs = 1_000_000_000_000,
         CheckpointIntervalMs = 1_000_000_000_000,
+        HighWatermarkCheckpointIntervalMs = 1_000_000_000_000,
         ProducerExpirationCheckIntervalMs = 1_000_000_000_000,
         FlushCheckIntervalMs = 1_000,
     };
