@@ -28,6 +28,9 @@ public sealed class MemoryRaftLog : IRaftLog
     /// <summary>Number of batches held (tests).</summary>
     public int BatchCount => _batches.Count;
 
+    /// <summary>Truncations that removed entries (tests: proof that divergence was exercised).</summary>
+    public int TruncationCount { get; private set; }
+
     public OffsetAndEpoch EndOffsetForEpoch(int epoch)
     {
         if (epoch < _baseEpoch) return OffsetAndEpoch.Unknown;
@@ -81,6 +84,7 @@ public sealed class MemoryRaftLog : IRaftLog
         if (offset >= EndOffset) return;
         int i = FindBatch(offset); // the batch holding offset goes whole
         _batches.RemoveRange(i, _batches.Count - i);
+        TruncationCount++;
         _flushedEndOffset = Math.Min(_flushedEndOffset, EndOffset);
         RebuildEpochs();
     }

@@ -34,7 +34,7 @@ public sealed partial class RaftNode
             // A newer epoch: whatever we were (even leader), we are unattached in it, and may vote once.
             granted = logOk;
             if (granted) TransitionToVoted(p.CandidateEpoch, p.CandidateId);
-            else TransitionToUnattached(p.CandidateEpoch);
+            else TransitionToUnattached(p.CandidateEpoch, keepElectionTimer: true);
         }
         else if (_state is UnattachedState { Role: RaftRole.Voted })
         {

@@ -290,11 +290,27 @@ public sealed partial class RaftNode : IDisposable
         _listener.HandleLeaderChange(now);
     }
 
-    private void TransitionToUnattached(int epoch)
+    /// <param name="keepElectionTimer">
+    /// True when a candidate we refused moved us to its epoch: as in Raft, only a granted vote or a live
+    /// leader resets the election timer, so a candidate with a stale log cannot keep the up-to-date
+    /// voters from ever timing out (each of its elections would otherwise restart their timers).
+    /// </param>
+    private void TransitionToUnattached(int epoch, bool keepElectionTimer = false)
     {
+        long deadline = (keepElectionTimer ? CurrentElectionDeadline() : null) ?? ElectionDeadline();
         Persist(epoch, -1, -1);
-        SetState(new UnattachedState(ElectionDeadline(), voted: false) { NextFetchMs = _nowMs });
+        SetState(new UnattachedState(deadline, voted: false) { NextFetchMs = _nowMs });
     }
+
+    /// <summary>When this voter would stand for election if nothing happened, if its role has such a timer.</summary>
+    private long? CurrentElectionDeadline() => _state switch
+    {
+        UnattachedState u => u.ElectionDeadlineMs,
+        CandidateState c => c.BackoffUntilMs ?? c.ElectionDeadlineMs,
+        FollowerState f => f.FetchDeadlineMs,
+        ResignedState r => r.ElectionDeadlineMs,
+        _ => null,
+    };
 
     private void TransitionToVoted(int epoch, int candidateId)
     {
