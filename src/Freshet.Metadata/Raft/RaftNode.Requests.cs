@@ -214,7 +214,7 @@ public sealed partial class RaftNode
     {
         Span<long> ends = stackalloc long[_voters.Length];
         for (int i = 0; i < _voters.Length; i++)
-            ends[i] = _voters[i] == NodeId ? _log.FlushedEndOffset : l.Replicas[_voters[i]].EndOffset;
+            ends[i] = _voters[i] == NodeId ? DurableEndOffset : l.Replicas[_voters[i]].EndOffset;
         ends.Sort();
         long majorityEnd = ends[_voters.Length - Majority]; // ascending: the Majority-th largest
         return majorityEnd > l.EpochStartOffset && AdvanceHighWatermark(majorityEnd);
@@ -245,12 +245,8 @@ public sealed partial class RaftNode
 
     private void PollLeader(LeaderState l)
     {
-        bool hwMoved = false;
-        if (_log.FlushedEndOffset < _log.EndOffset)
-        {
-            _log.Flush();
-            hwMoved = UpdateLeaderHighWatermark(l);
-        }
+        if (DurableEndOffset < _log.EndOffset) _log.Flush();
+        bool hwMoved = UpdateLeaderHighWatermark(l);
         if (!HasQuorumContact(l))
         {
             // Check-quorum: a leader cut off from a majority steps down rather than lead in vain.
@@ -271,7 +267,7 @@ public sealed partial class RaftNode
 
     private long LeaderNextPollMs(LeaderState l)
     {
-        if (_log.FlushedEndOffset < _log.EndOffset) return _nowMs;
+        if (DurableEndOffset < _log.EndOffset) return _nowMs;
         long next = l.BeginEpoch.NextDueMs();
         foreach (var f in l.Parked) next = Math.Min(next, f.DeadlineMs);
         int needed = Majority - 1; // other voters that must have fetched recently

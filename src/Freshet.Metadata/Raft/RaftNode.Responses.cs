@@ -146,7 +146,7 @@ public sealed partial class RaftNode
             ValidateBatches(records.Memory.Span);
             _log.AppendAsFollower(records.Memory);
             // Durable before our next Fetch reports the new end offset, which the leader counts toward the HW.
-            _log.Flush();
+            if (!TestOnlySkipFlush) _log.Flush();
         }
         if (p.HighWatermark >= 0) AdvanceHighWatermark(Math.Min(p.HighWatermark, _log.EndOffset));
     }

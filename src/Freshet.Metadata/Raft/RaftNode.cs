@@ -88,6 +88,15 @@ public sealed partial class RaftNode : IDisposable
     /// </summary>
     internal bool TestOnlyForgetVotes { get; set; }
 
+    /// <summary>
+    /// Test-only fault: nothing is flushed, and the leader counts its unflushed end toward the high
+    /// watermark, so a crash can lose committed entries. The simulation test proves its checker notices.
+    /// </summary>
+    internal bool TestOnlySkipFlush { get; set; }
+
+    /// <summary>Where this node's log is durable (all of it under <see cref="TestOnlySkipFlush"/>).</summary>
+    private long DurableEndOffset => TestOnlySkipFlush ? _log.EndOffset : _log.FlushedEndOffset;
+
     public override string ToString() => $"node {NodeId} {Role} epoch {_epoch} leader {_leaderId} hw {_highWatermark} end {_log.EndOffset}";
 
     // ------------------------------------------------------------------ driver entry points

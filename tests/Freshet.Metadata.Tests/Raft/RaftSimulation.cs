@@ -17,7 +17,7 @@ public sealed record SimOptions
     public int Observers { get; init; } = 1;
 
     /// <summary>Faults are injected from 0 to here; then everything heals.</summary>
-    public long FaultPhaseMs { get; init; } = 6_000;
+    public long FaultPhaseMs { get; init; } = 8_000;
 
     /// <summary>After healing, an entry appended then must be committed on every node within this long.</summary>
     public long LivenessBoundMs { get; init; } = 20_000;
@@ -27,6 +27,9 @@ public sealed record SimOptions
 
     /// <summary>The broken-on-purpose voters of the checker's own test.</summary>
     public bool ForgetVotes { get; init; }
+
+    /// <summary>Broken on purpose too: nodes never flush, so crashes lose acknowledged entries.</summary>
+    public bool SkipFlush { get; init; }
 
     /// <summary>Keep a full event trace (replays); otherwise the last events only.</summary>
     public bool FullTrace { get; init; }
@@ -462,6 +465,7 @@ public sealed class RaftSimulation
             Node = new RaftNode(Config, Log, Store, this, Listener, new Random(unchecked(sim._seed * 1_000_003 + Id * 7_919 + Incarnation * 104_729)), sim._now)
             {
                 TestOnlyForgetVotes = sim._options.ForgetVotes,
+                TestOnlySkipFlush = sim._options.SkipFlush,
             };
             _scheduledPollAt = long.MaxValue;
             Listener.Loading = true;
