@@ -177,35 +177,38 @@ public static class RaftMessages
     // ------------------------------------------------------------------ Fetch
 
     public static FetchRequest FetchRequest(string? clusterId, int replicaId, int epoch, long fetchOffset, int lastFetchedEpoch,
-        int maxWaitMs, int maxBytes) => new()
+        int maxWaitMs, int maxBytes)
     {
-        ClusterId = clusterId,
-        ReplicaId = replicaId,
-        ReplicaState = new FetchRequest.ReplicaStateData { ReplicaId = replicaId, ReplicaEpoch = -1 },
-        MaxWaitMs = maxWaitMs,
-        MinBytes = 0,
-        MaxBytes = maxBytes,
-        Topics =
-        [
-            new FetchRequest.FetchTopic
-            {
-                Topic = TopicName,
-                TopicId = MetadataTopicId,
-                Partitions =
-                [
-                    new FetchRequest.FetchPartition
-                    {
-                        Partition = PartitionIndex,
-                        CurrentLeaderEpoch = epoch,
-                        FetchOffset = fetchOffset,
-                        LastFetchedEpoch = lastFetchedEpoch,
-                        LogStartOffset = -1,
-                        PartitionMaxBytes = maxBytes,
-                    },
-                ],
-            },
-        ],
-    };
+        return new()
+        {
+            ClusterId = clusterId,
+            ReplicaId = replicaId,
+            ReplicaState = new FetchRequest.ReplicaStateData { ReplicaId = replicaId, ReplicaEpoch = -1 },
+            MaxWaitMs = maxWaitMs,
+            MinBytes = 0,
+            MaxBytes = maxBytes,
+            Topics =
+            [
+                new FetchRequest.FetchTopic
+                {
+                    Topic = TopicName,
+                    TopicId = MetadataTopicId,
+                    Partitions =
+                    [
+                        new FetchRequest.FetchPartition
+                        {
+                            Partition = PartitionIndex,
+                            CurrentLeaderEpoch = epoch,
+                            FetchOffset = fetchOffset,
+                            LastFetchedEpoch = lastFetchedEpoch,
+                            LogStartOffset = -1,
+                            PartitionMaxBytes = maxBytes,
+                        },
+                    ],
+                },
+            ],
+        };
+    }
 
     /// <summary>The fetching replica: ReplicaState.ReplicaId from v15, the top-level ReplicaId before.</summary>
     public static int ReplicaId(FetchRequest r) => r.ReplicaState.ReplicaId >= 0 ? r.ReplicaState.ReplicaId : r.ReplicaId;
@@ -235,29 +238,32 @@ public static class RaftMessages
     // ------------------------------------------------------------------ FetchSnapshot
 
     public static FetchSnapshotRequest FetchSnapshotRequest(string? clusterId, int replicaId, int epoch, OffsetAndEpoch snapshotId,
-        long position, int maxBytes) => new()
+        long position, int maxBytes)
     {
-        ClusterId = clusterId,
-        ReplicaId = replicaId,
-        MaxBytes = maxBytes,
-        Topics =
-        [
-            new FetchSnapshotRequest.TopicSnapshot
-            {
-                Name = TopicName,
-                Partitions =
-                [
-                    new FetchSnapshotRequest.PartitionSnapshot
-                    {
-                        Partition = PartitionIndex,
-                        CurrentLeaderEpoch = epoch,
-                        SnapshotId = new FetchSnapshotRequest.SnapshotId { EndOffset = snapshotId.Offset, Epoch = snapshotId.Epoch },
-                        Position = position,
-                    },
-                ],
-            },
-        ],
-    };
+        return new()
+        {
+            ClusterId = clusterId,
+            ReplicaId = replicaId,
+            MaxBytes = maxBytes,
+            Topics =
+            [
+                new FetchSnapshotRequest.TopicSnapshot
+                {
+                    Name = TopicName,
+                    Partitions =
+                    [
+                        new FetchSnapshotRequest.PartitionSnapshot
+                        {
+                            Partition = PartitionIndex,
+                            CurrentLeaderEpoch = epoch,
+                            SnapshotId = new FetchSnapshotRequest.SnapshotId { EndOffset = snapshotId.Offset, Epoch = snapshotId.Epoch },
+                            Position = position,
+                        },
+                    ],
+                },
+            ],
+        };
+    }
 
     public static FetchSnapshotRequest.PartitionSnapshot? Partition(FetchSnapshotRequest r) =>
         r.Topics.Find(t => t.Name == TopicName)?.Partitions.Find(p => p.Partition == PartitionIndex);

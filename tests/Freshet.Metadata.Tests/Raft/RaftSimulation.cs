@@ -185,6 +185,14 @@ public sealed class RaftSimulation
         }
     }
 
+    /// <summary>Every node that names a leader of an epoch names the same one (the leader itself included).</summary>
+    private void OnLeaderKnown(SimNode n, int leaderId, int epoch)
+    {
+        if (_leaderOfEpoch.TryGetValue(epoch, out int known) && known != leaderId)
+            Fail(n.Id == leaderId ? $"two leaders in epoch {epoch}: {known} and {leaderId}" : $"node {n.Id} follows {leaderId} in epoch {epoch}, whose leader is {known}");
+        _leaderOfEpoch[epoch] = leaderId;
+    }
+
     /// <summary>A node's listener saw entry number <paramref name="index"/> of its committed sequence.</summary>
     private void OnCommitted(SimNode n, int index, RaftEntry e)
     {
@@ -525,6 +533,7 @@ public sealed class RaftSimulation
         public void HandleLeaderChange(LeaderAndEpoch leader)
         {
             if (sim.Tracing) sim.Log($"node {node.Id}: {leader}");
+            if (leader.LeaderId is { } id) sim.OnLeaderKnown(node, id, leader.Epoch);
         }
 
         public void HandleSnapshot(RaftSnapshot snapshot)
