@@ -26,6 +26,12 @@ public sealed record RaftConfig
     /// <summary><c>controller.quorum.retry.backoff.ms</c>: wait before resending a failed request.</summary>
     public int RetryBackoffMs { get; init; } = 20;
 
+    /// <summary>
+    /// <c>controller.quorum.request.timeout.ms</c>: for the driver, which answers a send with a null
+    /// response when no response came within this long (the node itself keeps no request timers).
+    /// </summary>
+    public int RequestTimeoutMs { get; init; } = 2000;
+
     /// <summary>How long the leader may park a follower's Fetch waiting for data (KRaft's fetch max wait).</summary>
     public int FetchMaxWaitMs { get; init; } = 500;
 
@@ -49,8 +55,8 @@ public sealed record RaftConfig
         if (NodeId < 0) throw new ArgumentException("node id must be non-negative");
         if (ElectionTimeoutMs <= 0 || FetchTimeoutMs <= 0 || RetryBackoffMs <= 0 || ElectionBackoffMaxMs <= 0)
             throw new ArgumentException("Raft timeouts must be positive");
-        if (FetchMaxWaitMs < 0 || FetchMaxWaitMs >= FetchTimeoutMs)
-            throw new ArgumentException("the fetch max wait must be below the fetch timeout");
+        if (FetchMaxWaitMs < 0 || FetchMaxWaitMs >= FetchTimeoutMs || FetchMaxWaitMs >= RequestTimeoutMs)
+            throw new ArgumentException("the fetch max wait must be below the fetch and request timeouts");
         if (FetchMaxBytes <= 0 || SnapshotChunkBytes <= 0) throw new ArgumentException("fetch sizes must be positive");
     }
 }

@@ -251,7 +251,6 @@ public sealed partial class RaftNode : IDisposable
             _listener.HandleSnapshot(snapshot);
         }
         NotifyLeaderChange();
-        if (_state is LeaderState) throw new InvalidOperationException("a node never starts as leader");
     }
 
     private RoleState InitialState(ElectionState s)

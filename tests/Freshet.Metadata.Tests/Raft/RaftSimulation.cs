@@ -52,7 +52,6 @@ public sealed record SimStats(long VirtualMs, long Events, int MaxEpoch, int Com
 /// </summary>
 public sealed class RaftSimulation
 {
-    private const int RequestTimeoutMs = 2_000;
     private const int ObserverIdBase = 100;
 
     private readonly int _seed;
@@ -372,7 +371,7 @@ public sealed class RaftSimulation
         long id = _seq++;
         _pending[id] = new PendingRequest(from, from.Incarnation, to, request);
         if (Tracing) Log($"{from.Id} -> {to}: {Describe(request)}");
-        At(_now + RequestTimeoutMs, () => CompleteRequest(id, null));
+        At(_now + from.Config.RequestTimeoutMs, () => CompleteRequest(id, null));
         Transmit(from.Id, to, request, msg =>
         {
             if (!_byId.TryGetValue(to, out var target) || target.Node is not { } node) return;
