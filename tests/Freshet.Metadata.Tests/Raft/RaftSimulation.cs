@@ -160,10 +160,14 @@ public sealed class RaftSimulation
 
     private void Log(string line) => _fullTrace?.Append(CultureInfo.InvariantCulture, $"{_now,7} {line}\n");
 
-    private void Fail(string message) =>
+    private void Fail(string message)
+    {
+        string bug = _options.ForgetVotes ? "FRESHET_RAFT_BUG=forget-votes " : _options.SkipFlush ? "FRESHET_RAFT_BUG=skip-flush " : "";
         throw new SimulationFailure(string.Create(CultureInfo.InvariantCulture,
             $"seed {_seed} ({_options.Voters} voters, {_options.Observers} observers) at {_now} ms: {message}\n"
-            + $"replay: FRESHET_RAFT_SEED={_seed} FRESHET_RAFT_VOTERS={_options.Voters} dotnet test tests/Freshet.Metadata.Tests --filter FullyQualifiedName~RaftSimulationTests.ReplaySeed"));
+            + $"replay: {bug}FRESHET_RAFT_SEED={_seed} FRESHET_RAFT_VOTERS={_options.Voters} FRESHET_RAFT_OBSERVERS={_options.Observers} "
+            + $"FRESHET_RAFT_FAULT_MS={_options.FaultPhaseMs} dotnet test tests/Freshet.Metadata.Tests --filter FullyQualifiedName~RaftSimulationTests.ReplaySeed"));
+    }
 
     // ------------------------------------------------------------------ the checker
 

@@ -8,8 +8,9 @@ namespace Freshet.Metadata.Tests.Raft;
 /// The Raft quorum under the deterministic simulation (<see cref="RaftSimulation"/>): many seeds, each a
 /// different schedule of crashes, partitions, lost, duplicated and reordered messages. A failure names
 /// its seed and the command that replays just it with a full trace:
-/// <c>FRESHET_RAFT_SEED=123 FRESHET_RAFT_VOTERS=3 dotnet test tests/Freshet.Metadata.Tests --filter FullyQualifiedName~RaftSimulationTests.ReplaySeed</c>.
-/// The soak (<c>[Trait("Category", "Soak")]</c>) runs FRESHET_RAFT_SEEDS seeds per quorum size.
+/// <c>FRESHET_RAFT_SEED=123 FRESHET_RAFT_VOTERS=3 dotnet test tests/Freshet.Metadata.Tests --filter FullyQualifiedName~RaftSimulationTests.ReplaySeed</c>
+/// (FRESHET_RAFT_OBSERVERS and FRESHET_RAFT_FAULT_MS too when the run was not a default one).
+/// The soak (<c>[Trait("Category", "Soak")]</c>) runs FRESHET_RAFT_SEEDS (default 10,000) longer seeds per quorum size.
 /// </summary>
 public sealed class RaftSimulationTests(ITestOutputHelper output)
 {
@@ -28,10 +29,10 @@ public sealed class RaftSimulationTests(ITestOutputHelper output)
     [Trait("Category", "Soak")]
     public void Soak()
     {
-        int seeds = int.TryParse(Environment.GetEnvironmentVariable("FRESHET_RAFT_SEEDS"), CultureInfo.InvariantCulture, out int n) ? n : 20_000;
+        int seeds = Env("FRESHET_RAFT_SEEDS", 10_000);
         // Different seeds from the default suite's, and a longer fault phase.
         RunSeeds(new SimOptions { Voters = 3, FaultPhaseMs = 20_000 }, 1_000_000, seeds);
-        RunSeeds(new SimOptions { Voters = 5, FaultPhaseMs = 20_000 }, 2_000_000, seeds);
+        RunSeeds(new SimOptions { Voters = 5, Observers = 2, FaultPhaseMs = 20_000 }, 2_000_000, seeds);
     }
 
     /// <summary>Replays FRESHET_RAFT_SEED (with FRESHET_RAFT_VOTERS voters) and prints its whole trace; passes trivially without it.</summary>
@@ -39,9 +40,17 @@ public sealed class RaftSimulationTests(ITestOutputHelper output)
     public void ReplaySeed()
     {
         if (!int.TryParse(Environment.GetEnvironmentVariable("FRESHET_RAFT_SEED"), CultureInfo.InvariantCulture, out int seed)) return;
-        int voters = int.TryParse(Environment.GetEnvironmentVariable("FRESHET_RAFT_VOTERS"), CultureInfo.InvariantCulture, out int v) ? v : 3;
-        long faultPhase = long.TryParse(Environment.GetEnvironmentVariable("FRESHET_RAFT_FAULT_MS"), CultureInfo.InvariantCulture, out long f) ? f : new SimOptions().FaultPhaseMs;
-        var sim = new RaftSimulation(seed, new SimOptions { Voters = voters, FaultPhaseMs = faultPhase, FullTrace = true });
+        var defaults = new SimOptions();
+        var options = defaults with
+        {
+            Voters = Env("FRESHET_RAFT_VOTERS", defaults.Voters),
+            Observers = Env("FRESHET_RAFT_OBSERVERS", defaults.Observers),
+            FaultPhaseMs = Env("FRESHET_RAFT_FAULT_MS", (int)defaults.FaultPhaseMs),
+            ForgetVotes = Environment.GetEnvironmentVariable("FRESHET_RAFT_BUG") == "forget-votes",
+            SkipFlush = Environment.GetEnvironmentVariable("FRESHET_RAFT_BUG") == "skip-flush",
+            FullTrace = true,
+        };
+        var sim = new RaftSimulation(seed, options);
         try
         {
             var stats = sim.Run();
@@ -54,6 +63,9 @@ public sealed class RaftSimulationTests(ITestOutputHelper output)
             throw;
         }
     }
+
+    private static int Env(string name, int fallback) =>
+        int.TryParse(Environment.GetEnvironmentVariable(name), CultureInfo.InvariantCulture, out int v) ? v : fallback;
 
     /// <summary>The same seed gives the same run, event for event.</summary>
     [Fact]
