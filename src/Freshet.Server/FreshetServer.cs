@@ -3,6 +3,7 @@ using System.Globalization;
 using Freshet.Broker;
 using Freshet.Broker.Groups;
 using Freshet.Broker.Handlers;
+using Freshet.Broker.Lifecycle;
 using Freshet.Broker.Replication;
 using Freshet.Metadata.Controller;
 using Freshet.Metadata.Image;
@@ -46,6 +47,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
     private readonly bool _deleteData;
     private LogSyncer? _syncer;
     private (CancellationTokenSource Stop, Task Run)? _sessions;
+    private BrokerLifecycleManager? _lifecycle;
     private GroupCoordinator? _groups;
     private int _disposed;
 
@@ -133,6 +135,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
         LocalMetadataLog? metadataLog = null;
         SocketServer? sockets = null;
         GroupCoordinator? groups = null;
+        BrokerLifecycleManager? lifecycle = null;
         try
         {
             logs.Startup();
@@ -177,20 +180,28 @@ public sealed partial class FreshetServer : IAsyncDisposable
                 MaxFetchWaitMs = config.FetchMaxWaitCapMs,
                 ProducerIdExpirationMs = config.ProducerIdExpirationMs,
                 Replication = config.Replication,
+                BrokerEpoch = () => lifecycle?.BrokerEpoch ?? -1,
             };
             var cache = new MetadataCache(controller.Image);
-            var replicas = new ReplicaManager(brokerOptions, logs, loggers.CreateLogger<ReplicaManager>());
+            // This node is its own controller: the broker reaches it in-process, through the same handlers remote brokers reach over TCP.
+            var controllerChannel = new LocalControllerChannel(controllerDispatcher);
+            var replicas = new ReplicaManager(brokerOptions, logs, loggers.CreateLogger<ReplicaManager>(), nodeClient: null,
+                new ControllerAlterPartitionSender(controllerChannel, config.NodeId, brokerOptions.BrokerEpoch), time, loggers);
             controller.AddListener(cache);
             controller.AddListener(replicas);
             controller.Start();
-            long brokerEpoch = controller.RegisterBroker(config.NodeId, Uuid.Random(), advertised, config.Rack);
+
+            new ApiVersionsHandler(controllerDispatcher, cache).Register();
+            new ControllerApisHandler(controllerDispatcher, controller, isActive: () => true).Register();
+            lifecycle = new BrokerLifecycleManager(new BrokerIdentity(config.NodeId, clusterId, advertised, config.Rack), controllerChannel,
+                () => controller.Image.Offset, config.BrokerHeartbeatIntervalMs, loggers.CreateLogger<BrokerLifecycleManager>());
+            lifecycle.Start();
+            // Serve clients once the controller has unfenced this broker (immediately on a node that is its own controller).
+            if (!lifecycle.Unfenced.Wait(TimeSpan.FromSeconds(30)))
+                throw new TimeoutException("the controller did not unfence this broker within 30 s");
+            Func<long> brokerEpoch = () => lifecycle.BrokerEpoch;
 
             new ApiVersionsHandler(dispatcher, cache).Register();
-            if (config.ControllerListenerNames.Count > 0)
-            {
-                new ApiVersionsHandler(controllerDispatcher, cache).Register();
-                new ControllerApisHandler(controllerDispatcher, controller, isActive: () => true).Register();
-            }
             new MetadataHandler(dispatcher, brokerOptions, cache, controller).Register();
             new ProduceHandler(dispatcher, replicas, cache).Register();
             new FetchHandler(dispatcher, brokerOptions, replicas, cache).Register();
@@ -200,7 +211,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
             new ConfigsHandler(dispatcher, brokerOptions, controller, cache).Register();
             new LogDirsHandler(dispatcher, logs).Register();
             new ReassignmentHandler(dispatcher, controller).Register();
-            new ProducerIdHandler(dispatcher, new ProducerIdManager(controller, config.NodeId, () => brokerEpoch)).Register();
+            new ProducerIdHandler(dispatcher, new ProducerIdManager(controller, config.NodeId, brokerEpoch)).Register();
             groups = new GroupCoordinator(config.Groups, replicas, cache, controller, time, loggers.CreateLogger<GroupCoordinator>());
             new CoordinatorHandler(dispatcher, groups, cache).Register();
             new GroupMembershipHandler(dispatcher, groups).Register();
@@ -216,7 +227,8 @@ public sealed partial class FreshetServer : IAsyncDisposable
             return new FreshetServer(config, logger, logs, metadataLog, sockets, controller, replicas, bootstrap, options.DeleteDataOnDispose, sw.Elapsed)
             {
                 _syncer = syncer,
-                _sessions = StartSessionLoop(controller, config, () => brokerEpoch, logger),
+                _sessions = StartSessionLoop(controller, config, logger),
+                _lifecycle = lifecycle,
                 _groups = groups,
             };
         }
@@ -224,6 +236,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
         {
             if (sockets is not null) sockets.DisposeAsync().AsTask().GetAwaiter().GetResult();
             groups?.Dispose();
+            lifecycle?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             logs.DisposeAsync().AsTask().GetAwaiter().GetResult();
             metadataLog?.Dispose();
             syncer.Dispose();
@@ -232,11 +245,11 @@ public sealed partial class FreshetServer : IAsyncDisposable
     }
 
     /// <summary>
-    /// The controller's clock work: this node's own broker heartbeats (in-process), fencing of
-    /// brokers whose sessions expired, every broker.heartbeat.interval.ms, and preferred-leader
+    /// The controller's clock work: fencing of brokers whose sessions expired, every
+    /// broker.heartbeat.interval.ms (or a third of the session), and preferred-leader
     /// balancing every leader.imbalance.check.interval.seconds.
     /// </summary>
-    private static (CancellationTokenSource, Task) StartSessionLoop(QuorumController controller, BrokerConfig config, Func<long> brokerEpoch, ILogger logger)
+    private static (CancellationTokenSource, Task) StartSessionLoop(QuorumController controller, BrokerConfig config, ILogger logger)
     {
         var stop = new CancellationTokenSource();
         int interval = Math.Min(config.BrokerHeartbeatIntervalMs, Math.Max(1, config.BrokerSessionTimeoutMs / 3));
@@ -250,7 +263,6 @@ public sealed partial class FreshetServer : IAsyncDisposable
                 {
                     try
                     {
-                        controller.Heartbeat(config.NodeId, brokerEpoch(), controller.Image.Offset, wantFence: false, wantShutDown: false);
                         controller.FenceExpiredBrokers();
                         if (config.AutoLeaderRebalanceEnable && Environment.TickCount64 >= nextBalanceCheck)
                         {
@@ -301,6 +313,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         var sw = Stopwatch.StartNew();
         await _sockets.DisposeAsync().ConfigureAwait(false);
+        if (_lifecycle is not null) await _lifecycle.DisposeAsync().ConfigureAwait(false);
         if (_sessions is { } sessions)
         {
             await sessions.Stop.CancelAsync().ConfigureAwait(false);

@@ -14,6 +14,8 @@ public sealed class QuorumControllerClusterTests : IDisposable
     {
         public long NowMs = 1_700_000_000_000;
         public override DateTimeOffset GetUtcNow() => DateTimeOffset.FromUnixTimeMilliseconds(NowMs);
+        public override long TimestampFrequency => 1000;
+        public override long GetTimestamp() => NowMs;
     }
 
     private readonly string _dir = Path.Combine(Path.GetTempPath(), "freshet-ctl-" + Guid.NewGuid().ToString("N")[..8]);

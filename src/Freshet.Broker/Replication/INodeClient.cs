@@ -18,4 +18,10 @@ public sealed class NodeUnreachableException : IOException
     public NodeUnreachableException(string message) : base(message) { }
 
     public NodeUnreachableException(string message, Exception inner) : base(message, inner) { }
+
+    public NodeUnreachableException(int nodeId, string reason, Exception? inner = null)
+        : base($"node {nodeId} unreachable: {reason}", inner) => NodeId = nodeId;
+
+    /// <summary>The node that could not be reached, -1 when not given.</summary>
+    public int NodeId { get; } = -1;
 }

@@ -23,7 +23,8 @@ public sealed partial class QuorumController
     private readonly Dictionary<int, long> _lastHeartbeatMs = [];
     private readonly Dictionary<int, long> _registrationOffsets = [];
 
-    private long NowMs => Options.Time.GetUtcNow().ToUnixTimeMilliseconds();
+    /// <summary>Monotonic milliseconds (sessions must not expire when the wall clock jumps).</summary>
+    private long NowMs => Options.Time.GetTimestamp() / Math.Max(1, Options.Time.TimestampFrequency / 1000);
 
     /// <summary>
     /// BrokerRegistration: a broker announces itself (fenced until its heartbeats show it caught up).

@@ -91,32 +91,6 @@ public sealed partial class QuorumController
 
     // ================================================================ brokers
 
-    /// <summary>Registers (or re-registers) a broker and unfences it; returns its new broker epoch.</summary>
-    public long RegisterBroker(int brokerId, Uuid incarnationId, IReadOnlyList<BrokerEndpoint> endpoints, string? rack)
-    {
-        lock (_lock)
-        {
-            long epoch = _log.EndOffset;
-            var reg = new RegisterBrokerRecord
-            {
-                BrokerId = brokerId,
-                IncarnationId = incarnationId,
-                BrokerEpoch = epoch,
-                Rack = rack,
-                Fenced = true,
-                EndPoints = [.. endpoints.Select(e => new RegisterBrokerRecord.BrokerEndpoint
-                {
-                    Name = e.Name, Host = e.Host, Port = (ushort)e.Port, SecurityProtocol = e.SecurityProtocol,
-                })],
-            };
-            Commit([
-                new VersionedRecord((short)MetadataRecordType.RegisterBroker, 2, reg),
-                new VersionedRecord((short)MetadataRecordType.UnfenceBroker, 0, new UnfenceBrokerRecord { Id = brokerId, Epoch = epoch }),
-            ]);
-            return epoch;
-        }
-    }
-
     // ================================================================ topics
 
     public IReadOnlyList<CreateTopicResult> CreateTopics(IReadOnlyList<NewTopic> topics, bool validateOnly)
