@@ -116,22 +116,7 @@ public sealed class FileQuorumStateStore : IQuorumStateStore
             RandomAccess.FlushToDisk(h);
         }
         File.Move(tmp, Path, overwrite: true);
-        if (dir is not null) FsyncDirectory(dir);
-    }
-
-    /// <summary>Makes the rename durable on Linux (opening a directory read-only and fsyncing it); a no-op where that is refused.</summary>
-    private static void FsyncDirectory(string dir)
-    {
-        if (OperatingSystem.IsWindows()) return;
-        try
-        {
-            using var h = File.OpenHandle(dir, FileMode.Open, FileAccess.Read);
-            RandomAccess.FlushToDisk(h);
-        }
-        catch (Exception e) when (e is UnauthorizedAccessException or IOException)
-        {
-            // .NET refuses to open directories on some platforms; the file itself was fsynced.
-        }
+        if (dir is not null) DirectorySync.Fsync(dir);
     }
 
     public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"quorum state at {Path}");
