@@ -3,7 +3,10 @@ using System.Globalization;
 using System.Text;
 using Freshet.Metadata.Raft;
 using Freshet.Protocol.Messages;
+using Freshet.Protocol.Records;
 using Freshet.Protocol.Wire;
+using Freshet.Storage.Segments;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Freshet.Metadata.Tests.Raft;
 
@@ -33,6 +36,13 @@ public sealed record SimOptions
 
     /// <summary>Keep a full event trace (replays); otherwise the last events only.</summary>
     public bool FullTrace { get; init; }
+
+    /// <summary>
+    /// When set, every node keeps its log in a <see cref="PartitionRaftLog"/> under a fresh directory
+    /// below this one (deleted after the run), with small segments; a crash closes the files unflushed,
+    /// cuts a random part of what was not flushed (possibly mid-batch, a torn tail) and reopens the log.
+    /// </summary>
+    public string? LogDirectory { get; init; }
 }
 
 /// <summary>What one run did, to show the faults were real.</summary>
@@ -63,6 +73,7 @@ public sealed class RaftSimulation
     private readonly HashSet<(int From, int To)> _cut = [];
     private readonly Dictionary<long, PendingRequest> _pending = [];
     private readonly StringBuilder? _fullTrace;
+    private readonly string? _logRoot;
 
     // the checker's memory
     private readonly List<RaftEntry> _committed = [];
@@ -93,6 +104,7 @@ public sealed class RaftSimulation
         _options = options;
         _rng = new Random(seed);
         if (options.FullTrace) _fullTrace = new StringBuilder();
+        if (options.LogDirectory is { } root) _logRoot = Path.Combine(root, string.Create(CultureInfo.InvariantCulture, $"seed-{seed}-{Guid.NewGuid():N}"));
         var voters = Enumerable.Range(1, options.Voters).ToArray();
         foreach (int id in voters) AddNode(id, voters);
         for (int i = 0; i < options.Observers; i++) AddNode(ObserverIdBase + i, voters);
@@ -149,8 +161,13 @@ public sealed class RaftSimulation
         {
             Fail($"a node threw: {e}");
         }
+        finally
+        {
+            foreach (var n in _nodes) n.CloseLog();
+            if (_logRoot is not null && Directory.Exists(_logRoot)) Directory.Delete(_logRoot, recursive: true);
+        }
         return new SimStats(_now, _eventCount, _nodes.Max(n => n.Store.Read()?.Epoch ?? 0), _committed.Count, _crashes, _partitions,
-            _snapshotsCreated, _snapshotsInstalled, _nodes.Sum(n => n.Log.TruncationCount), _dropped, _duplicated);
+            _snapshotsCreated, _snapshotsInstalled, _nodes.Sum(n => n.TruncationCount), _dropped, _duplicated);
     }
 
     private void At(long time, Action action) => _events.Enqueue(action, (time, _seq++));
@@ -162,7 +179,8 @@ public sealed class RaftSimulation
 
     private void Fail(string message)
     {
-        string bug = _options.ForgetVotes ? "FRESHET_RAFT_BUG=forget-votes " : _options.SkipFlush ? "FRESHET_RAFT_BUG=skip-flush " : "";
+        string bug = (_options.ForgetVotes ? "FRESHET_RAFT_BUG=forget-votes " : _options.SkipFlush ? "FRESHET_RAFT_BUG=skip-flush " : "")
+            + (_options.LogDirectory is not null ? "FRESHET_RAFT_LOG=file " : "");
         throw new SimulationFailure(string.Create(CultureInfo.InvariantCulture,
             $"seed {_seed} ({_options.Voters} voters, {_options.Observers} observers) at {_now} ms: {message}\n"
             + $"replay: {bug}FRESHET_RAFT_SEED={_seed} FRESHET_RAFT_VOTERS={_options.Voters} FRESHET_RAFT_OBSERVERS={_options.Observers} "
@@ -401,6 +419,9 @@ public sealed class RaftSimulation
     /// <summary>One message across the network: maybe lost, maybe twice, after a random delay (so reordered).</summary>
     private void Transmit(int from, int to, object message, Action<object> deliver)
     {
+        // A file-backed leader answers fetches with a file range the transport would sendfile; on this
+        // network the bytes are read now, when the real transport would send them.
+        if (message is FetchResponse fr && RaftMessages.Partition(fr) is { Records: FileRecords file } fp) fp.Records = new RecordSet(file.ReadAll());
         if (_cut.Contains((from, to)) || _rng.NextDouble() < _dropRate)
         {
             _dropped++;
@@ -457,11 +478,31 @@ public sealed class RaftSimulation
 
     private sealed class SimNode(RaftSimulation sim, int id, RaftConfig config) : IRaftTransport
     {
+        private readonly string? _logDir = sim._logRoot is { } root ? Path.Combine(root, string.Create(CultureInfo.InvariantCulture, $"node-{id}")) : null;
         private long _scheduledPollAt = long.MaxValue;
+        private int _truncationsBefore;
 
         public int Id { get; } = id;
         public RaftConfig Config { get; } = config;
-        public MemoryRaftLog Log { get; } = new();
+
+        public IRaftLog Log { get; private set; } =
+            sim._logRoot is { } root ? OpenFileLog(Path.Combine(root, string.Create(CultureInfo.InvariantCulture, $"node-{id}"))) : new MemoryRaftLog();
+
+        public int TruncationCount => _truncationsBefore + Log switch
+        {
+            MemoryRaftLog m => m.TruncationCount,
+            PartitionRaftLog p => p.TruncationCount,
+            _ => 0,
+        };
+
+        /// <summary>Small segments, so that rolls and the deletion of whole segments below a snapshot happen.</summary>
+        private static PartitionRaftLog OpenFileLog(string dir) => PartitionRaftLog.Open(dir, TimeProvider.System, NullLoggerFactory.Instance,
+            new Dictionary<string, string> { ["segment.bytes"] = "2048" });
+
+        public void CloseLog()
+        {
+            if (Log is PartitionRaftLog p) p.Dispose();
+        }
         public MemoryQuorumStateStore Store { get; } = new();
         public RaftNode? Node { get; private set; }
         public SimListener? Listener { get; private set; }
@@ -490,7 +531,50 @@ public sealed class RaftSimulation
             Node = null;
             Listener = null;
             Incarnation++;
-            Log.Crash(rng);
+            if (Log is MemoryRaftLog m)
+            {
+                m.Crash(rng);
+                return;
+            }
+            var file = (PartitionRaftLog)Log;
+            _truncationsBefore += file.TruncationCount;
+            long flushed = file.FlushedEndOffset;
+            string dir = file.Dir;
+            file.CloseWithoutFlush();
+            LoseUnflushed(dir, flushed, rng);
+            Log = OpenFileLog(_logDir!);
+        }
+
+        /// <summary>
+        /// What a machine crash may do to the segment files: keep the flushed batches, a random number of
+        /// the unflushed ones after them, and maybe part of the next (a torn batch recovery must cut).
+        /// </summary>
+        private static void LoseUnflushed(string dir, long flushedEndOffset, Random rng)
+        {
+            var segments = Directory.EnumerateFiles(dir, "*.log")
+                .Select(f => (Base: long.Parse(Path.GetFileNameWithoutExtension(f), CultureInfo.InvariantCulture), Path: f))
+                .OrderBy(s => s.Base).ToList();
+            var batches = new List<(int Segment, long Position, int Size)>();
+            var header = new byte[RecordBatch.HeaderSize];
+            for (int s = 0; s < segments.Count; s++)
+            {
+                using var h = File.OpenHandle(segments[s].Path);
+                long length = RandomAccess.GetLength(h), pos = 0;
+                while (pos + header.Length <= length && RandomAccess.Read(h, header, pos) == header.Length)
+                {
+                    int size = RecordBatch.PeekSize(header);
+                    if (size < RecordBatch.HeaderSize || pos + size > length) break;
+                    if (new RecordBatch(header).NextOffset > flushedEndOffset) batches.Add((s, pos, size));
+                    pos += size;
+                }
+            }
+            if (batches.Count == 0) return;
+            int keep = rng.Next(batches.Count + 1);
+            if (keep == batches.Count) return;
+            var (segment, position, batchSize) = batches[keep];
+            long cut = position + (rng.Next(2) == 0 ? 0 : rng.Next(1, batchSize));
+            using (var f = new FileStream(segments[segment].Path, FileMode.Open)) f.SetLength(cut);
+            for (int s = segment + 1; s < segments.Count; s++) File.Delete(segments[s].Path);
         }
 
         /// <summary>A driver polls after every call into the node, and again when the node asks.</summary>

@@ -9,7 +9,7 @@ namespace Freshet.Metadata.Tests.Raft;
 /// different schedule of crashes, partitions, lost, duplicated and reordered messages. A failure names
 /// its seed and the command that replays just it with a full trace:
 /// <c>FRESHET_RAFT_SEED=123 FRESHET_RAFT_VOTERS=3 dotnet test tests/Freshet.Metadata.Tests --filter FullyQualifiedName~RaftSimulationTests.ReplaySeed</c>
-/// (FRESHET_RAFT_OBSERVERS and FRESHET_RAFT_FAULT_MS too when the run was not a default one).
+/// (FRESHET_RAFT_OBSERVERS, FRESHET_RAFT_FAULT_MS and FRESHET_RAFT_LOG=file too when the run was not a default one).
 /// The soak (<c>[Trait("Category", "Soak")]</c>) runs FRESHET_RAFT_SEEDS (default 10,000) longer seeds per quorum size.
 /// </summary>
 public sealed class RaftSimulationTests(ITestOutputHelper output)
@@ -24,6 +24,18 @@ public sealed class RaftSimulationTests(ITestOutputHelper output)
 
     [Fact]
     public void OneVoterAndAnObserverStaySafeAndLive() => RunSeeds(new SimOptions { Voters = 1 }, 0, 200);
+
+    /// <summary>
+    /// The same quorum over <see cref="PartitionRaftLog"/>s on disk (tmpfs when there is one): a crash closes
+    /// the files unflushed and cuts a random part of the unflushed tail, possibly mid-batch, before the log
+    /// is reopened and recovered.
+    /// </summary>
+    [Fact]
+    public void ThreeVotersOnFileLogsStaySafeAndLive()
+    {
+        using var dir = new TempDir();
+        RunSeeds(new SimOptions { Voters = 3, LogDirectory = dir.Path }, 0, Env("FRESHET_RAFT_FILE_SEEDS", 300));
+    }
 
     [Fact]
     [Trait("Category", "Soak")]
@@ -50,6 +62,8 @@ public sealed class RaftSimulationTests(ITestOutputHelper output)
             SkipFlush = Environment.GetEnvironmentVariable("FRESHET_RAFT_BUG") == "skip-flush",
             FullTrace = true,
         };
+        using var dir = new TempDir();
+        if (Environment.GetEnvironmentVariable("FRESHET_RAFT_LOG") == "file") options = options with { LogDirectory = dir.Path };
         var sim = new RaftSimulation(seed, options);
         try
         {
@@ -127,6 +141,29 @@ public sealed class RaftSimulationTests(ITestOutputHelper output)
         Assert.NotNull(caught);
         output.WriteLine(caught.Message);
         Assert.Matches("committed|drop committed entries", caught.Message);
+    }
+
+    /// <summary>The file logs' crashes lose data too: nodes that never flush lose committed entries on them.</summary>
+    [Fact]
+    public void CheckerCatchesCommittedEntriesLostToUnflushedFileLogs()
+    {
+        using var dir = new TempDir();
+        SimulationFailure? caught = null;
+        for (int seed = 0; seed < 500 && caught is null; seed++)
+        {
+            try
+            {
+                new RaftSimulation(seed, new SimOptions { Voters = 3, SkipFlush = true, LogDirectory = dir.Path }).Run();
+            }
+            catch (SimulationFailure e) when (!e.Message.Contains("liveness", StringComparison.Ordinal))
+            {
+                caught = e;
+            }
+        }
+        Assert.NotNull(caught);
+        output.WriteLine(caught.Message);
+        Assert.Matches("committed|drop committed entries", caught.Message);
+        Assert.Contains("FRESHET_RAFT_LOG=file", caught.Message, StringComparison.Ordinal);
     }
 
     private void RunSeeds(SimOptions options, int firstSeed, int count)
