@@ -404,6 +404,7 @@ public sealed class PartitionRaftLogTests : IDisposable
         var file = Assert.IsType<FileRecords>(records);
         Assert.Equal(log.Read(0, 1000).ToArray(), file.ReadAll());
         Assert.Same(RecordSet.Empty, log.ReadForFetch(3, 1000));
+        Assert.IsType<FileRecords>(((IRaftLog)log).ReadForFetch(0, 1000)); // the node calls it through the interface
     }
 
     [Fact]
