@@ -6,7 +6,7 @@ namespace Freshet.Broker;
 /// Hands out producer ids for InitProducerId from blocks the controller allocates durably
 /// (AllocateProducerIds / ProducerIdsRecord), so ids are never reused across restarts.
 /// </summary>
-public sealed class ProducerIdManager(QuorumController controller, int brokerId, Func<long> brokerEpoch)
+public sealed class ProducerIdManager(Lifecycle.ControllerOperations controller, int brokerId, Func<long> brokerEpoch)
 {
     private readonly Lock _lock = new();
     private long _next;

@@ -59,6 +59,9 @@ public sealed class RequestDispatcher(bool enableUnstableVersions = false)
 
     public bool IsApiSupported(short apiKey) => apiKey >= 0 && _handlers[apiKey] is not null;
 
+    /// <summary>The handler registered for an API, or null.</summary>
+    public ApiHandler? HandlerOf(ApiKey key) => _handlers[(short)key];
+
     public ValueTask<IApiMessage?> DispatchAsync(RequestContext context, IApiMessage request)
     {
         var handler = _handlers[context.ApiKey] ?? throw new InvalidOperationException($"no handler for API {context.ApiKey}");

@@ -6,6 +6,7 @@ const string usage = """
 
     commands:
       server     run a Freshet node (broker + controller)
+      cluster    start a local cluster of several nodes (cluster up)
       topics     create, list, describe, alter, delete topics
       groups     list, describe, delete consumer groups; delete or reset their offsets
       produce    send lines from stdin to a topic
@@ -27,6 +28,7 @@ try
     return args[0] switch
     {
         "server" => rest.Contains("--help") ? Help(ServerCommand.Usage) : await ServerCommand.RunAsync(rest),
+        "cluster" => await ClusterCommand.RunAsync(rest),
         "topics" => await TopicsCommand.RunAsync(rest),
         "groups" => await GroupsCommand.RunAsync(rest),
         "produce" => rest.Contains("--help") ? Help(ProduceCommand.Usage) : await ProduceCommand.RunAsync(rest),

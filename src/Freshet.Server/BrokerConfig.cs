@@ -38,6 +38,7 @@ public sealed class BrokerConfig
             .Define("log.dir", ConfigType.String, "./data", "Directory for partition logs when log.dirs is not set.", readOnly: true)
             .Define("metadata.log.dir", ConfigType.String, null, "Directory of the metadata log; defaults to the first log directory.", readOnly: true)
             .Define("broker.rack", ConfigType.String, null, "Rack of this broker.", readOnly: true)
+            .Define("cluster.id", ConfigType.String, null, "Freshet: the cluster id new log directories are formatted with (kafka-storage format -t); the same on every node of a cluster, and it must match directories already formatted.", readOnly: true)
             .Define("controller.listener.names", ConfigType.List, "", "Listeners that serve the controller APIs (the quorum and brokers' calls), not clients.", readOnly: true)
             .Define("controller.quorum.voters", ConfigType.List, "", "The controller quorum: id@host:port of every voter; empty for a single combined node.", readOnly: true)
             .Define("inter.broker.listener.name", ConfigType.String, null, "Listener brokers use to reach each other; defaults to the first non-controller listener.", readOnly: true)
@@ -128,6 +129,7 @@ public sealed class BrokerConfig
         MetadataLogDir = Get("metadata.log.dir") ?? LogDirs[0];
         Rack = Get("broker.rack");
         ControllerListenerNames = GetList("controller.listener.names");
+        ClusterIdOverride = Get("cluster.id");
         QuorumVoters = GetList("controller.quorum.voters");
         BrokerSessionTimeoutMs = GetInt("broker.session.timeout.ms");
         BrokerHeartbeatIntervalMs = GetInt("broker.heartbeat.interval.ms");
@@ -215,6 +217,9 @@ public sealed class BrokerConfig
     public IReadOnlyList<string> LogDirs { get; }
     public string MetadataLogDir { get; }
     public string? Rack { get; }
+
+    /// <summary>cluster.id (Freshet): formats new directories; null generates one on a first start.</summary>
+    public string? ClusterIdOverride { get; }
 
     /// <summary>controller.listener.names</summary>
     public IReadOnlyList<string> ControllerListenerNames { get; }

@@ -8,6 +8,9 @@ using Freshet.Broker.Replication;
 using Freshet.Metadata.Controller;
 using Freshet.Metadata.Image;
 using Freshet.Metadata.Log;
+using Freshet.Metadata.Raft;
+using Freshet.Protocol;
+using Freshet.Protocol.Messages;
 using Freshet.Network;
 using Freshet.Protocol.Wire;
 using Freshet.Storage;
@@ -42,23 +45,19 @@ public sealed partial class FreshetServer : IAsyncDisposable
 {
     private readonly ILogger _logger;
     private readonly LogManager _logs;
-    private readonly LocalMetadataLog _metadataLog;
-    private readonly SocketServer _sockets;
+    private readonly Parts _parts;
     private readonly bool _deleteData;
     private LogSyncer? _syncer;
     private (CancellationTokenSource Stop, Task Run)? _sessions;
-    private BrokerLifecycleManager? _lifecycle;
-    private GroupCoordinator? _groups;
     private int _disposed;
 
-    private FreshetServer(BrokerConfig config, ILogger logger, LogManager logs, LocalMetadataLog metadataLog, SocketServer sockets,
+    private FreshetServer(BrokerConfig config, ILogger logger, LogManager logs, Parts parts,
         QuorumController controller, ReplicaManager replicas, string bootstrap, bool deleteData, TimeSpan startup)
     {
         Config = config;
         _logger = logger;
         _logs = logs;
-        _metadataLog = metadataLog;
-        _sockets = sockets;
+        _parts = parts;
         Controller = controller;
         Replicas = replicas;
         BootstrapServers = bootstrap;
@@ -77,8 +76,11 @@ public sealed partial class FreshetServer : IAsyncDisposable
     public string ClusterId => Controller.Image.ClusterId;
 
     /// <summary>Every listener's bound address (with the real port when port 0 was configured).</summary>
-    public IReadOnlyList<(string Name, System.Net.IPEndPoint EndPoint)> BoundListeners => _sockets.BoundEndpoints;
-    public int ConnectionCount => _sockets.ConnectionCount;
+    public IReadOnlyList<(string Name, System.Net.IPEndPoint EndPoint)> BoundListeners => _parts.Sockets!.BoundEndpoints;
+    public int ConnectionCount => _parts.Sockets!.ConnectionCount;
+
+    /// <summary>The metadata quorum as this node sees it (leader, epoch, high watermark).</summary>
+    public RaftDriver.RaftState Quorum => _parts.Raft!.State;
 
     /// <summary>From the call to start until the listeners accepted connections.</summary>
     public TimeSpan StartupTime { get; }
@@ -110,10 +112,11 @@ public sealed partial class FreshetServer : IAsyncDisposable
         var logger = loggers.CreateLogger<FreshetServer>();
         var config = new BrokerConfig(options.Properties);
         foreach (var k in config.Unknown) LogUnknownKey(logger, k);
-        if (!config.ProcessRoles.Contains("broker") || !config.ProcessRoles.Contains("controller"))
-            throw new NotSupportedException("this version runs combined broker,controller nodes only (process.roles=broker,controller)");
+        bool isBroker = config.ProcessRoles.Contains("broker");
+        bool isController = config.ProcessRoles.Contains("controller");
+        var voters = QuorumTopology(config);
 
-        string clusterId = MetaProperties.EnsureFormatted(config.LogDirs.Append(config.MetadataLogDir), config.NodeId);
+        string clusterId = MetaProperties.EnsureFormatted(config.LogDirs.Append(config.MetadataLogDir), config.NodeId, config.ClusterIdOverride);
         var syncer = new LogSyncer();
 
         var logs = new LogManager(new LogManagerOptions
@@ -132,25 +135,11 @@ public sealed partial class FreshetServer : IAsyncDisposable
             CleanerDedupeBufferLoadFactor = config.CleanerDedupeBufferLoadFactor,
             CleanerIoBufferSize = config.CleanerIoBufferSize,
         }, time, loggers);
-        LocalMetadataLog? metadataLog = null;
-        SocketServer? sockets = null;
-        GroupCoordinator? groups = null;
-        BrokerLifecycleManager? lifecycle = null;
+        var parts = new Parts();
         try
         {
             logs.Startup();
-            metadataLog = LocalMetadataLog.Open(config.MetadataLogDir, time, loggers);
-            var controller = new QuorumController(new ControllerOptions
-            {
-                NodeId = config.NodeId,
-                ClusterId = clusterId,
-                DefaultNumPartitions = config.NumPartitions,
-                DefaultReplicationFactor = config.DefaultReplicationFactor,
-                TopicDefaults = config.TopicDefaults,
-                BrokerSessionTimeoutMs = config.BrokerSessionTimeoutMs,
-                Time = time,
-            }, metadataLog, loggers.CreateLogger<QuorumController>());
-
+            var raftConfig = new RaftConfig { NodeId = config.NodeId, Voters = [.. voters.Keys], ClusterId = clusterId };
             var network = new NetworkOptions
             {
                 Listeners = [.. config.Listeners.Select(l => new ListenerEndpoint(l.Name, l.Host, l.Port))],
@@ -161,12 +150,41 @@ public sealed partial class FreshetServer : IAsyncDisposable
                 SocketReceiveBufferBytes = config.SocketReceiveBufferBytes,
             };
             var dispatcher = new RequestDispatcher(config.UnstableApiVersionsEnable);
-            // The controller listener serves the controller's APIs only (brokers' calls; the quorum's come with Raft).
+            // The controller listener serves the quorum's and the brokers' controller APIs, not the client ones.
             var controllerDispatcher = new RequestDispatcher(config.UnstableApiVersionsEnable);
-            sockets = new SocketServer(network, dispatcher, loggers,
+            parts.Sockets = new SocketServer(network, dispatcher, loggers,
                 config.ControllerListenerNames.ToDictionary(n => n, _ => controllerDispatcher, StringComparer.Ordinal));
-            sockets.Bind();
-            var advertised = Advertise(config, sockets);
+            parts.Sockets.Bind();
+            var advertised = Advertise(config, parts.Sockets);
+
+            // ---- the metadata quorum (a quorum of one on a single combined node) and the image it feeds
+            parts.ControllerNodes = new NodeClient(id => voters.TryGetValue(id, out var v) && v is { } e ? (e.Host, e.Port) : null,
+                new NodeClientOptions { ClientId = $"freshet-{config.NodeId}-controller-channel", RequestTimeoutMs = raftConfig.RequestTimeoutMs },
+                loggers.CreateLogger<NodeClient>());
+            var controllerNodes = parts.ControllerNodes;
+            parts.Raft = new RaftDriver(raftConfig, (to, request, ct) => SendRaftAsync(controllerNodes, controllerDispatcher, to, request, ct),
+                time, loggers.CreateLogger<RaftDriver>());
+            var raft = parts.Raft;
+            var controller = new QuorumController(new ControllerOptions
+            {
+                NodeId = config.NodeId,
+                ClusterId = clusterId,
+                DefaultNumPartitions = config.NumPartitions,
+                DefaultReplicationFactor = config.DefaultReplicationFactor,
+                TopicDefaults = config.TopicDefaults,
+                BrokerSessionTimeoutMs = config.BrokerSessionTimeoutMs,
+                Time = time,
+            }, new RaftMetadataLog(raft), loggers.CreateLogger<QuorumController>());
+            var cache = new MetadataCache(controller.Image);
+            controller.AddListener(cache);
+
+            // ---- how this node's broker reaches the active controller
+            // The only voter of its quorum is always its own controller: no network between them.
+            bool remoteCapable = voters.Count > 1 || !isController;
+            IControllerChannel channel = remoteCapable
+                ? new ControllerChannel(controllerNodes, () => raft.State.Leader.LeaderId, loggers.CreateLogger<ControllerChannel>())
+                : new LocalControllerChannel(controllerDispatcher, retryBackoffMs: 10);
+            var operations = new ControllerOperations(controller, remoteCapable ? channel : null, TimeSpan.FromSeconds(30));
 
             var brokerOptions = new BrokerOptions
             {
@@ -180,65 +198,87 @@ public sealed partial class FreshetServer : IAsyncDisposable
                 MaxFetchWaitMs = config.FetchMaxWaitCapMs,
                 ProducerIdExpirationMs = config.ProducerIdExpirationMs,
                 Replication = config.Replication,
-                BrokerEpoch = () => lifecycle?.BrokerEpoch ?? -1,
+                BrokerEpoch = () => parts.Lifecycle?.BrokerEpoch ?? -1,
             };
-            var cache = new MetadataCache(controller.Image);
-            // This node is its own controller: the broker reaches it in-process, through the same handlers remote brokers reach over TCP.
-            var controllerChannel = new LocalControllerChannel(controllerDispatcher);
-            var replicas = new ReplicaManager(brokerOptions, logs, loggers.CreateLogger<ReplicaManager>(), nodeClient: null,
-                new ControllerAlterPartitionSender(controllerChannel, config.NodeId, brokerOptions.BrokerEpoch), time, loggers);
-            controller.AddListener(cache);
-            controller.AddListener(replicas);
-            controller.Start();
+            parts.BrokerNodes = new NodeClient(id => BrokerAddress(cache, config.InterBrokerListenerName, id),
+                new NodeClientOptions { ClientId = $"freshet-{config.NodeId}-replica-fetcher" }, loggers.CreateLogger<NodeClient>());
+            var replicas = new ReplicaManager(brokerOptions, logs, loggers.CreateLogger<ReplicaManager>(), isBroker ? parts.BrokerNodes : null,
+                new ControllerAlterPartitionSender(channel, config.NodeId, brokerOptions.BrokerEpoch), time, loggers);
+            if (isBroker) controller.AddListener(replicas);
 
+            // ---- the controller listener
             new ApiVersionsHandler(controllerDispatcher, cache).Register();
-            new ControllerApisHandler(controllerDispatcher, controller, isActive: () => true).Register();
-            lifecycle = new BrokerLifecycleManager(new BrokerIdentity(config.NodeId, clusterId, advertised, config.Rack), controllerChannel,
-                () => controller.Image.Offset, config.BrokerHeartbeatIntervalMs, loggers.CreateLogger<BrokerLifecycleManager>());
-            lifecycle.Start();
-            // Serve clients once the controller has unfenced this broker (immediately on a node that is its own controller).
-            if (!lifecycle.Unfenced.Wait(TimeSpan.FromSeconds(30)))
-                throw new TimeoutException("the controller did not unfence this broker within 30 s");
-            Func<long> brokerEpoch = () => lifecycle.BrokerEpoch;
+            new QuorumApisHandler(controllerDispatcher, raft, controller).Register();
+            if (isController) new ControllerApisHandler(controllerDispatcher, controller, isActive: () => controller.IsActive).Register();
+            // Admin APIs: served by the controller for requests brokers forward, and by brokers (here, or forwarded).
+            var admin = new RequestDispatcher(config.UnstableApiVersionsEnable);
+            new TopicsHandler(admin, brokerOptions, controller).Register();
+            new ConfigsHandler(admin, brokerOptions, controller, cache).Register();
+            new ReassignmentHandler(admin, controller).Register();
+            foreach (short key in admin.ApiKeys)
+            {
+                var handler = admin.HandlerOf((ApiKey)key)!;
+                if (ForwardedToController(key) is { } notController)
+                {
+                    if (isController) controllerDispatcher.Register((ApiKey)key, handler, admin.IsOrdered(key));
+                    dispatcher.Register((ApiKey)key, operations.Forwarding(handler, notController), admin.IsOrdered(key));
+                }
+                else
+                {
+                    dispatcher.Register((ApiKey)key, handler, admin.IsOrdered(key));
+                }
+            }
 
+            // ---- the client listener
             new ApiVersionsHandler(dispatcher, cache).Register();
-            new MetadataHandler(dispatcher, brokerOptions, cache, controller).Register();
+            new MetadataHandler(dispatcher, brokerOptions, cache, operations).Register();
             new ProduceHandler(dispatcher, replicas, cache).Register();
             new FetchHandler(dispatcher, brokerOptions, replicas, cache).Register();
             new OffsetsHandler(dispatcher, replicas, cache).Register();
             new LeaderEpochHandler(dispatcher, replicas, cache).Register();
-            new TopicsHandler(dispatcher, brokerOptions, controller).Register();
-            new ConfigsHandler(dispatcher, brokerOptions, controller, cache).Register();
             new LogDirsHandler(dispatcher, logs).Register();
-            new ReassignmentHandler(dispatcher, controller).Register();
-            new ProducerIdHandler(dispatcher, new ProducerIdManager(controller, config.NodeId, brokerEpoch)).Register();
-            groups = new GroupCoordinator(config.Groups, replicas, cache, controller, time, loggers.CreateLogger<GroupCoordinator>());
-            new CoordinatorHandler(dispatcher, groups, cache).Register();
-            new GroupMembershipHandler(dispatcher, groups).Register();
-            new OffsetCommitHandler(dispatcher, groups).Register();
-            new GroupAdminHandler(dispatcher, groups).Register();
-            new ConsumerGroupHandler(dispatcher, groups).Register();
+            new ProducerIdHandler(dispatcher, new ProducerIdManager(operations, config.NodeId, brokerOptions.BrokerEpoch)).Register();
+            parts.Groups = new GroupCoordinator(config.Groups, replicas, cache, operations, time, loggers.CreateLogger<GroupCoordinator>());
+            new CoordinatorHandler(dispatcher, parts.Groups, cache).Register();
+            new GroupMembershipHandler(dispatcher, parts.Groups).Register();
+            new OffsetCommitHandler(dispatcher, parts.Groups).Register();
+            new GroupAdminHandler(dispatcher, parts.Groups).Register();
+            new ConsumerGroupHandler(dispatcher, parts.Groups).Register();
 
+            // ---- start: the quorum first (other nodes reach it through the controller listener), then the broker
+            parts.Loader = new MetadataLoader(controller, () => raft.State, canLead: isController);
+            raft.Start(PartitionRaftLog.Open(config.MetadataLogDir, time, loggers),
+                new FileQuorumStateStore(Path.Combine(config.MetadataLogDir, LocalMetadataLog.Partition.ToString(), "quorum-state"), voters.Keys),
+                parts.Loader, new Random());
             replicas.Start();
-            sockets.StartAccepting();
-            var first = advertised[0];
+            parts.Sockets.StartAccepting();
+            if (isBroker)
+            {
+                parts.Lifecycle = new BrokerLifecycleManager(new BrokerIdentity(config.NodeId, clusterId, advertised, config.Rack), channel,
+                    () => controller.Image.Offset, config.BrokerHeartbeatIntervalMs, loggers.CreateLogger<BrokerLifecycleManager>());
+                parts.Lifecycle.Start();
+                // Serve clients once the controller has unfenced this broker: at once on a node that is its own
+                // controller; in a cluster, once a quorum of controllers is up and this broker has caught up.
+                while (!parts.Lifecycle.Unfenced.Wait(TimeSpan.FromSeconds(10)))
+                    LogWaitingForQuorum(logger, config.NodeId, raft.State.Leader.ToString());
+            }
+            else
+            {
+                parts.Loader.CaughtUp.Wait(TimeSpan.FromSeconds(30));
+            }
+            var first = advertised.Count > 0 ? advertised[0] : new BrokerEndpoint("", "", 0, 0);
             string bootstrap = $"{(first.Host.Contains(':', StringComparison.Ordinal) ? $"[{first.Host}]" : first.Host)}:{first.Port}";
             LogStarted(logger, config.NodeId, clusterId, bootstrap, sw.ElapsedMilliseconds);
-            return new FreshetServer(config, logger, logs, metadataLog, sockets, controller, replicas, bootstrap, options.DeleteDataOnDispose, sw.Elapsed)
+            return new FreshetServer(config, logger, logs, parts, controller, replicas, bootstrap, options.DeleteDataOnDispose, sw.Elapsed)
             {
                 _syncer = syncer,
-                _sessions = StartSessionLoop(controller, config, logger),
-                _lifecycle = lifecycle,
-                _groups = groups,
+                _sessions = isController ? StartSessionLoop(controller, config, logger) : null,
             };
         }
         catch
         {
-            if (sockets is not null) sockets.DisposeAsync().AsTask().GetAwaiter().GetResult();
-            groups?.Dispose();
-            lifecycle?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            parts.DisposeAsync().AsTask().GetAwaiter().GetResult();
             logs.DisposeAsync().AsTask().GetAwaiter().GetResult();
-            metadataLog?.Dispose();
             syncer.Dispose();
             throw;
         }
@@ -307,24 +347,97 @@ public sealed partial class FreshetServer : IAsyncDisposable
         _ => 0,
     };
 
-    /// <summary>Clean shutdown: stop accepting, close connections, flush and close logs (next start skips recovery).</summary>
+    /// <summary>The quorum's voters: controller.quorum.voters, or this node alone when it is a single combined node.</summary>
+    private static IReadOnlyDictionary<int, VoterEndpoint?> QuorumTopology(BrokerConfig config)
+    {
+        if (config.QuorumVoters.Count == 0)
+        {
+            if (!config.ProcessRoles.Contains("controller"))
+                throw new ArgumentException("a broker-only node needs controller.quorum.voters to find its controllers");
+            return new Dictionary<int, VoterEndpoint?> { [config.NodeId] = null };
+        }
+        var voters = QuorumVoters.Parse(string.Join(",", config.QuorumVoters));
+        if (config.ProcessRoles.Contains("controller") && !voters.ContainsKey(config.NodeId))
+            throw new ArgumentException($"node {config.NodeId} has the controller role but is not in controller.quorum.voters");
+        if (config.ProcessRoles.Contains("controller") && config.ControllerListenerNames.Count == 0)
+            throw new ArgumentException("a controller in a quorum needs controller.listener.names (the listener the other nodes reach it on)");
+        return voters.ToDictionary(v => v.Key, v => (VoterEndpoint?)v.Value);
+    }
+
+    /// <summary>The admin APIs a broker hands to the active controller, with how to read NOT_CONTROLLER in their responses.</summary>
+    private static Func<IApiMessage, ErrorCode>? ForwardedToController(short key) => (ApiKey)key switch
+    {
+        ApiKey.CreateTopics => r => ((CreateTopicsResponse)r).Topics.Any(t => t.ErrorCode == (short)ErrorCode.NotController) ? ErrorCode.NotController : ErrorCode.None,
+        ApiKey.DeleteTopics => r => ((DeleteTopicsResponse)r).Responses.Any(t => t.ErrorCode == (short)ErrorCode.NotController) ? ErrorCode.NotController : ErrorCode.None,
+        ApiKey.CreatePartitions => r => ((CreatePartitionsResponse)r).Results.Any(t => t.ErrorCode == (short)ErrorCode.NotController) ? ErrorCode.NotController : ErrorCode.None,
+        ApiKey.IncrementalAlterConfigs => r => ((IncrementalAlterConfigsResponse)r).Responses.Any(t => t.ErrorCode == (short)ErrorCode.NotController) ? ErrorCode.NotController : ErrorCode.None,
+        ApiKey.ElectLeaders => r => (ErrorCode)((ElectLeadersResponse)r).ErrorCode,
+        ApiKey.AlterPartitionReassignments => r => (ErrorCode)((AlterPartitionReassignmentsResponse)r).ErrorCode,
+        ApiKey.ListPartitionReassignments => r => (ErrorCode)((ListPartitionReassignmentsResponse)r).ErrorCode,
+        _ => null,
+    };
+
+    /// <summary>A broker's address on the inter-broker listener, from the metadata image.</summary>
+    private static (string, int)? BrokerAddress(MetadataCache cache, string listener, int brokerId) =>
+        cache.Image.Brokers.TryGetValue(brokerId, out var b) && b.Endpoints.FirstOrDefault(e => e.Name == listener) is { } ep ? (ep.Host, ep.Port) : null;
+
+    /// <summary>A Raft request to another controller, at the highest version both run (the same software).</summary>
+    private static async Task<object> SendRaftAsync(NodeClient nodes, RequestDispatcher versions, int to, object request, CancellationToken ct)
+    {
+        var message = (IApiMessage)request;
+        short v = versions.MaxVersion(message.ApiKey);
+        return request switch
+        {
+            VoteRequest => await nodes.SendAsync<VoteResponse>(to, message, v, ct).ConfigureAwait(false),
+            BeginQuorumEpochRequest => await nodes.SendAsync<BeginQuorumEpochResponse>(to, message, v, ct).ConfigureAwait(false),
+            EndQuorumEpochRequest => await nodes.SendAsync<EndQuorumEpochResponse>(to, message, v, ct).ConfigureAwait(false),
+            FetchRequest => await nodes.SendAsync<FetchResponse>(to, message, v, ct).ConfigureAwait(false),
+            FetchSnapshotRequest => await nodes.SendAsync<FetchSnapshotResponse>(to, message, v, ct).ConfigureAwait(false),
+            _ => throw new InvalidOperationException($"Raft does not send {request.GetType().Name}"),
+        };
+    }
+
+    /// <summary>What the node runs besides its storage, for disposal in reverse order.</summary>
+    private sealed class Parts : IAsyncDisposable
+    {
+        public SocketServer? Sockets;
+        public NodeClient? ControllerNodes;
+        public NodeClient? BrokerNodes;
+        public RaftDriver? Raft;
+        public MetadataLoader? Loader;
+        public BrokerLifecycleManager? Lifecycle;
+        public GroupCoordinator? Groups;
+
+        public async ValueTask DisposeAsync()
+        {
+            if (Sockets is not null) await Sockets.DisposeAsync().ConfigureAwait(false);
+            if (Lifecycle is not null) await Lifecycle.DisposeAsync().ConfigureAwait(false);
+            Groups?.Dispose();
+            if (BrokerNodes is not null) await BrokerNodes.DisposeAsync().ConfigureAwait(false);
+            Raft?.Dispose();
+            Loader?.Dispose();
+            if (ControllerNodes is not null) await ControllerNodes.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Clean shutdown: controlled shutdown in a cluster, stop accepting, close connections, flush and close logs (next start skips recovery).</summary>
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         var sw = Stopwatch.StartNew();
-        await _sockets.DisposeAsync().ConfigureAwait(false);
-        if (_lifecycle is not null) await _lifecycle.DisposeAsync().ConfigureAwait(false);
+        // Controlled shutdown: with other brokers alive, hand leaderships over before going (no failed client request).
+        if (_parts.Lifecycle is { } lifecycle && Controller.Image.ActiveBrokers.Any(b => b.Id != Config.NodeId))
+            await lifecycle.ControlledShutdownAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
         if (_sessions is { } sessions)
         {
             await sessions.Stop.CancelAsync().ConfigureAwait(false);
             await sessions.Run.ConfigureAwait(false);
             sessions.Stop.Dispose();
         }
-        _groups?.Dispose();
+        await _parts.DisposeAsync().ConfigureAwait(false);
         await Replicas.DisposeAsync().ConfigureAwait(false);
         await _logs.DisposeAsync().ConfigureAwait(false);
         _syncer?.Dispose();
-        _metadataLog.Dispose();
         LogStopped(_logger, sw.ElapsedMilliseconds);
         if (_deleteData)
         {
@@ -335,6 +448,9 @@ public sealed partial class FreshetServer : IAsyncDisposable
             }
         }
     }
+
+    [LoggerMessage(EventId = 5005, Level = LogLevel.Information, Message = "Node {NodeId} waiting for the controller quorum to register this broker ({Leader})")]
+    private static partial void LogWaitingForQuorum(ILogger logger, int nodeId, string leader);
 
     [LoggerMessage(EventId = 5004, Level = LogLevel.Warning, Message = "Controller session check failed: {Reason}")]
     private static partial void LogSessionLoopFailed(ILogger logger, string reason);

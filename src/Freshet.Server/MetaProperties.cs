@@ -39,9 +39,10 @@ public static class MetaProperties
 
     /// <summary>
     /// Checks (or writes) meta.properties in every directory; all must agree on the cluster.
-    /// Returns the cluster id.
+    /// Returns the cluster id. <paramref name="clusterId"/>, when given, formats new directories
+    /// (every node of a cluster needs the same one) and must match directories already formatted.
     /// </summary>
-    public static string EnsureFormatted(IEnumerable<string> dirs, int nodeId)
+    public static string EnsureFormatted(IEnumerable<string> dirs, int nodeId, string? clusterId = null)
     {
         var all = dirs.Distinct().ToList();
         var existing = all.Select(d => (Dir: d, Meta: Read(d))).ToList();
@@ -55,7 +56,9 @@ public static class MetaProperties
                 throw new InvalidOperationException($"log directories belong to different clusters: {cluster} and {meta.ClusterId}");
             cluster = meta.ClusterId;
         }
-        cluster ??= NewClusterId();
+        if (clusterId is not null && cluster is not null && cluster != clusterId)
+            throw new InvalidOperationException($"the log directories belong to cluster {cluster}, but cluster.id is {clusterId}");
+        cluster ??= clusterId ?? NewClusterId();
         foreach (var (dir, meta) in existing)
             if (meta is null) Write(dir, new Contents(nodeId, cluster, Uuid.Random()));
         return cluster;

@@ -25,13 +25,13 @@ public sealed partial class GroupCoordinator : IDisposable
     private readonly ConcurrentDictionary<int, bool> _loading = new();
     private readonly ReplicaManager _replicas;
     private readonly MetadataCache _metadata;
-    private readonly QuorumController _controller;
+    private readonly Lifecycle.ControllerOperations _controller;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly ITimer _expiryTimer;
     private readonly Lock _topicLock = new();
 
-    public GroupCoordinator(GroupCoordinatorOptions options, ReplicaManager replicas, MetadataCache metadata, QuorumController controller,
+    public GroupCoordinator(GroupCoordinatorOptions options, ReplicaManager replicas, MetadataCache metadata, Lifecycle.ControllerOperations controller,
         TimeProvider time, ILogger<GroupCoordinator> logger)
     {
         Options = options;

@@ -7,7 +7,7 @@ using Freshet.Protocol.Wire;
 namespace Freshet.Broker.Handlers;
 
 /// <summary>Metadata and DescribeCluster: brokers, topics, partition leaders; auto-creates topics as Kafka does.</summary>
-public sealed class MetadataHandler(RequestDispatcher dispatcher, BrokerOptions options, MetadataCache cache, QuorumController controller)
+public sealed class MetadataHandler(RequestDispatcher dispatcher, BrokerOptions options, MetadataCache cache, Lifecycle.ControllerOperations controller)
 {
     /// <summary>AclOperation codes a topic allows when there is no authorizer: READ..DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.</summary>
     private const int AllTopicOperations = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);

@@ -81,3 +81,6 @@ public readonly record struct IsrMember(int BrokerId, long BrokerEpoch);
 
 /// <summary>Outcome of one partition of an AlterPartition: the registration as it now stands, or an error.</summary>
 public sealed record AlterPartitionOutcome(ErrorCode Error, PartitionRegistration? Registration);
+
+/// <summary>This node is not the active controller (NOT_CONTROLLER): the operation was not carried out, or its outcome is unknown.</summary>
+public sealed class NotControllerException(string message) : Exception(message);

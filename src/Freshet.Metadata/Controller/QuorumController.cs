@@ -53,7 +53,60 @@ public sealed partial class QuorumController
         lock (_lock) _listeners.Add(listener);
     }
 
-    /// <summary>Replays the log into the image; an empty log is bootstrapped with the metadata.version feature.</summary>
+    /// <summary>
+    /// True while this node is the active controller: the quorum leader, with every record
+    /// committed before its epoch applied. Only then do operations commit; otherwise they throw
+    /// <see cref="NotControllerException"/> (NOT_CONTROLLER to the caller).
+    /// </summary>
+    public bool IsActive => Volatile.Read(ref _active);
+
+    private bool _active;
+
+    /// <summary>
+    /// This node became the active controller: brokers get full sessions from now, and a new
+    /// cluster's log is bootstrapped with the metadata.version feature.
+    /// </summary>
+    public void BecomeActive()
+    {
+        lock (_lock)
+        {
+            Volatile.Write(ref _active, true);
+            _lastHeartbeatMs.Clear();
+            if (!_image.Features.ContainsKey("metadata.version"))
+                Commit([new VersionedRecord((short)MetadataRecordType.FeatureLevel, 0,
+                    new FeatureLevelRecord { Name = "metadata.version", FeatureLevel = BootstrapMetadataVersion })]);
+            LogActive(_logger, Options.NodeId, _image.Offset);
+        }
+    }
+
+    /// <summary>Another node leads the quorum now: stop committing (in-flight operations fail with NOT_CONTROLLER).</summary>
+    public void BecomeStandby() => Volatile.Write(ref _active, false);
+
+    /// <summary>
+    /// Applies records the quorum committed (replay on every node; on the active controller only
+    /// what it did not append itself) and publishes the image they produce.
+    /// </summary>
+    public void ApplyCommitted(IReadOnlyList<(long Offset, VersionedRecord Record)> records)
+    {
+        lock (_lock)
+        {
+            var previous = _image;
+            var builder = new MetadataImageBuilder(previous);
+            long last = previous.Offset;
+            foreach (var (offset, record) in records)
+            {
+                if (offset <= last) continue;
+                builder.Apply(record.Message);
+                last = offset;
+            }
+            if (last == previous.Offset) return;
+            var next = builder.Build(last);
+            Volatile.Write(ref _image, next);
+            foreach (var l in _listeners) l.OnMetadataUpdate(previous, next);
+        }
+    }
+
+    /// <summary>Replays a local (one-node, Raft-less) log into the image and becomes active; an empty log is bootstrapped with the metadata.version feature.</summary>
     public void Start()
     {
         lock (_lock)
@@ -69,9 +122,7 @@ public sealed partial class QuorumController
             _image = builder.Build(last);
             LogReplayed(_logger, last + 1, _image.TopicsByName.Count);
             foreach (var l in _listeners) l.OnMetadataUpdate(empty, _image);
-            if (last < 0)
-                Commit([new VersionedRecord((short)MetadataRecordType.FeatureLevel, 0,
-                    new FeatureLevelRecord { Name = "metadata.version", FeatureLevel = BootstrapMetadataVersion })]);
+            BecomeActive();
         }
     }
 
@@ -79,6 +130,7 @@ public sealed partial class QuorumController
     private MetadataImage Commit(IReadOnlyList<VersionedRecord> records)
     {
         if (records.Count == 0) return _image;
+        if (!IsActive) throw new NotControllerException($"node {Options.NodeId} is not the active controller");
         long lastOffset = _log.Append(records);
         var previous = _image;
         var builder = new MetadataImageBuilder(previous);
@@ -394,6 +446,9 @@ public sealed partial class QuorumController
             return new ProducerIdBlock(brokerId, first, size);
         }
     }
+
+    [LoggerMessage(EventId = 2002, Level = LogLevel.Information, Message = "Node {NodeId} is the active controller (metadata at offset {Offset})")]
+    private static partial void LogActive(ILogger logger, int nodeId, long offset);
 
     [LoggerMessage(EventId = 2001, Level = LogLevel.Information, Message = "Metadata log replayed: {Records} records, {Topics} topics")]
     private static partial void LogReplayed(ILogger logger, long records, int topics);

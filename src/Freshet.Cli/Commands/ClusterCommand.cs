@@ -1,0 +1,122 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using Freshet.Server;
+
+namespace Freshet.Cli.Commands;
+
+/// <summary>`freshet cluster up`: a local cluster of separate `freshet server` processes, for trying replication and failover on one machine.</summary>
+public static class ClusterCommand
+{
+    public const string Usage = """
+        usage: freshet cluster up [--nodes 3] [--data ./data] [--port 9092] [--controller-port 19092]
+                                  [--override key=value]... [--log-level info]
+
+        Starts --nodes `freshet server` processes, each in combined broker+controller mode:
+        node N listens for clients on 127.0.0.1:(port+N-1) and for the controller quorum on
+        127.0.0.1:(controller-port+N-1), keeps its data in <data>/node-N, and all of them share
+        one cluster id (kept in <data>/node-1 across runs). Prints the bootstrap address once every
+        node is ready, forwards each node's output prefixed with its name, and stops them all
+        (SIGTERM: controlled shutdown) on Ctrl-C or SIGTERM. --override applies to every node.
+
+        Each node runs what `freshet server` would run on a machine of its own, e.g. node 1 of 3:
+          freshet server --override node.id=1 --override cluster.id=<id> \
+            --override listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:19092 \
+            --override advertised.listeners=PLAINTEXT://127.0.0.1:9092 --override controller.listener.names=CONTROLLER \
+            --override controller.quorum.voters=1@127.0.0.1:19092,2@127.0.0.1:19093,3@127.0.0.1:19094 \
+            --override log.dirs=./data/node-1
+        """;
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        if (args.Length == 0 || args[0] is "-h" or "--help") { Console.Out.WriteLine(Usage); return args.Length == 0 ? 2 : 0; }
+        if (args[0] != "up") throw new UsageException($"unknown cluster command '{args[0]}'");
+        var cl = new CommandLine(args[1..], new HashSet<string> { "help" });
+        if (cl.Has("help")) { Console.Out.WriteLine(Usage); return 0; }
+        int nodes = cl.GetInt("nodes", 3);
+        string data = cl.Get("data") ?? "./data";
+        int port = cl.GetInt("port", 9092);
+        int controllerPort = cl.GetInt("controller-port", 19092);
+        string level = cl.Get("log-level") ?? "info";
+        var overrides = cl.GetAll("override").ToList();
+        cl.EnsureAllUsed();
+        if (nodes < 1 || nodes > 9) throw new UsageException("--nodes must be between 1 and 9");
+
+        string clusterId = MetaProperties.Read(Path.Combine(data, "node-1"))?.ClusterId ?? MetaProperties.NewClusterId();
+        string voters = string.Join(",", Enumerable.Range(1, nodes).Select(n => $"{n}@127.0.0.1:{controllerPort + n - 1}"));
+        string bootstrap = string.Join(",", Enumerable.Range(1, nodes).Select(n => $"127.0.0.1:{port + n - 1}"));
+        var children = new List<(int Node, Process Process, TaskCompletionSource Ready)>();
+        using var stop = new CancellationTokenSource();
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
+        Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
+        try
+        {
+            for (int n = 1; n <= nodes; n++)
+            {
+                var psi = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+                if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet") psi.ArgumentList.Add(typeof(ClusterCommand).Assembly.Location);
+                string[] nodeArgs =
+                [
+                    "server", "--log-level", level,
+                    "--override", $"node.id={n}",
+                    "--override", $"cluster.id={clusterId}",
+                    "--override", "process.roles=broker,controller",
+                    "--override", $"listeners=PLAINTEXT://127.0.0.1:{port + n - 1},CONTROLLER://127.0.0.1:{controllerPort + n - 1}",
+                    "--override", $"advertised.listeners=PLAINTEXT://127.0.0.1:{port + n - 1}",
+                    "--override", "controller.listener.names=CONTROLLER",
+                    "--override", $"controller.quorum.voters={voters}",
+                    "--override", $"log.dirs={Path.Combine(data, $"node-{n}")}",
+                ];
+                foreach (var a in nodeArgs) psi.ArgumentList.Add(a);
+                foreach (var o in overrides) { psi.ArgumentList.Add("--override"); psi.ArgumentList.Add(o); }
+                var process = Process.Start(psi) ?? throw new CommandFailedException($"could not start node {n}");
+                var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                string name = $"node-{n}";
+                process.OutputDataReceived += (_, e) =>
+                {
+                    if (e.Data is null) return;
+                    if (e.Data.StartsWith("Freshet is ready", StringComparison.Ordinal)) ready.TrySetResult();
+                    Console.Out.WriteLine($"[{name}] {e.Data}");
+                };
+                process.ErrorDataReceived += (_, e) => { if (e.Data is not null) Console.Error.WriteLine($"[{name}] {e.Data}"); };
+                process.BeginOutputReadLine();
+                process.BeginErrorReadLine();
+                children.Add((n, process, ready));
+            }
+            var allReady = Task.WhenAll(children.Select(c => c.Ready.Task));
+            var anyExit = Task.WhenAny(children.Select(c => c.Process.WaitForExitAsync()));
+            var first = await Task.WhenAny(allReady, anyExit, Task.Delay(Timeout.Infinite, stop.Token).ContinueWith(_ => { }, TaskScheduler.Default)).ConfigureAwait(false);
+            if (first == allReady)
+            {
+                Console.Out.WriteLine($"Freshet cluster of {nodes} nodes is ready: bootstrap.servers={bootstrap} (cluster {clusterId}; Ctrl-C stops it)");
+                await Task.WhenAny(anyExit, Task.Delay(Timeout.Infinite, stop.Token).ContinueWith(_ => { }, TaskScheduler.Default)).ConfigureAwait(false);
+            }
+            if (!stop.IsCancellationRequested)
+            {
+                var dead = children.First(c => c.Process.HasExited);
+                Console.Error.WriteLine($"freshet cluster: node {dead.Node} exited with code {dead.Process.ExitCode}; stopping the others");
+                return 1;
+            }
+            return 0;
+        }
+        finally
+        {
+            foreach (var (_, p, _) in children.Where(c => !c.Process.HasExited))
+            {
+                using var kill = Process.Start("kill", ["-TERM", p.Id.ToString(CultureInfo.InvariantCulture)]);
+                await kill.WaitForExitAsync().ConfigureAwait(false);
+            }
+            foreach (var (n, p, _) in children)
+            {
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+                try { await p.WaitForExitAsync(timeout.Token).ConfigureAwait(false); }
+                catch (OperationCanceledException)
+                {
+                    Console.Error.WriteLine($"freshet cluster: node {n} did not stop within 60 s; killing it");
+                    p.Kill();
+                }
+                p.Dispose();
+            }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+using System.Collections.Concurrent;
+using Freshet.Protocol.Wire;
+using Microsoft.Extensions.Logging;
+
+namespace Freshet.Metadata.Raft;
+
+/// <summary>Sends a Raft request to another node and returns its response (any failure throws).</summary>
+public delegate Task<object> RaftSender(int toNodeId, object request, CancellationToken ct);
+
+/// <summary>
+/// Runs a <see cref="RaftNode"/> for real: one dedicated thread owns the node and runs, in order,
+/// the requests other nodes send, the responses to what it sent, appends, and its timers (Poll);
+/// the network and the waiting callers never touch the node. Requests the node sends go out
+/// through <see cref="RaftSender"/> and come back as HandleResponse, or as a failure after the
+/// request timeout. Appends complete when the high watermark passes them, or fail when this
+/// node stops leading first.
+/// </summary>
+public sealed partial class RaftDriver : IRaftTransport, IDisposable
+{
+    private readonly RaftConfig _config;
+    private readonly RaftSender _send;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly BlockingCollection<Action> _queue = new(new ConcurrentQueue<Action>());
+    private readonly List<(long Offset, int Epoch, TaskCompletionSource<long> Done)> _appendWaiters = [];
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Thread _thread;
+    private RaftNode _node = null!;
+    private volatile RaftState _state = new(new LeaderAndEpoch(null, 0), false, 0, 0, 0, -1, 0);
+
+    /// <summary>What callers may read without going through the node's thread.</summary>
+    /// <param name="LeaderEpochStartEnd">While leading: the log end right after this epoch's first entry (committing it commits every earlier epoch); -1 otherwise.</param>
+    /// <param name="Delivered">Offsets below this were handed to the listener.</param>
+    public sealed record RaftState(LeaderAndEpoch Leader, bool IsLeader, long HighWatermark, long LogEndOffset, int Epoch, long LeaderEpochStartEnd, long Delivered);
+
+    public RaftDriver(RaftConfig config, RaftSender send, TimeProvider time, ILogger<RaftDriver> logger)
+    {
+        _config = config;
+        _send = send;
+        _time = time;
+        _logger = logger;
+        _thread = new Thread(Run) { IsBackground = true, Name = $"raft-{config.NodeId}" };
+    }
+
+    public RaftState State => _state;
+
+    /// <summary>Milliseconds on the monotonic clock (Raft's timers must not jump with the wall clock).</summary>
+    public long NowMs => _time.GetTimestamp() / Math.Max(1, _time.TimestampFrequency / 1000);
+
+    /// <summary>Creates the node (reading its quorum state and log) and starts its thread.</summary>
+    public void Start(IRaftLog log, IQuorumStateStore store, IRaftListener listener, Random random)
+    {
+        _node = new RaftNode(_config, log, store, this, listener, random, NowMs);
+        Publish();
+        _thread.Start();
+    }
+
+    private void Run()
+    {
+        long nextPoll = 0;
+        try
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                long wait = Math.Max(0, nextPoll - NowMs);
+                if (_queue.TryTake(out var work, (int)Math.Min(wait, int.MaxValue), _stop.Token)) work();
+                // Drain what else is waiting before polling: bursts of fetches and responses cost one Poll.
+                while (_queue.TryTake(out var more)) more();
+                nextPoll = _node.Poll(NowMs);
+                Publish();
+            }
+        }
+        catch (OperationCanceledException) when (_stop.IsCancellationRequested) { }
+        catch (Exception e)
+        {
+            // The log or the quorum-state file failed: this node can no longer take part safely.
+            LogNodeFailed(_logger, _config.NodeId, e);
+            FailWaiters(new IOException($"the metadata quorum on node {_config.NodeId} stopped: {e.Message}", e));
+            _stop.Cancel();
+        }
+    }
+
+    /// <summary>Publishes the node's state for other threads and completes (or fails) waiting appends.</summary>
+    private void Publish()
+    {
+        var prev = _state;
+        bool leader = _node.IsLeader;
+        long epochStartEnd = leader ? (prev.IsLeader && prev.Epoch == _node.Epoch ? prev.LeaderEpochStartEnd : _node.LogEndOffset) : -1;
+        _state = new RaftState(_node.Leader, leader, _node.HighWatermark, _node.LogEndOffset, _node.Epoch, epochStartEnd, _node.CommittedOffsetDelivered);
+        if (_appendWaiters.Count == 0) return;
+        long hw = _node.HighWatermark;
+        for (int i = _appendWaiters.Count - 1; i >= 0; i--)
+        {
+            var (offset, epoch, done) = _appendWaiters[i];
+            if (hw > offset) done.TrySetResult(offset);
+            else if (!leader || _node.Epoch != epoch) done.TrySetException(new NotLeaderException($"node {_config.NodeId} stopped leading epoch {epoch} before offset {offset} was committed"));
+            else continue;
+            _appendWaiters.RemoveAt(i);
+        }
+    }
+
+    private void FailWaiters(Exception e)
+    {
+        foreach (var (_, _, done) in _appendWaiters) done.TrySetException(e);
+        _appendWaiters.Clear();
+    }
+
+    private void Enqueue(Action work)
+    {
+        try
+        {
+            _queue.Add(work);
+        }
+        catch (InvalidOperationException)
+        {
+            // Stopped: the work is dropped (callers waiting on it see the driver's disposal).
+        }
+    }
+
+    /// <summary>A request from another node (Vote, BeginQuorumEpoch, EndQuorumEpoch, Fetch, FetchSnapshot, DescribeQuorum).</summary>
+    public Task<object> HandleRequestAsync(int fromNodeId, object request)
+    {
+        var done = new TaskCompletionSource<object>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Enqueue(() => _node.HandleRequest(fromNodeId, request, NowMs, response => done.TrySetResult(response)));
+        return done.Task;
+    }
+
+    /// <summary>
+    /// Appends record values as one batch when this node leads, and completes with the last
+    /// offset once the quorum has committed it; fails with <see cref="NotLeaderException"/>
+    /// when it does not lead, or stops leading first (the entry may or may not end up committed).
+    /// </summary>
+    public Task<long> AppendAsync(IReadOnlyList<byte[]> values)
+    {
+        var done = new TaskCompletionSource<long>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Enqueue(() =>
+        {
+            long? last = _node.TryAppend(values, out int epoch);
+            if (last is null) done.TrySetException(new NotLeaderException($"node {_config.NodeId} does not lead the metadata quorum"));
+            else _appendWaiters.Add((last.Value, epoch, done));
+        });
+        return done.Task;
+    }
+
+    /// <summary>Runs <paramref name="action"/> on the node's thread (reads of its state, snapshots, resignation).</summary>
+    public Task<T> InvokeAsync<T>(Func<RaftNode, long, T> action)
+    {
+        var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Enqueue(() =>
+        {
+            try { done.TrySetResult(action(_node, NowMs)); }
+            catch (Exception e) { done.TrySetException(e); }
+        });
+        return done.Task;
+    }
+
+    /// <summary>IRaftTransport: called on the node's thread; the response (or failure) comes back through the queue.</summary>
+    void IRaftTransport.Send(int toNodeId, object request)
+    {
+        _ = SendAsync(toNodeId, request);
+    }
+
+    private async Task SendAsync(int toNodeId, object request)
+    {
+        object? response = null;
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+            timeout.CancelAfter(_config.RequestTimeoutMs);
+            response = await _send(toNodeId, request, timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or TimeoutException or Protocol.Wire.ProtocolException)
+        {
+            LogSendFailed(_logger, request.GetType().Name, toNodeId, e.Message);
+        }
+        Enqueue(() => _node.HandleResponse(toNodeId, request, response, NowMs));
+    }
+
+    public void Dispose()
+    {
+        if (_stop.IsCancellationRequested) return;
+        _stop.Cancel();
+        if (_thread.IsAlive && Thread.CurrentThread != _thread) _thread.Join(TimeSpan.FromSeconds(10));
+        _queue.CompleteAdding();
+        FailWaiters(new ObjectDisposedException(nameof(RaftDriver)));
+        _node?.Dispose();
+        _queue.Dispose();
+    }
+
+    [LoggerMessage(EventId = 2201, Level = LogLevel.Critical, Message = "The metadata quorum on node {NodeId} stopped")]
+    private static partial void LogNodeFailed(ILogger logger, int nodeId, Exception e);
+
+    [LoggerMessage(EventId = 2202, Level = LogLevel.Debug, Message = "{Request} to node {NodeId} failed: {Reason}")]
+    private static partial void LogSendFailed(ILogger logger, string request, int nodeId, string reason);
+}
+
+/// <summary>This node does not lead the Raft quorum (or stopped leading before an append was committed).</summary>
+public sealed class NotLeaderException(string message) : Exception(message);
