@@ -84,8 +84,9 @@ public sealed partial class NodeClient(NodeResolver resolve, NodeClientOptions o
         }
         catch (Exception e) when (e is SocketException or IOException or OperationCanceledException && !ct.IsCancellationRequested)
         {
-            Failed(created, e.Message);
-            throw new NodeUnreachableException($"cannot connect to node {nodeId} at {endpoint.Host}:{endpoint.Port}: {e.Message}", e);
+            var failure = new NodeUnreachableException($"cannot connect to node {nodeId} at {endpoint.Host}:{endpoint.Port}: {e.Message}", e);
+            created.Close(failure); // releases the socket (and its port) and backs off
+            throw failure;
         }
     }
 
@@ -137,6 +138,10 @@ internal sealed class NodeConnection(int nodeId, string host, int port, NodeClie
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
         timeout.CancelAfter(options.ConnectTimeoutMs);
         await _socket.ConnectAsync(host, port, timeout.Token).ConfigureAwait(false);
+        // Connecting to a loopback port nobody listens on, inside the ephemeral range, can connect the
+        // socket to itself (TCP simultaneous open) and hold that port: refuse such a connection.
+        if (Equals(_socket.LocalEndPoint, _socket.RemoteEndPoint))
+            throw new SocketException((int)SocketError.ConnectionRefused);
         _stream = new NetworkStream(_socket, ownsSocket: false);
         _ = Task.Run(ReadLoopAsync, CancellationToken.None);
     }

@@ -159,7 +159,8 @@ public sealed partial class FreshetServer : IAsyncDisposable
 
             // ---- the metadata quorum (a quorum of one on a single combined node) and the image it feeds
             parts.ControllerNodes = new NodeClient(id => voters.TryGetValue(id, out var v) && v is { } e ? (e.Host, e.Port) : null,
-                new NodeClientOptions { ClientId = $"freshet-{config.NodeId}-controller-channel", RequestTimeoutMs = raftConfig.RequestTimeoutMs },
+                // Raft cancels its own requests after controller.quorum.request.timeout.ms; brokers' calls wait for a commit.
+                new NodeClientOptions { ClientId = $"freshet-{config.NodeId}-controller-channel", RequestTimeoutMs = 30_000 },
                 loggers.CreateLogger<NodeClient>());
             var controllerNodes = parts.ControllerNodes;
             parts.Raft = new RaftDriver(raftConfig, (to, request, ct) => SendRaftAsync(controllerNodes, controllerDispatcher, to, request, ct),
@@ -204,7 +205,6 @@ public sealed partial class FreshetServer : IAsyncDisposable
                 new NodeClientOptions { ClientId = $"freshet-{config.NodeId}-replica-fetcher" }, loggers.CreateLogger<NodeClient>());
             var replicas = new ReplicaManager(brokerOptions, logs, loggers.CreateLogger<ReplicaManager>(), isBroker ? parts.BrokerNodes : null,
                 new ControllerAlterPartitionSender(channel, config.NodeId, brokerOptions.BrokerEpoch), time, loggers);
-            if (isBroker) controller.AddListener(replicas);
 
             // ---- the controller listener
             new ApiVersionsHandler(controllerDispatcher, cache).Register();
@@ -252,6 +252,11 @@ public sealed partial class FreshetServer : IAsyncDisposable
                 parts.Loader, new Random());
             replicas.Start();
             parts.Sockets.StartAccepting();
+            // The replica manager sees the metadata once it is whole: a partial image would make it
+            // delete the logs of topics it has not read yet as strays.
+            while (!parts.Loader.CaughtUp.Wait(TimeSpan.FromSeconds(10)))
+                LogWaitingForQuorum(logger, config.NodeId, raft.State.Leader.ToString());
+            if (isBroker) controller.AddListenerWithCurrentImage(replicas);
             if (isBroker)
             {
                 parts.Lifecycle = new BrokerLifecycleManager(new BrokerIdentity(config.NodeId, clusterId, advertised, config.Rack), channel,
@@ -261,10 +266,6 @@ public sealed partial class FreshetServer : IAsyncDisposable
                 // controller; in a cluster, once a quorum of controllers is up and this broker has caught up.
                 while (!parts.Lifecycle.Unfenced.Wait(TimeSpan.FromSeconds(10)))
                     LogWaitingForQuorum(logger, config.NodeId, raft.State.Leader.ToString());
-            }
-            else
-            {
-                parts.Loader.CaughtUp.Wait(TimeSpan.FromSeconds(30));
             }
             var first = advertised.Count > 0 ? advertised[0] : new BrokerEndpoint("", "", 0, 0);
             string bootstrap = $"{(first.Host.Contains(':', StringComparison.Ordinal) ? $"[{first.Host}]" : first.Host)}:{first.Port}";
@@ -301,6 +302,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
             {
                 while (await timer.WaitForNextTickAsync(stop.Token).ConfigureAwait(false))
                 {
+                    if (!controller.IsActive) continue;
                     try
                     {
                         controller.FenceExpiredBrokers();
@@ -313,6 +315,10 @@ public sealed partial class FreshetServer : IAsyncDisposable
                     catch (IOException e)
                     {
                         LogSessionLoopFailed(logger, e.Message);
+                    }
+                    catch (NotControllerException)
+                    {
+                        // Leadership moved on; the new active controller checks sessions now.
                     }
                 }
             }
@@ -427,7 +433,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
         var sw = Stopwatch.StartNew();
         // Controlled shutdown: with other brokers alive, hand leaderships over before going (no failed client request).
         if (_parts.Lifecycle is { } lifecycle && Controller.Image.ActiveBrokers.Any(b => b.Id != Config.NodeId))
-            await lifecycle.ControlledShutdownAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+            await lifecycle.ControlledShutdownAsync(TimeSpan.FromSeconds(15)).ConfigureAwait(false);
         if (_sessions is { } sessions)
         {
             await sessions.Stop.CancelAsync().ConfigureAwait(false);

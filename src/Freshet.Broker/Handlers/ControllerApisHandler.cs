@@ -16,9 +16,19 @@ public sealed class ControllerApisHandler(RequestDispatcher dispatcher, QuorumCo
     /// <summary>Each call may commit to the metadata log (an fsync, a quorum round trip): off the network thread.</summary>
     public void Register()
     {
-        dispatcher.Register(ApiKey.BrokerRegistration, (_, r) => new(Task.Run<IApiMessage?>(() => Handle((BrokerRegistrationRequest)r))));
-        dispatcher.Register(ApiKey.BrokerHeartbeat, (_, r) => new(Task.Run<IApiMessage?>(() => Handle((BrokerHeartbeatRequest)r))));
-        dispatcher.Register(ApiKey.AlterPartition, (c, r) => new(Task.Run<IApiMessage?>(() => Handle(c, (AlterPartitionRequest)r))));
+        dispatcher.Register(ApiKey.BrokerRegistration, (_, r) => new(Task.Run<IApiMessage?>(() =>
+            OrNotController(() => Handle((BrokerRegistrationRequest)r), () => new BrokerRegistrationResponse { ErrorCode = (short)ErrorCode.NotController }))));
+        dispatcher.Register(ApiKey.BrokerHeartbeat, (_, r) => new(Task.Run<IApiMessage?>(() =>
+            OrNotController(() => Handle((BrokerHeartbeatRequest)r), () => new BrokerHeartbeatResponse { ErrorCode = (short)ErrorCode.NotController }))));
+        dispatcher.Register(ApiKey.AlterPartition, (c, r) => new(Task.Run<IApiMessage?>(() =>
+            OrNotController(() => Handle(c, (AlterPartitionRequest)r), () => new AlterPartitionResponse { ErrorCode = (short)ErrorCode.NotController }))));
+    }
+
+    /// <summary>Leadership of the quorum moved while the operation ran: NOT_CONTROLLER, and the broker asks the next one.</summary>
+    private static IApiMessage OrNotController(Func<IApiMessage> handle, Func<IApiMessage> notController)
+    {
+        try { return handle(); }
+        catch (NotControllerException) { return notController(); }
     }
 
     public BrokerRegistrationResponse Handle(BrokerRegistrationRequest request)

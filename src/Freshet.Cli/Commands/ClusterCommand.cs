@@ -84,20 +84,19 @@ public static class ClusterCommand
                 children.Add((n, process, ready));
             }
             var allReady = Task.WhenAll(children.Select(c => c.Ready.Task));
-            var anyExit = Task.WhenAny(children.Select(c => c.Process.WaitForExitAsync()));
-            var first = await Task.WhenAny(allReady, anyExit, Task.Delay(Timeout.Infinite, stop.Token).ContinueWith(_ => { }, TaskScheduler.Default)).ConfigureAwait(false);
-            if (first == allReady)
+            var stopped = Task.Delay(Timeout.Infinite, stop.Token).ContinueWith(_ => { }, TaskScheduler.Default);
+            foreach (var (n, p, _) in children)
             {
+                // A node that dies (say, killed to try failover) leaves the others running; Ctrl-C stops them.
+                _ = p.WaitForExitAsync().ContinueWith(_ =>
+                {
+                    if (!stop.IsCancellationRequested) Console.Error.WriteLine($"freshet cluster: node {n} exited with code {p.ExitCode}");
+                }, TaskScheduler.Default);
+            }
+            if (await Task.WhenAny(allReady, stopped).ConfigureAwait(false) == allReady)
                 Console.Out.WriteLine($"Freshet cluster of {nodes} nodes is ready: bootstrap.servers={bootstrap} (cluster {clusterId}; Ctrl-C stops it)");
-                await Task.WhenAny(anyExit, Task.Delay(Timeout.Infinite, stop.Token).ContinueWith(_ => { }, TaskScheduler.Default)).ConfigureAwait(false);
-            }
-            if (!stop.IsCancellationRequested)
-            {
-                var dead = children.First(c => c.Process.HasExited);
-                Console.Error.WriteLine($"freshet cluster: node {dead.Node} exited with code {dead.Process.ExitCode}; stopping the others");
-                return 1;
-            }
-            return 0;
+            await Task.WhenAny(stopped, Task.WhenAll(children.Select(c => c.Process.WaitForExitAsync()))).ConfigureAwait(false);
+            return stop.IsCancellationRequested ? 0 : 1;
         }
         finally
         {

@@ -53,6 +53,16 @@ public sealed partial class QuorumController
         lock (_lock) _listeners.Add(listener);
     }
 
+    /// <summary>Adds a listener and hands it the current image at once (as an update from the empty image), atomically with later updates.</summary>
+    public void AddListenerWithCurrentImage(IMetadataListener listener)
+    {
+        lock (_lock)
+        {
+            _listeners.Add(listener);
+            listener.OnMetadataUpdate(MetadataImage.Empty(Options.ClusterId, Options.NodeId), _image);
+        }
+    }
+
     /// <summary>
     /// True while this node is the active controller: the quorum leader, with every record
     /// committed before its epoch applied. Only then do operations commit; otherwise they throw
