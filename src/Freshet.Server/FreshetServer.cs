@@ -163,7 +163,12 @@ public sealed partial class FreshetServer : IAsyncDisposable
                 new NodeClientOptions { ClientId = $"freshet-{config.NodeId}-controller-channel", RequestTimeoutMs = 30_000 },
                 loggers.CreateLogger<NodeClient>());
             var controllerNodes = parts.ControllerNodes;
-            parts.Raft = new RaftDriver(raftConfig, (to, request, ct) => SendRaftAsync(controllerNodes, controllerDispatcher, to, request, ct),
+            // Raft has connections of its own: responses come back in request order per connection, so a
+            // broker's call waiting on a commit must never sit in front of the fetches that make the commit.
+            parts.RaftNodes = new NodeClient(id => voters.TryGetValue(id, out var v) && v is { } e ? (e.Host, e.Port) : null,
+                new NodeClientOptions { ClientId = $"freshet-{config.NodeId}-raft", RequestTimeoutMs = 30_000 }, loggers.CreateLogger<NodeClient>());
+            var raftNodes = parts.RaftNodes;
+            parts.Raft = new RaftDriver(raftConfig, (to, request, ct) => SendRaftAsync(raftNodes, controllerDispatcher, to, request, ct),
                 time, loggers.CreateLogger<RaftDriver>());
             var raft = parts.Raft;
             var controller = new QuorumController(new ControllerOptions
@@ -408,6 +413,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
     {
         public SocketServer? Sockets;
         public NodeClient? ControllerNodes;
+        public NodeClient? RaftNodes;
         public NodeClient? BrokerNodes;
         public RaftDriver? Raft;
         public MetadataLoader? Loader;
@@ -423,6 +429,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
             Raft?.Dispose();
             Loader?.Dispose();
             if (ControllerNodes is not null) await ControllerNodes.DisposeAsync().ConfigureAwait(false);
+            if (RaftNodes is not null) await RaftNodes.DisposeAsync().ConfigureAwait(false);
         }
     }
 

@@ -11,6 +11,7 @@ namespace Freshet.Integration.Tests.Cluster;
 public sealed class ClusterProcesses : IAsyncDisposable
 {
     private readonly Dictionary<int, BrokerProcess> _nodes = [];
+    private readonly Dictionary<int, int> _controllerPorts = [];
 
     public ClusterProcesses(int count, Dictionary<string, string>? overrides = null)
     {
@@ -28,7 +29,8 @@ public sealed class ClusterProcesses : IAsyncDisposable
                 ["controller.listener.names"] = "CONTROLLER",
                 ["controller.quorum.voters"] = voters,
             };
-            _nodes[n] = new BrokerProcess(props, client);
+            _controllerPorts[n] = controller;
+            _nodes[n] = new BrokerProcess(props, client) { LogLevel = Environment.GetEnvironmentVariable("FRESHET_CLUSTER_LOG_LEVEL") ?? "warning" };
         }
         BootstrapServers = string.Join(",", _nodes.Values.Select(b => b.BootstrapServers));
     }
@@ -42,6 +44,17 @@ public sealed class ClusterProcesses : IAsyncDisposable
 
     /// <summary>Bootstrap list without one node (clients that must not depend on it).</summary>
     public string BootstrapWithout(int node) => string.Join(",", _nodes.Where(n => n.Key != node).Select(n => n.Value.BootstrapServers));
+
+    /// <summary>The quorum leader (the active controller) as DescribeQuorum on a live node's controller listener says.</summary>
+    public async Task<int> ActiveControllerAsync(int askNode)
+    {
+        await using var raw = await RawKafkaClient.ConnectAsync($"127.0.0.1:{_controllerPorts[askNode]}");
+        var r = await raw.RequestAsync<Freshet.Protocol.Messages.DescribeQuorumResponse>(new Freshet.Protocol.Messages.DescribeQuorumRequest
+        {
+            Topics = [new() { TopicName = "__cluster_metadata", Partitions = [new() { PartitionIndex = 0 }] }],
+        }, 1);
+        return r.Topics.Single().Partitions.Single().LeaderId;
+    }
 
     public async ValueTask DisposeAsync()
     {

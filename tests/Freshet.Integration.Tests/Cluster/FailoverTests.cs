@@ -7,16 +7,16 @@ using Xunit.Abstractions;
 
 namespace Freshet.Integration.Tests.Cluster;
 
-/// <summary>Three `freshet server` processes: replication factor 3, min.insync.replicas=2, the partition leader SIGKILLed mid-produce.</summary>
+/// <summary>Three `freshet server` processes: replication factor 3, min.insync.replicas=2, the partition leader (also the active controller) SIGKILLed mid-produce.</summary>
 public sealed class FailoverTests(ITestOutputHelper output)
 {
-    private static int LeaderOf(IAdminClient admin, string topic) =>
-        admin.GetMetadata(topic, TimeSpan.FromSeconds(10)).Topics.Single().Partitions.Single().Leader;
+    private static int LeaderOf(IAdminClient admin, string topic) => PartitionState(admin, topic).Leader;
 
+    /// <summary>Leader and ISR from a broker's metadata (-1 and none while the broker has not seen the topic yet).</summary>
     private static (int Leader, int[] Isr) PartitionState(IAdminClient admin, string topic)
     {
-        var p = admin.GetMetadata(topic, TimeSpan.FromSeconds(10)).Topics.Single().Partitions.Single();
-        return (p.Leader, p.InSyncReplicas);
+        var p = admin.GetMetadata(topic, TimeSpan.FromSeconds(10)).Topics.SingleOrDefault()?.Partitions.SingleOrDefault();
+        return p is null || p.Error.IsError ? (-1, []) : (p.Leader, p.InSyncReplicas);
     }
 
     [Fact]
@@ -25,19 +25,30 @@ public sealed class FailoverTests(ITestOutputHelper output)
         await using var cluster = new ClusterProcesses(3);
         await cluster.StartAsync();
         const string topic = "failover";
-        using (var admin = Clients.Admin(cluster.BootstrapServers))
+        // The partition's leader is the active controller: killing it loses both at once (the hardest case).
+        int controller = await cluster.ActiveControllerAsync(1);
+        await using (var raw = await RawKafkaClient.ConnectAsync(cluster.Nodes[1].BootstrapServers))
         {
-            await admin.CreateTopicsAsync([new TopicSpecification
+            var created = await raw.RequestAsync<Freshet.Protocol.Messages.CreateTopicsResponse>(new Freshet.Protocol.Messages.CreateTopicsRequest
             {
-                Name = topic, NumPartitions = 1, ReplicationFactor = 3,
-                Configs = new Dictionary<string, string> { ["min.insync.replicas"] = "2" },
-            }]);
+                Topics =
+                [
+                    new()
+                    {
+                        Name = topic, NumPartitions = -1, ReplicationFactor = -1,
+                        Assignments = [new() { PartitionIndex = 0, BrokerIds = [controller, .. Enumerable.Range(1, 3).Where(n => n != controller)] }],
+                        Configs = [new() { Name = "min.insync.replicas", Value = "2" }],
+                    },
+                ],
+            }, 7);
+            Assert.Equal(0, created.Topics.Single().ErrorCode);
         }
         using var adminClient = Clients.Admin(cluster.BootstrapServers);
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (PartitionState(adminClient, topic).Isr.Length < 3 && DateTime.UtcNow < deadline) await Task.Delay(200);
         int leader = LeaderOf(adminClient, topic);
-        output.WriteLine($"leader before: {leader}");
+        output.WriteLine($"leader before: {leader}; active controller {controller}");
+        Assert.Equal(controller, leader);
 
         // A sequence number in each value; acks=all; retries allowed (duplicates possible until idempotence, losses never).
         const int Total = 200_000;
@@ -51,9 +62,13 @@ public sealed class FailoverTests(ITestOutputHelper output)
         var producing = Task.Run(() =>
         {
             using var producer = new ProducerBuilder<Null, string>(config).Build();
+            var paced = System.Diagnostics.Stopwatch.StartNew();
             for (int i = 0; i < Total; i++)
             {
                 int seq = i;
+                // About 25,000 messages a second, so the kill lands in the middle of the produce.
+                if (i % 1000 == 0)
+                    while (paced.Elapsed.TotalSeconds < i / 25_000.0) Thread.Sleep(5);
                 while (true)
                 {
                     try
@@ -77,7 +92,22 @@ public sealed class FailoverTests(ITestOutputHelper output)
         var killedAt = DateTime.UtcNow;
         await cluster.Nodes[leader].KillAsync();
         output.WriteLine($"killed node {leader} after {acked.Count} acknowledgements");
-        await producing.WaitAsync(TimeSpan.FromSeconds(240));
+        int newController = -1;
+        for (var until = DateTime.UtcNow.AddSeconds(30); DateTime.UtcNow < until; await Task.Delay(200))
+        {
+            try { newController = await cluster.ActiveControllerAsync(leader == 1 ? 2 : 1); } catch (IOException) { }
+            if (newController > 0 && newController != leader) break;
+        }
+        output.WriteLine($"new active controller: {newController}");
+        Assert.NotEqual(leader, newController);
+        try
+        {
+            await producing.WaitAsync(TimeSpan.FromSeconds(240));
+        }
+        finally
+        {
+            foreach (var (id, node) in cluster.Nodes) output.WriteLine($"--- node {id}:\n{node.Output}");
+        }
         output.WriteLine($"produce finished {(DateTime.UtcNow - killedAt).TotalSeconds:F1} s after the kill; {acked.Count} acknowledged, {errors} failed");
         Assert.Equal(0, Interlocked.Read(ref errors));
         Assert.Equal(Total, acked.Count);

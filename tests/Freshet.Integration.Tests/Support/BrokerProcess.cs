@@ -29,6 +29,9 @@ public sealed class BrokerProcess : IAsyncDisposable
     }
 
     public int Port { get; }
+
+    /// <summary>The server's --log-level (warning unless a test wants more).</summary>
+    public string LogLevel { get; init; } = "warning";
     public string DataDir { get; }
     public string BootstrapServers => $"127.0.0.1:{Port}";
     public string Output { get { lock (_output) return _output.ToString(); } }
@@ -53,7 +56,7 @@ public sealed class BrokerProcess : IAsyncDisposable
         psi.ArgumentList.Add(FreshetDll);
         psi.ArgumentList.Add("server");
         psi.ArgumentList.Add("--log-level");
-        psi.ArgumentList.Add("warning");
+        psi.ArgumentList.Add(LogLevel);
         foreach (var (k, v) in _overrides)
         {
             psi.ArgumentList.Add("--override");

@@ -1,0 +1,107 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using Confluent.Kafka;
+using Confluent.Kafka.Admin;
+using Freshet.Integration.Tests.Support;
+using Freshet.Protocol.Messages;
+using Xunit.Abstractions;
+
+namespace Freshet.Integration.Tests.Cluster;
+
+/// <summary>A consumer group of three keeps consuming, and committing, when its coordinator's node is SIGKILLed.</summary>
+public sealed class CoordinatorFailoverTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task AGroupOfThreeSurvivesTheLossOfItsCoordinatorsNode()
+    {
+        await using var cluster = new ClusterProcesses(3);
+        await cluster.StartAsync();
+        const string topic = "coord-failover";
+        const string group = "g-coord-failover";
+        const int Total = 30_000;
+        using (var admin = Clients.Admin(cluster.BootstrapServers))
+        {
+            await admin.CreateTopicsAsync([new TopicSpecification
+            {
+                Name = topic, NumPartitions = 6, ReplicationFactor = 3,
+                Configs = new Dictionary<string, string> { ["min.insync.replicas"] = "2" },
+            }]);
+        }
+        var pc = Clients.ProducerConfig(cluster.BootstrapServers);
+        pc.Acks = Acks.All;
+        using (var producer = new ProducerBuilder<Null, string>(pc).Build())
+        {
+            for (int i = 0; i < Total; i++)
+                producer.Produce(new TopicPartition(topic, i % 6), new Message<Null, string> { Value = i.ToString(CultureInfo.InvariantCulture) });
+            Assert.Equal(0, producer.Flush(TimeSpan.FromSeconds(60)));
+        }
+
+        var seen = new ConcurrentDictionary<int, byte>();
+        long commitsAfterKill = 0;
+        int killed = -1;
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(150));
+        var members = Enumerable.Range(0, 3).Select(m => Task.Run(() =>
+        {
+            var cc = Clients.ConsumerConfig(cluster.BootstrapServers);
+            cc.GroupId = group;
+            cc.AutoOffsetReset = AutoOffsetReset.Earliest;
+            cc.EnableAutoCommit = false;
+            cc.SessionTimeoutMs = 10_000;
+            cc.MaxPollIntervalMs = 60_000;
+            using var consumer = new ConsumerBuilder<Ignore, string>(cc).Build();
+            consumer.Subscribe(topic);
+            int sinceCommit = 0;
+            while (!stop.IsCancellationRequested && seen.Count < Total)
+            {
+                var cr = consumer.Consume(TimeSpan.FromMilliseconds(200));
+                if (cr is null || cr.IsPartitionEOF) continue;
+                seen.TryAdd(int.Parse(cr.Message.Value, CultureInfo.InvariantCulture), 0);
+                if (++sinceCommit >= 200)
+                {
+                    try
+                    {
+                        consumer.Commit(cr);
+                        if (Volatile.Read(ref killed) >= 0) Interlocked.Increment(ref commitsAfterKill);
+                        sinceCommit = 0;
+                    }
+                    catch (KafkaException e)
+                    {
+                        // The coordinator moving: retriable, the next commit carries the position.
+                        output.WriteLine($"member {m}: commit failed: {e.Error.Code}");
+                    }
+                }
+            }
+            consumer.Close();
+        })).ToList();
+
+        // Kill the coordinator's node once the group is under way.
+        while (seen.Count < Total / 5 && !stop.IsCancellationRequested) await Task.Delay(10);
+        await using (var raw = await RawKafkaClient.ConnectAsync(cluster.Nodes[1].BootstrapServers))
+        {
+            var fc = await raw.RequestAsync<FindCoordinatorResponse>(new FindCoordinatorRequest { Key = group }, 3);
+            Assert.Equal(0, fc.ErrorCode);
+            Volatile.Write(ref killed, fc.NodeId);
+        }
+        output.WriteLine($"killing coordinator node {killed} after {seen.Count} messages");
+        await cluster.Nodes[killed].KillAsync();
+
+        try
+        {
+            await Task.WhenAll(members).WaitAsync(TimeSpan.FromSeconds(170));
+        }
+        finally
+        {
+            foreach (var (id, node) in cluster.Nodes) output.WriteLine($"--- node {id}:\n{node.Output}");
+        }
+        output.WriteLine($"consumed {seen.Count} distinct messages; {commitsAfterKill} commits after the kill");
+        Assert.Equal(Total, seen.Count);
+        Assert.True(commitsAfterKill > 0, "no offset commit succeeded after the coordinator's node died");
+
+        // The committed offsets are on the new coordinator: together they cover the topic.
+        var check = Clients.ConsumerConfig(cluster.BootstrapWithout(killed));
+        check.GroupId = group;
+        using var probe = new ConsumerBuilder<Ignore, string>(check).Build();
+        var committed = probe.Committed(Enumerable.Range(0, 6).Select(p => new TopicPartition(topic, p)), TimeSpan.FromSeconds(30));
+        Assert.All(committed, c => Assert.True(c.Offset.Value > 0, $"partition {c.Partition.Value} has no committed offset"));
+    }
+}
