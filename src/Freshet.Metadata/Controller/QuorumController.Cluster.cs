@@ -67,8 +67,9 @@ public sealed partial class QuorumController
                     })],
                 }),
             };
-            // The previous incarnation's leaderships and ISR places go, as when a broker is fenced.
-            if (existing is not null) AddLeaveRecords(image, brokerId, records);
+            // The previous incarnation's leaderships and ISR places go to live replicas, as when a broker is
+            // fenced; a partition with no other in-sync replica keeps it (a one-node cluster restarting).
+            if (existing is not null) AddLeaveRecords(image, brokerId, records, keepSoleLeader: true);
             Commit(records);
             _registrationOffsets[brokerId] = epoch;
             _lastHeartbeatMs[brokerId] = now;
@@ -201,7 +202,7 @@ public sealed partial class QuorumController
     /// shutdown): it leaves every ISR it is in (except as the last member), and partitions it led
     /// get a new leader from the remaining ISR, or none.
     /// </summary>
-    private void AddLeaveRecords(MetadataImage image, int brokerId, List<VersionedRecord> records)
+    private void AddLeaveRecords(MetadataImage image, int brokerId, List<VersionedRecord> records, bool keepSoleLeader = false)
     {
         foreach (var topic in image.TopicsByName.Values)
         {
@@ -224,6 +225,7 @@ public sealed partial class QuorumController
                         }
                     }
                 }
+                if (keepSoleLeader && leader == PartitionRegistration.NoLeader) continue;
                 if (leader == reg.Leader && isr.SequenceEqual(reg.Isr)) continue;
                 records.Add(new VersionedRecord((short)MetadataRecordType.PartitionChange, 0, new PartitionChangeRecord
                 {
