@@ -6,7 +6,7 @@ const string usage = """
 
     commands:
       server     run a Freshet node (broker + controller)
-      cluster    start a local cluster of several nodes (cluster up)
+      cluster    start a local cluster of several nodes (cluster up); show brokers and the quorum (cluster describe)
       topics     create, list, describe, alter, delete topics
       groups     list, describe, delete consumer groups; delete or reset their offsets
       produce    send lines from stdin to a topic

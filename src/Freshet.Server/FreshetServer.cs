@@ -236,6 +236,10 @@ public sealed partial class FreshetServer : IAsyncDisposable
 
             // ---- the client listener
             new ApiVersionsHandler(dispatcher, cache).Register();
+            // DescribeQuorum (kafka-metadata-quorum.sh, freshet cluster describe): answered by the quorum leader, forwarded to it from other nodes.
+            dispatcher.Register(ApiKey.DescribeQuorum, operations.Forwarding(controllerDispatcher.HandlerOf(ApiKey.DescribeQuorum)!,
+                r => ((DescribeQuorumResponse)r).Topics.SelectMany(t => t.Partitions).Any(p => p.ErrorCode == (short)ErrorCode.NotLeaderOrFollower)
+                    ? ErrorCode.NotController : ErrorCode.None));
             new MetadataHandler(dispatcher, brokerOptions, cache, operations).Register();
             new ProduceHandler(dispatcher, replicas, cache).Register();
             new FetchHandler(dispatcher, brokerOptions, replicas, cache).Register();

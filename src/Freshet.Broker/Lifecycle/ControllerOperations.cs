@@ -87,6 +87,7 @@ public sealed class ControllerOperations(QuorumController local, IControllerChan
         ElectLeadersRequest => Send<ElectLeadersResponse>(request, version, notController, ct),
         AlterPartitionReassignmentsRequest => Send<AlterPartitionReassignmentsResponse>(request, version, notController, ct),
         ListPartitionReassignmentsRequest => Send<ListPartitionReassignmentsResponse>(request, version, notController, ct),
+        DescribeQuorumRequest => Send<DescribeQuorumResponse>(request, version, notController, ct),
         _ => throw new InvalidOperationException($"{request.GetType().Name} is not forwarded to the controller"),
     };
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
+using Freshet.Protocol;
 using Freshet.Server;
 
 namespace Freshet.Cli.Commands;
@@ -11,6 +12,11 @@ public static class ClusterCommand
     public const string Usage = """
         usage: freshet cluster up [--nodes 3] [--data ./data] [--port 9092] [--controller-port 19092]
                                   [--override key=value]... [--log-level info]
+               freshet cluster describe [--bootstrap-server HOST:PORT] [--json]
+
+        describe: the brokers (DescribeCluster), and the metadata quorum (DescribeQuorum): its
+        leader (the active controller), epoch and high watermark, and each voter's and observer's
+        log end offset and lag behind the leader.
 
         Starts --nodes `freshet server` processes, each in combined broker+controller mode:
         node N listens for clients on 127.0.0.1:(port+N-1) and for the controller quorum on
@@ -30,6 +36,7 @@ public static class ClusterCommand
     public static async Task<int> RunAsync(string[] args)
     {
         if (args.Length == 0 || args[0] is "-h" or "--help") { Console.Out.WriteLine(Usage); return args.Length == 0 ? 2 : 0; }
+        if (args[0] == "describe") return await DescribeAsync(args[1..]).ConfigureAwait(false);
         if (args[0] != "up") throw new UsageException($"unknown cluster command '{args[0]}'");
         var cl = new CommandLine(args[1..], new HashSet<string> { "help" });
         if (cl.Has("help")) { Console.Out.WriteLine(Usage); return 0; }
@@ -118,4 +125,91 @@ public static class ClusterCommand
             }
         }
     }
+
+    private static async Task<int> DescribeAsync(string[] args)
+    {
+        var cl = new CommandLine(args, new HashSet<string> { "json", "help" });
+        if (cl.Has("help")) { Console.Out.WriteLine(Usage); return 0; }
+        var settings = ClientSettings.Read(cl);
+        bool json = cl.Has("json");
+        cl.EnsureAllUsed();
+        // DescribeCluster and DescribeQuorum over a bare connection to the first reachable bootstrap broker
+        // (Confluent.Kafka's admin client has no call for DescribeQuorum).
+        var endpoints = settings.Bootstrap.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        await using var nodes = new Freshet.Network.NodeClient(id =>
+        {
+            if (id < 0 || id >= endpoints.Length) return null;
+            int colon = endpoints[id].LastIndexOf(':');
+            return (endpoints[id][..colon].Trim('[', ']'), int.Parse(endpoints[id][(colon + 1)..], CultureInfo.InvariantCulture));
+        }, new Freshet.Network.NodeClientOptions { ClientId = "freshet-cli", RequestTimeoutMs = 15_000 },
+            Microsoft.Extensions.Logging.Abstractions.NullLogger<Freshet.Network.NodeClient>.Instance);
+        Freshet.Protocol.Messages.DescribeQuorumResponse.PartitionData? quorum = null;
+        Freshet.Protocol.Messages.DescribeClusterResponse? cluster = null;
+        string? quorumError = null;
+        for (int i = 0; i < endpoints.Length && quorum is null; i++)
+        {
+            try
+            {
+                cluster ??= await nodes.SendAsync<Freshet.Protocol.Messages.DescribeClusterResponse>(i, new Freshet.Protocol.Messages.DescribeClusterRequest(), 1,
+                    CancellationToken.None).ConfigureAwait(false);
+                var r = await nodes.SendAsync<Freshet.Protocol.Messages.DescribeQuorumResponse>(i, new Freshet.Protocol.Messages.DescribeQuorumRequest
+                {
+                    Topics = [new() { TopicName = "__cluster_metadata", Partitions = [new() { PartitionIndex = 0 }] }],
+                }, 1, CancellationToken.None).ConfigureAwait(false);
+                var p = r.Topics.SelectMany(t => t.Partitions).FirstOrDefault();
+                var error = (ErrorCode)(p?.ErrorCode ?? r.ErrorCode);
+                if (p is not null && error == Freshet.Protocol.ErrorCode.None) quorum = p;
+                else quorumError = error.KafkaName();
+            }
+            catch (IOException e)
+            {
+                quorumError = e.Message;
+            }
+        }
+
+        if (cluster is null) throw new CommandFailedException($"no broker reachable at {settings.Bootstrap}: {quorumError}");
+        long leaderEnd = quorum?.CurrentVoters.Where(v => v.ReplicaId == quorum.LeaderId).Select(v => v.LogEndOffset).FirstOrDefault() ?? 0;
+        if (json)
+        {
+            var node = new System.Text.Json.Nodes.JsonObject
+            {
+                ["clusterId"] = cluster.ClusterId,
+                ["brokers"] = new System.Text.Json.Nodes.JsonArray([.. cluster.Brokers.OrderBy(n => n.BrokerId).Select(n => (System.Text.Json.Nodes.JsonNode?)new System.Text.Json.Nodes.JsonObject
+                {
+                    ["id"] = n.BrokerId, ["host"] = n.Host, ["port"] = n.Port, ["rack"] = n.Rack,
+                })]),
+                ["quorum"] = quorum is null ? new System.Text.Json.Nodes.JsonObject { ["error"] = quorumError } : new System.Text.Json.Nodes.JsonObject
+                {
+                    ["leaderId"] = quorum.LeaderId,
+                    ["leaderEpoch"] = quorum.LeaderEpoch,
+                    ["highWatermark"] = quorum.HighWatermark,
+                    ["voters"] = Replicas(quorum.CurrentVoters, leaderEnd),
+                    ["observers"] = Replicas(quorum.Observers, leaderEnd),
+                },
+            };
+            Console.Out.WriteLine(Output.ToIndentedJson(node));
+            return 0;
+        }
+        Console.Out.WriteLine($"Cluster: {cluster.ClusterId}");
+        var brokers = new Table("BROKER", "HOST", "PORT", "RACK");
+        foreach (var n in cluster.Brokers.OrderBy(n => n.BrokerId)) brokers.Add(n.BrokerId, n.Host, n.Port, n.Rack ?? "");
+        brokers.Write(Console.Out);
+        if (quorum is null)
+        {
+            Console.Out.WriteLine($"Metadata quorum: unavailable ({quorumError})");
+            return 1;
+        }
+        Console.Out.WriteLine($"Metadata quorum: leader (active controller) {quorum.LeaderId}, epoch {quorum.LeaderEpoch}, high watermark {quorum.HighWatermark}");
+        var replicas = new Table("NODE", "ROLE", "LOG-END-OFFSET", "LAG");
+        foreach (var v in quorum.CurrentVoters) replicas.Add(v.ReplicaId, v.ReplicaId == quorum.LeaderId ? "leader" : "voter", v.LogEndOffset, Math.Max(0, leaderEnd - v.LogEndOffset));
+        foreach (var o in quorum.Observers) replicas.Add(o.ReplicaId, "observer", o.LogEndOffset, Math.Max(0, leaderEnd - o.LogEndOffset));
+        replicas.Write(Console.Out);
+        return 0;
+    }
+
+    private static System.Text.Json.Nodes.JsonArray Replicas(IEnumerable<Freshet.Protocol.Messages.DescribeQuorumResponse.ReplicaState> replicas, long leaderEnd) =>
+        new([.. replicas.Select(r => (System.Text.Json.Nodes.JsonNode?)new System.Text.Json.Nodes.JsonObject
+        {
+            ["id"] = r.ReplicaId, ["logEndOffset"] = r.LogEndOffset, ["lag"] = Math.Max(0, leaderEnd - r.LogEndOffset),
+        })]);
 }

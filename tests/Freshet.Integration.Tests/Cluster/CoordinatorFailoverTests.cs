@@ -105,3 +105,40 @@ public sealed class CoordinatorFailoverTests(ITestOutputHelper output)
         Assert.All(committed, c => Assert.True(c.Offset.Value > 0, $"partition {c.Partition.Value} has no committed offset"));
     }
 }
+
+/// <summary>`freshet cluster describe`: brokers and the metadata quorum, asked of a follower and forwarded to the leader.</summary>
+public sealed class ClusterDescribeTests
+{
+    [Fact]
+    public async Task ShowsTheBrokersAndTheQuorumLeaderWithEachVotersLag()
+    {
+        await using var cluster = new ClusterProcesses(3);
+        await cluster.StartAsync();
+        int leader = await cluster.ActiveControllerAsync(1);
+        int follower = leader == 1 ? 2 : 1;
+        System.Text.Json.JsonElement json;
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (true)
+        {
+            // Every node is ready; the follower's image may still be a moment behind the last unfencing.
+            var r = await FreshetCli.RunAsync("cluster", "describe", "--bootstrap-server", cluster.Nodes[follower].BootstrapServers, "--json");
+            Assert.Equal(0, r.ExitCode);
+            json = System.Text.Json.JsonDocument.Parse(r.Stdout).RootElement;
+            if (json.GetProperty("brokers").GetArrayLength() == 3 || DateTime.UtcNow > deadline) break;
+            await Task.Delay(250);
+        }
+        Assert.Equal([1, 2, 3], json.GetProperty("brokers").EnumerateArray().Select(b => b.GetProperty("id").GetInt32()));
+        var quorum = json.GetProperty("quorum");
+        Assert.Equal(leader, quorum.GetProperty("leaderId").GetInt32());
+        Assert.True(quorum.GetProperty("highWatermark").GetInt64() > 0);
+        Assert.Equal([1, 2, 3], quorum.GetProperty("voters").EnumerateArray().Select(v => v.GetProperty("id").GetInt32()).Order());
+
+        var table = await FreshetCli.RunAsync("cluster", "describe", "--bootstrap-server", cluster.Nodes[follower].BootstrapServers);
+        Assert.Equal(0, table.ExitCode);
+        Assert.Contains($"leader (active controller) {leader}", table.Stdout, StringComparison.Ordinal);
+
+        var unreachable = await FreshetCli.RunAsync("cluster", "describe", "--bootstrap-server", $"127.0.0.1:{BrokerProcess.FreePort()}");
+        Assert.Equal(1, unreachable.ExitCode);
+        Assert.Contains("no broker reachable", unreachable.Stderr, StringComparison.Ordinal);
+    }
+}
