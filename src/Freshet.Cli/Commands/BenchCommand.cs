@@ -18,7 +18,7 @@ public static class BenchCommand
 {
     public const string Usage = """
         usage: freshet bench [--bootstrap-server host:port] [--messages 2000000] [--size 100]
-                             [--partitions 1,8] [--rate 20000] [--seconds 10] [--acks all|1]
+                             [--partitions 1,8] [--rate 20000] [--seconds 10] [--acks all|1] [--replication-factor 1]
                              [--server-override key=value]... [--consumer-property key=value]...
                              [--phases throughput,latency,groups] [--group-protocols classic,consumer] [--json]
 
@@ -51,6 +51,8 @@ public static class BenchCommand
         int rate = cl.GetInt("rate", 20_000);
         int seconds = cl.GetInt("seconds", 10);
         string acks = cl.Get("acks") ?? "all";
+        short replicationFactor = (short)cl.GetInt("replication-factor", 1);
+        if (replicationFactor < 1) throw new UsageException("--replication-factor must be at least 1");
         var phases = (cl.Get("phases") ?? "throughput,latency,groups").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).ToHashSet();
         if (phases.Except(["throughput", "latency", "groups"]).FirstOrDefault() is { } unknownPhase)
             throw new UsageException($"unknown phase '{unknownPhase}' (throughput, latency, groups)");
@@ -98,30 +100,31 @@ public static class BenchCommand
             foreach (int parts in phases.Contains("throughput") ? partitionCounts : [])
             {
                 string topic = $"bench-{parts}-{Guid.NewGuid().ToString("N")[..6]}";
-                await admin.CreateTopicsAsync([new TopicSpecification { Name = topic, NumPartitions = parts, ReplicationFactor = 1 }]);
+                await admin.CreateTopicsAsync([new TopicSpecification { Name = topic, NumPartitions = parts, ReplicationFactor = replicationFactor }]);
                 double cpu0 = child?.CpuSeconds() ?? 0;
                 var produce = Produce(bootstrap, topic, messages, payload, acks);
                 double cpu1 = child?.CpuSeconds() ?? 0;
                 var consume = Consume(bootstrap, topic, parts, messages, consumerProperties);
                 double cpu2 = child?.CpuSeconds() ?? 0;
-                var raw = await RawFetchAsync(bootstrap, topic, parts, messages);
+                // The bare-Fetch reader talks to one broker: it needs that broker to lead every partition (one node).
+                bool rawPossible = !bootstrap.Contains(',', StringComparison.Ordinal) && replicationFactor == 1;
+                double raw = rawPossible ? await RawFetchAsync(bootstrap, topic, parts, messages) : double.NaN;
                 double cpu3 = child?.CpuSeconds() ?? 0;
                 double gb = messages * (double)size / (1L << 30);
                 rows.Add(new Row("produce", parts, messages, size, produce, messages / produce, messages * (double)size / produce / (1 << 20),
                     BrokerCpuSeconds: child is null ? null : cpu1 - cpu0, CpuSecondsPerGb: child is null ? null : (cpu1 - cpu0) / gb));
                 rows.Add(new Row("consume", parts, messages, size, consume, messages / consume, messages * (double)size / consume / (1 << 20),
                     BrokerCpuSeconds: child is null ? null : cpu2 - cpu1, CpuSecondsPerGb: child is null ? null : (cpu2 - cpu1) / gb));
-                rows.Add(new Row("fetch-raw", parts, messages, size, raw, messages / raw, messages * (double)size / raw / (1 << 20),
-                    BrokerCpuSeconds: child is null ? null : cpu3 - cpu2, CpuSecondsPerGb: child is null ? null : (cpu3 - cpu2) / gb));
+                if (rawPossible)
+                    rows.Add(new Row("fetch-raw", parts, messages, size, raw, messages / raw, messages * (double)size / raw / (1 << 20),
+                        BrokerCpuSeconds: child is null ? null : cpu3 - cpu2, CpuSecondsPerGb: child is null ? null : (cpu3 - cpu2) / gb));
                 await admin.DeleteTopicsAsync([topic]);
-                Print(rows[^3], json);
-                Print(rows[^2], json);
-                Print(rows[^1], json);
+                foreach (var row in rows.TakeLast(rawPossible ? 3 : 2)) Print(row, json);
             }
             if (phases.Contains("latency"))
             {
                 string topic = $"bench-lat-{Guid.NewGuid().ToString("N")[..6]}";
-                await admin.CreateTopicsAsync([new TopicSpecification { Name = topic, NumPartitions = 1, ReplicationFactor = 1 }]);
+                await admin.CreateTopicsAsync([new TopicSpecification { Name = topic, NumPartitions = 1, ReplicationFactor = replicationFactor }]);
                 var row = Latency(bootstrap, topic, rate, seconds, size);
                 rows.Add(row);
                 Print(row, json);
