@@ -1,11 +1,9 @@
 using System.Collections.Immutable;
+using Freshet.Metadata.Controller;
 using Freshet.Protocol;
 using Freshet.Protocol.Wire;
 
 namespace Freshet.Broker.Replication;
-
-/// <summary>An ISR member as AlterPartition names it (KIP-903): the broker and the broker epoch it fetched with (-1 unknown).</summary>
-public readonly record struct IsrMember(int BrokerId, long BrokerEpoch);
 
 /// <summary>
 /// A leader's proposal to change a partition's ISR (Kafka's AlterPartition, KIP-497): made at

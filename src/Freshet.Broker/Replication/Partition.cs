@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using Freshet.Metadata.Controller;
 using Freshet.Metadata.Image;
 using Freshet.Protocol;
 using Freshet.Protocol.Wire;

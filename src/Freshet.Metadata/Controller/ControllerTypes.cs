@@ -76,7 +76,7 @@ public readonly record struct BrokerRegistrationOutcome(ErrorCode Error, string?
 /// <summary>Outcome of a BrokerHeartbeat (Kafka's response fields).</summary>
 public readonly record struct BrokerHeartbeatOutcome(ErrorCode Error, bool IsCaughtUp, bool IsFenced, bool ShouldShutDown);
 
-/// <summary>A replica proposed for the ISR by its leader, with the broker epoch the leader saw (-1: not checked).</summary>
+/// <summary>An ISR member as AlterPartition names it (KIP-903): the broker and the broker epoch its leader saw it fetch with (-1: unknown, not checked).</summary>
 public readonly record struct IsrMember(int BrokerId, long BrokerEpoch);
 
 /// <summary>Outcome of one partition of an AlterPartition: the registration as it now stands, or an error.</summary>

@@ -1,3 +1,4 @@
+using Freshet.Metadata.Controller;
 using Freshet.Broker;
 using Freshet.Broker.Replication;
 using Freshet.Protocol;
