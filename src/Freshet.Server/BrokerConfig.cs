@@ -37,6 +37,10 @@ public sealed class BrokerConfig
             .Define("log.dirs", ConfigType.List, null, "Directories for partition logs.", readOnly: true)
             .Define("log.dir", ConfigType.String, "./data", "Directory for partition logs when log.dirs is not set.", readOnly: true)
             .Define("metadata.log.dir", ConfigType.String, null, "Directory of the metadata log; defaults to the first log directory.", readOnly: true)
+            .Define("metadata.log.max.record.bytes.between.snapshots", ConfigType.Long, "20971520", "Record bytes committed to the metadata log after which a node snapshots its metadata image (and the log before the snapshot is dropped).", ConfigDef.AtLeast(1), readOnly: true)
+            .Define("metadata.log.max.snapshot.interval.ms", ConfigType.Long, "3600000", "A metadata snapshot at least this often while records are committed; 0 turns the interval off.", ConfigDef.AtLeast(0), readOnly: true)
+            .Define("metadata.log.segment.bytes", ConfigType.Int, "1073741824", "Segment size of the metadata log (segments below the latest snapshot are deleted).", ConfigDef.AtLeast(1024), readOnly: true)
+            .Define("metadata.log.segment.ms", ConfigType.Long, "604800000", "A new metadata log segment at least this often.", ConfigDef.AtLeast(1), readOnly: true)
             .Define("broker.rack", ConfigType.String, null, "Rack of this broker.", readOnly: true)
             .Define("cluster.id", ConfigType.String, null, "Freshet: the cluster id new log directories are formatted with (kafka-storage format -t); the same on every node of a cluster, and it must match directories already formatted.", readOnly: true)
             .Define("controller.listener.names", ConfigType.List, "", "Listeners that serve the controller APIs (the quorum and brokers' calls), not clients.", readOnly: true)
@@ -128,6 +132,9 @@ public sealed class BrokerConfig
         if (LogDirs.Count == 0) throw new ArgumentException("log.dirs is empty");
         MetadataLogDir = Get("metadata.log.dir") ?? LogDirs[0];
         Rack = Get("broker.rack");
+        MetadataSnapshots = new Freshet.Metadata.Log.SnapshotPolicy(GetLong("metadata.log.max.record.bytes.between.snapshots"), GetLong("metadata.log.max.snapshot.interval.ms"));
+        MetadataLogSegmentBytes = GetInt("metadata.log.segment.bytes");
+        MetadataLogSegmentMs = GetLong("metadata.log.segment.ms");
         ControllerListenerNames = GetList("controller.listener.names");
         ClusterIdOverride = Get("cluster.id");
         QuorumVoters = GetList("controller.quorum.voters");
@@ -229,6 +236,15 @@ public sealed class BrokerConfig
 
     /// <summary>inter.broker.listener.name (resolved: the first non-controller listener when unset).</summary>
     public string InterBrokerListenerName { get; }
+
+    /// <summary>metadata.log.max.record.bytes.between.snapshots and metadata.log.max.snapshot.interval.ms</summary>
+    public Freshet.Metadata.Log.SnapshotPolicy MetadataSnapshots { get; }
+
+    /// <summary>metadata.log.segment.bytes</summary>
+    public int MetadataLogSegmentBytes { get; }
+
+    /// <summary>metadata.log.segment.ms</summary>
+    public long MetadataLogSegmentMs { get; }
 
     /// <summary>broker.session.timeout.ms</summary>
     public int BrokerSessionTimeoutMs { get; }

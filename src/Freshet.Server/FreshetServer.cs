@@ -255,8 +255,12 @@ public sealed partial class FreshetServer : IAsyncDisposable
             new ConsumerGroupHandler(dispatcher, parts.Groups).Register();
 
             // ---- start: the quorum first (other nodes reach it through the controller listener), then the broker
-            parts.Loader = new MetadataLoader(controller, () => raft.State, canLead: isController);
-            raft.Start(PartitionRaftLog.Open(config.MetadataLogDir, time, loggers),
+            parts.Loader = new MetadataLoader(controller, raft, canLead: isController, config.MetadataSnapshots, time, loggers.CreateLogger<MetadataLoader>());
+            raft.Start(PartitionRaftLog.Open(config.MetadataLogDir, time, loggers, new Dictionary<string, string>
+                {
+                    [LogConfig.SegmentBytesConfig] = config.MetadataLogSegmentBytes.ToString(CultureInfo.InvariantCulture),
+                    [LogConfig.SegmentMsConfig] = config.MetadataLogSegmentMs.ToString(CultureInfo.InvariantCulture),
+                }),
                 new FileQuorumStateStore(Path.Combine(config.MetadataLogDir, LocalMetadataLog.Partition.ToString(), "quorum-state"), voters.Keys),
                 parts.Loader, new Random());
             replicas.Start();

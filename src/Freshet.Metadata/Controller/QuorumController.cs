@@ -116,6 +116,29 @@ public sealed partial class QuorumController
         }
     }
 
+    /// <summary>
+    /// Replaces the image with a snapshot's (at start when the metadata log begins with one, or when
+    /// this node fell behind the leader's log start and downloaded it): the image is rebuilt from the
+    /// empty one, so whatever the skipped records removed is gone, and listeners see the difference.
+    /// </summary>
+    /// <param name="endOffset">The snapshot's end: it covers the records below this offset.</param>
+    public void LoadSnapshot(long endOffset, IEnumerable<VersionedRecord> records)
+    {
+        ArgumentNullException.ThrowIfNull(records);
+        lock (_lock)
+        {
+            // Only a node that does not lead downloads a snapshot; stop committing all the same if it did.
+            BecomeStandby();
+            var previous = _image;
+            var builder = new MetadataImageBuilder(MetadataImage.Empty(previous.ClusterId, previous.ControllerId));
+            foreach (var r in records) builder.Apply(r.Message);
+            var next = builder.Build(endOffset - 1);
+            Volatile.Write(ref _image, next);
+            LogSnapshotLoaded(_logger, endOffset, next.TopicsByName.Count, next.Brokers.Count);
+            foreach (var l in _listeners) l.OnMetadataUpdate(previous, next);
+        }
+    }
+
     /// <summary>Replays a local (one-node, Raft-less) log into the image and becomes active; an empty log is bootstrapped with the metadata.version feature.</summary>
     public void Start()
     {
@@ -459,6 +482,9 @@ public sealed partial class QuorumController
 
     [LoggerMessage(EventId = 2002, Level = LogLevel.Information, Message = "Node {NodeId} is the active controller (metadata at offset {Offset})")]
     private static partial void LogActive(ILogger logger, int nodeId, long offset);
+
+    [LoggerMessage(EventId = 2003, Level = LogLevel.Information, Message = "Metadata snapshot up to offset {EndOffset} loaded: {Topics} topics, {Brokers} brokers")]
+    private static partial void LogSnapshotLoaded(ILogger logger, long endOffset, int topics, int brokers);
 
     [LoggerMessage(EventId = 2001, Level = LogLevel.Information, Message = "Metadata log replayed: {Records} records, {Topics} topics")]
     private static partial void LogReplayed(ILogger logger, long records, int topics);
