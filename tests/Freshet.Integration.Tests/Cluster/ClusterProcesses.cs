@@ -12,12 +12,24 @@ public sealed class ClusterProcesses : IAsyncDisposable
 {
     private readonly Dictionary<int, BrokerProcess> _nodes = [];
     private readonly Dictionary<int, int> _controllerPorts = [];
+    private readonly Dictionary<int, (CutProxy Client, CutProxy Controller)> _proxies = [];
 
-    public ClusterProcesses(int count, Dictionary<string, string>? overrides = null)
+    /// <param name="proxied">
+    /// Put a <see cref="CutProxy"/> in front of each node's client and controller listeners and
+    /// advertise those (to clients, brokers and the quorum), so <see cref="Cut"/> can cut a node off.
+    /// </param>
+    public ClusterProcesses(int count, Dictionary<string, string>? overrides = null, bool proxied = false)
     {
         string clusterId = Freshet.Server.MetaProperties.NewClusterId();
         var ports = Enumerable.Range(1, count).ToDictionary(n => n, _ => (Client: BrokerProcess.FreePort(), Controller: BrokerProcess.FreePort()));
-        string voters = string.Join(",", ports.Select(p => $"{p.Key}@127.0.0.1:{p.Value.Controller}"));
+        if (proxied)
+        {
+            foreach (var (n, (client, controller)) in ports)
+                _proxies[n] = (new CutProxy(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, client)),
+                    new CutProxy(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, controller)));
+        }
+        int Advertised(int n) => proxied ? _proxies[n].Client.Port : ports[n].Client;
+        string voters = string.Join(",", ports.Select(p => $"{p.Key}@127.0.0.1:{(proxied ? _proxies[p.Key].Controller.Port : p.Value.Controller)}"));
         foreach (var (n, (client, controller)) in ports)
         {
             var props = new Dictionary<string, string>(overrides ?? [])
@@ -25,15 +37,41 @@ public sealed class ClusterProcesses : IAsyncDisposable
                 ["node.id"] = n.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 ["cluster.id"] = clusterId,
                 ["listeners"] = $"PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{controller}",
-                ["advertised.listeners"] = $"PLAINTEXT://127.0.0.1:{client}",
+                ["advertised.listeners"] = $"PLAINTEXT://127.0.0.1:{Advertised(n)}",
                 ["controller.listener.names"] = "CONTROLLER",
                 ["controller.quorum.voters"] = voters,
             };
             _controllerPorts[n] = controller;
             _nodes[n] = new BrokerProcess(props, client) { LogLevel = Environment.GetEnvironmentVariable("FRESHET_CLUSTER_LOG_LEVEL") ?? "warning" };
         }
-        BootstrapServers = string.Join(",", _nodes.Values.Select(b => b.BootstrapServers));
+        BootstrapServers = string.Join(",", _nodes.Keys.Select(n => $"127.0.0.1:{Advertised(n)}"));
     }
+
+    /// <summary>
+    /// Cuts node <paramref name="node"/> off (proxied clusters): nothing reaches its listeners, and
+    /// what it sends (its quorum, controller and replica-fetch clients are named freshet-{id}-...)
+    /// reaches no other node. Its own process keeps running, believing what it last knew.
+    /// </summary>
+    public void Cut(int node, bool cut = true)
+    {
+        if (_proxies.Count == 0) throw new InvalidOperationException("the cluster was not started with proxies");
+        string prefix = $"freshet-{node}-";
+        foreach (var (n, (client, controller)) in _proxies)
+        {
+            if (n == node)
+            {
+                client.CutAll = cut;
+                controller.CutAll = cut;
+            }
+            else
+            {
+                client.Block(prefix, cut);
+                controller.Block(prefix, cut);
+            }
+        }
+    }
+
+    public void Heal(int node) => Cut(node, cut: false);
 
     public string BootstrapServers { get; }
 
@@ -59,5 +97,10 @@ public sealed class ClusterProcesses : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         foreach (var n in _nodes.Values) await n.DisposeAsync();
+        foreach (var (client, controller) in _proxies.Values)
+        {
+            await client.DisposeAsync();
+            await controller.DisposeAsync();
+        }
     }
 }

@@ -1,0 +1,209 @@
+using System.Globalization;
+using System.Text;
+using Confluent.Kafka;
+using Confluent.Kafka.Admin;
+using Freshet.Integration.Tests.Support;
+using Freshet.Protocol.Messages;
+using Freshet.Protocol.Records;
+using Freshet.Protocol.Wire;
+using Xunit.Abstractions;
+using ErrorCode = Freshet.Protocol.ErrorCode;
+
+namespace Freshet.Integration.Tests.Cluster;
+
+/// <summary>
+/// Three `freshet server` processes behind cutting proxies: the partition leader is cut off from the
+/// others mid-produce (it keeps running and still believes it leads), then healed.
+/// </summary>
+public sealed class NetworkPartitionTests(ITestOutputHelper output)
+{
+    private static (int Leader, int[] Isr) PartitionState(IAdminClient admin, string topic)
+    {
+        try
+        {
+            var p = admin.GetMetadata(topic, TimeSpan.FromSeconds(5)).Topics.SingleOrDefault()?.Partitions.SingleOrDefault();
+            return p is null || p.Error.IsError ? (-1, []) : (p.Leader, p.InSyncReplicas);
+        }
+        catch (KafkaException)
+        {
+            return (-1, []);
+        }
+    }
+
+    private static async Task WaitFor(Func<bool> condition, string what, int seconds = 60)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(seconds);
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"timed out waiting until {what}");
+            await Task.Delay(200);
+        }
+    }
+
+    /// <summary>Records straight to a node's own port (a client on the cut-off side), acks=all.</summary>
+    private static async Task<ErrorCode> ProduceDirectAsync(string bootstrap, string topic, int count, int timeoutMs)
+    {
+        using var b = new RecordBatchBuilder();
+        long now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        for (int i = 0; i < count; i++) b.Append(now, null, Encoding.UTF8.GetBytes($"stale-{i}"));
+        var request = new ProduceRequest { Acks = -1, TimeoutMs = timeoutMs };
+        request.TopicData.Add(new() { Name = topic, PartitionData = [new() { Index = 0, Records = new RecordSet(b.Build()) }] });
+        await using var raw = await RawKafkaClient.ConnectAsync(bootstrap);
+        var r = await raw.RequestAsync<ProduceResponse>(request, 9);
+        return (ErrorCode)r.Responses[0].PartitionResponses[0].ErrorCode;
+    }
+
+    [Fact]
+    public async Task ACutOffLeaderIsReplacedRefusesAcksAllTruncatesItsDivergedTailAndRejoinsWhenHealed()
+    {
+        await using var cluster = new ClusterProcesses(3, new()
+        {
+            ["broker.session.timeout.ms"] = "4000",
+            ["broker.heartbeat.interval.ms"] = "500",
+            ["replica.lag.time.max.ms"] = "5000",
+            ["auto.leader.rebalance.enable"] = "false",
+        }, proxied: true);
+        await cluster.StartAsync();
+        const string topic = "cut";
+        // The partition leader is not the active controller: the quorum keeps its leader, the data path is what is cut.
+        int controller = await cluster.ActiveControllerAsync(1);
+        int cut = Enumerable.Range(1, 3).First(n => n != controller);
+        await using (var raw = await RawKafkaClient.ConnectAsync(cluster.Nodes[controller].BootstrapServers))
+        {
+            var created = await raw.RequestAsync<CreateTopicsResponse>(new CreateTopicsRequest
+            {
+                Topics =
+                [
+                    new()
+                    {
+                        Name = topic, NumPartitions = -1, ReplicationFactor = -1,
+                        Assignments = [new() { PartitionIndex = 0, BrokerIds = [cut, .. Enumerable.Range(1, 3).Where(n => n != cut)] }],
+                        Configs = [new() { Name = "min.insync.replicas", Value = "2" }],
+                    },
+                ],
+            }, 7);
+            Assert.Equal(0, created.Topics.Single().ErrorCode);
+        }
+        using var admin = Clients.Admin(cluster.BootstrapServers);
+        await WaitFor(() => PartitionState(admin, topic).Isr.Length == 3, "the ISR is complete");
+        Assert.Equal(cut, PartitionState(admin, topic).Leader);
+
+        const int Total = 60_000;
+        var acked = new System.Collections.Concurrent.ConcurrentDictionary<int, byte>();
+        long errors = 0;
+        var config = Clients.ProducerConfig(cluster.BootstrapServers);
+        config.Acks = Acks.All;
+        config.EnableIdempotence = false;
+        config.MessageTimeoutMs = 120_000;
+        config.LingerMs = 5;
+        var producing = Task.Run(() =>
+        {
+            using var producer = new ProducerBuilder<Null, string>(config).Build();
+            var paced = System.Diagnostics.Stopwatch.StartNew();
+            for (int i = 0; i < Total; i++)
+            {
+                int seq = i;
+                if (i % 500 == 0)
+                    while (paced.Elapsed.TotalSeconds < i / 5_000.0) Thread.Sleep(5);
+                while (true)
+                {
+                    try
+                    {
+                        producer.Produce(topic, new Message<Null, string> { Value = seq.ToString(CultureInfo.InvariantCulture) }, r =>
+                        {
+                            if (r.Error.IsError) Interlocked.Increment(ref errors);
+                            else acked.TryAdd(seq, 0);
+                        });
+                        break;
+                    }
+                    catch (ProduceException<Null, string> e) when (e.Error.Code == Confluent.Kafka.ErrorCode.Local_QueueFull)
+                    {
+                        producer.Poll(TimeSpan.FromMilliseconds(10));
+                    }
+                }
+            }
+            producer.Flush(TimeSpan.FromSeconds(150));
+        });
+
+        try
+        {
+            await WaitFor(() => acked.Count >= Total / 4 || producing.IsCompleted, "a quarter is acknowledged");
+            cluster.Cut(cut);
+            var cutAt = DateTime.UtcNow;
+            output.WriteLine($"cut node {cut} off after {acked.Count} acknowledgements (active controller {controller})");
+
+            // A client on the cut-off side: the old leader still takes the records into its log, but cannot
+            // get them replicated, so acks=all is never acknowledged.
+            var stale = await ProduceDirectAsync(cluster.Nodes[cut].BootstrapServers, topic, 20, timeoutMs: 3000);
+            output.WriteLine($"acks=all on the cut-off leader: {stale}");
+            Assert.Contains(stale, new[] { ErrorCode.RequestTimedOut, ErrorCode.NotEnoughReplicas, ErrorCode.NotEnoughReplicasAfterAppend, ErrorCode.NotLeaderOrFollower });
+
+            await WaitFor(() => PartitionState(admin, topic) is var s && s.Leader > 0 && s.Leader != cut, "another node leads");
+            var moved = PartitionState(admin, topic);
+            output.WriteLine($"leader {moved.Leader} (ISR {string.Join(",", moved.Isr)}) {(DateTime.UtcNow - cutAt).TotalSeconds:F1} s after the cut");
+            Assert.DoesNotContain(cut, moved.Isr);
+            // Still cut off, still refused.
+            Assert.NotEqual(ErrorCode.None, await ProduceDirectAsync(cluster.Nodes[cut].BootstrapServers, topic, 5, timeoutMs: 2000));
+
+            await WaitFor(() => acked.Count >= Total * 2 / 3 || producing.IsCompleted, "two thirds are acknowledged", 120);
+            cluster.Heal(cut);
+            var healedAt = DateTime.UtcNow;
+            await WaitFor(() => PartitionState(admin, topic).Isr.Contains(cut), "the healed node is back in the ISR", 90);
+            output.WriteLine($"node {cut} back in the ISR {(DateTime.UtcNow - healedAt).TotalSeconds:F1} s after healing");
+
+            await producing.WaitAsync(TimeSpan.FromSeconds(200));
+        }
+        finally
+        {
+            foreach (var (id, node) in cluster.Nodes) output.WriteLine($"--- node {id}:\n{node.Output}");
+        }
+        output.WriteLine($"{acked.Count} acknowledged, {errors} failed");
+        Assert.Equal(0, Interlocked.Read(ref errors));
+        Assert.Equal(Total, acked.Count);
+
+        // Leadership back to the healed node (preferred election), then read everything from it: every
+        // acknowledged record, in order, and none of what it took while cut off (it truncated them).
+        await WaitFor(() => PartitionState(admin, topic).Isr.Length == 3, "the ISR is complete again");
+        var elected = await admin.ElectLeadersAsync(ElectionType.Preferred, [new TopicPartition(topic, 0)]);
+        output.WriteLine($"preferred election: {elected.TopicPartitions.Single().Error.Code}");
+        await WaitFor(() => PartitionState(admin, topic).Leader == cut, "the healed node leads again");
+
+        var seen = new HashSet<int>();
+        int last = -1, staleSeen = 0;
+        var cc = Clients.ConsumerConfig(cluster.BootstrapServers);
+        cc.GroupId = "cut-check";
+        cc.AutoOffsetReset = AutoOffsetReset.Earliest;
+        cc.EnableAutoCommit = false;
+        cc.EnablePartitionEof = true;
+        using (var consumer = new ConsumerBuilder<Ignore, string>(cc).Build())
+        {
+            consumer.Assign(new TopicPartitionOffset(topic, 0, Offset.Beginning));
+            var readDeadline = DateTime.UtcNow.AddSeconds(90);
+            bool eof = false;
+            while (!(eof && seen.Count >= Total) && DateTime.UtcNow < readDeadline)
+            {
+                var cr = consumer.Consume(TimeSpan.FromSeconds(1));
+                if (cr is null) continue;
+                if (cr.IsPartitionEOF)
+                {
+                    eof = true;
+                    continue;
+                }
+                eof = false;
+                if (cr.Message.Value.StartsWith("stale-", StringComparison.Ordinal))
+                {
+                    staleSeen++;
+                    continue;
+                }
+                int seq = int.Parse(cr.Message.Value, CultureInfo.InvariantCulture);
+                if (seen.Add(seq))
+                {
+                    Assert.True(seq > last, $"message {seq} first seen after {last}");
+                    last = seq;
+                }
+            }
+        }
+        Assert.Equal(0, staleSeen);
+        Assert.Equal(Total, seen.Count);
+    }
+}
