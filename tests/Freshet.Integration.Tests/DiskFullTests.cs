@@ -16,7 +16,7 @@ namespace Freshet.Integration.Tests;
 /// </summary>
 public sealed class DiskFullTests(ITestOutputHelper output)
 {
-    private static void Run(string file, params string[] args)
+    internal static void Run(string file, params string[] args)
     {
         using var p = Process.Start(new ProcessStartInfo(file, args) { RedirectStandardError = true, RedirectStandardOutput = true })!;
         p.WaitForExit();

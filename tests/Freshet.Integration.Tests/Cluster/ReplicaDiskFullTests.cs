@@ -1,0 +1,127 @@
+using System.Globalization;
+using Confluent.Kafka;
+using Freshet.Integration.Tests.Support;
+using Freshet.Metadata.Controller;
+using ErrorCode = Freshet.Protocol.ErrorCode;
+using TopicPartition = Freshet.Protocol.TopicPartition;
+using Freshet.Server;
+using Xunit.Abstractions;
+
+namespace Freshet.Integration.Tests.Cluster;
+
+/// <summary>
+/// Three nodes; one follower's log directory is a small tmpfs that fills up during an acks=all
+/// produce. The replica drops out of the ISR, the cluster keeps accepting writes, and once space
+/// is freed the replica catches up, rejoins, and holds the same bytes as the leader. Needs root
+/// (to mount the tmpfs), which CI and the test script have.
+/// </summary>
+public sealed class ReplicaDiskFullTests(ITestOutputHelper output)
+{
+    private static async Task WaitFor(Func<bool> condition, string what, int seconds = 60)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(seconds);
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"timed out waiting until {what}");
+            await Task.Delay(100);
+        }
+    }
+
+    [Fact]
+    public async Task AFullDiskOnOneReplicaTakesItOutOfTheIsrNotTheCluster()
+    {
+        string root = Path.Combine(Path.GetTempPath(), "freshet-replica-full-" + Guid.NewGuid().ToString("N")[..8]);
+        var ports = Enumerable.Range(1, 3).ToDictionary(n => n, _ => (Client: BrokerProcess.FreePort(), Controller: BrokerProcess.FreePort()));
+        string voters = string.Join(",", ports.Select(p => $"{p.Key}@127.0.0.1:{p.Value.Controller}"));
+        string clusterId = MetaProperties.NewClusterId();
+        string LogDir(int n) => Path.Combine(root, $"node-{n}", "logs");
+        foreach (int n in ports.Keys)
+        {
+            Directory.CreateDirectory(LogDir(n));
+            Directory.CreateDirectory(Path.Combine(root, $"node-{n}", "meta"));
+        }
+        // Node 3's partition logs on 8 MB (its metadata log elsewhere, as a separate metadata.log.dir would be).
+        DiskFullTests.Run("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", LogDir(3));
+        Dictionary<string, string> Props(int n) => new()
+        {
+            ["node.id"] = n.ToString(CultureInfo.InvariantCulture),
+            ["cluster.id"] = clusterId,
+            ["log.dirs"] = LogDir(n),
+            ["metadata.log.dir"] = Path.Combine(root, $"node-{n}", "meta"),
+            ["listeners"] = $"PLAINTEXT://127.0.0.1:{ports[n].Client},CONTROLLER://127.0.0.1:{ports[n].Controller}",
+            ["controller.listener.names"] = "CONTROLLER",
+            ["controller.quorum.voters"] = voters,
+            ["replica.lag.time.max.ms"] = "3000",
+            ["replica.fetch.backoff.ms"] = "200",
+            ["auto.leader.rebalance.enable"] = "false",
+        };
+        var servers = new Dictionary<int, FreshetServer>();
+        try
+        {
+            var started = await Task.WhenAll(ports.Keys.Select(n => FreshetServer.StartEmbeddedAsync(Props(n))));
+            foreach (var s in started) servers[s.Config.NodeId] = s;
+            await WaitFor(() => servers.Values.Any(s => s.Controller.IsActive), "a controller is active");
+            QuorumController Active() => servers.Values.Select(s => s.Controller).First(c => c.IsActive);
+            const string topic = "fills-one-replica";
+            var created = Active().CreateTopics([new NewTopic(topic, -1, -1, new Dictionary<int, IReadOnlyList<int>> { [0] = [1, 2, 3] },
+                new Dictionary<string, string?> { ["min.insync.replicas"] = "2" })], false);
+            Assert.Equal(ErrorCode.None, created[0].Error);
+            int[] Isr() => [.. Active().Image.Partition(topic, 0)!.Isr.Order()];
+            await WaitFor(() => Isr().Length == 3, "the ISR is complete");
+
+            // Leave node 3 about 1.5 MB, then send 4 MB with acks=all through the leader.
+            string ballast = Path.Combine(LogDir(3), "ballast");
+            var free = new DriveInfo(LogDir(3)).AvailableFreeSpace;
+            await File.WriteAllBytesAsync(ballast, new byte[free - 1_500_000]);
+            const int Total = 4000;
+            long errors = 0, acked = 0;
+            var config = Clients.ProducerConfig($"127.0.0.1:{ports[1].Client}");
+            config.Acks = Acks.All;
+            config.MessageTimeoutMs = 60_000;
+            var value = new byte[1000];
+            using (var producer = new ProducerBuilder<Null, byte[]>(config).Build())
+            {
+                for (int i = 0; i < Total; i++)
+                {
+                    producer.Produce(topic, new Message<Null, byte[]> { Value = value }, r =>
+                    {
+                        if (r.Error.IsError) Interlocked.Increment(ref errors);
+                        else Interlocked.Increment(ref acked);
+                    });
+                    if (i % 200 == 0) producer.Poll(TimeSpan.Zero);
+                }
+                producer.Flush(TimeSpan.FromSeconds(90));
+            }
+            output.WriteLine($"{acked} acknowledged, {errors} failed; ISR {string.Join(",", Isr())}");
+            Assert.Equal(0, errors);
+            Assert.Equal(Total, acked);
+
+            // The replica is out of the ISR; the broker is not: still registered, unfenced, serving.
+            await WaitFor(() => !Isr().Contains(3), "node 3 leaves the ISR");
+            Assert.Equal([1, 2], Isr());
+            var leaderLog = servers[1].Logs.GetLog(new TopicPartition(topic, 0))!;
+            var fullLog = servers[3].Logs.GetLog(new TopicPartition(topic, 0))!;
+            output.WriteLine($"leader log end {leaderLog.LogEndOffset}, node 3 log end {fullLog.LogEndOffset}");
+            Assert.True(fullLog.LogEndOffset < leaderLog.LogEndOffset, "node 3 stopped short of the leader");
+            Assert.False(Active().Image.Brokers[3].Fenced);
+            using (var admin = Clients.Admin($"127.0.0.1:{ports[3].Client}"))
+                Assert.Equal([1, 2, 3], admin.GetMetadata(TimeSpan.FromSeconds(10)).Brokers.Select(b => b.BrokerId).Order());
+
+            // Space again: node 3 catches up, rejoins, and holds exactly the leader's batches.
+            File.Delete(ballast);
+            await WaitFor(() => Isr().Contains(3), "node 3 rejoins the ISR");
+            await WaitFor(() => fullLog.LogEndOffset == leaderLog.LogEndOffset, "node 3 reaches the leader's log end");
+            Assert.Equal(Total, leaderLog.LogEndOffset);
+            var leaderBatches = leaderLog.ReadBatches(0).ToList();
+            var replicaBatches = fullLog.ReadBatches(0).ToList();
+            Assert.Equal(leaderBatches.Count, replicaBatches.Count);
+            for (int i = 0; i < leaderBatches.Count; i++) Assert.True(leaderBatches[i].AsSpan().SequenceEqual(replicaBatches[i]), $"batch {i} differs");
+        }
+        finally
+        {
+            foreach (var s in servers.Values) await s.DisposeAsync();
+            DiskFullTests.Run("umount", "-l", LogDir(3));
+            Directory.Delete(root, recursive: true);
+        }
+    }
+}
