@@ -87,4 +87,23 @@ public sealed class ControllerListenerTests
         md = await client.SendAsync<MetadataResponse>(0, new MetadataRequest { Topics = [] }, 12, CancellationToken.None);
         Assert.Equal([1], md.Brokers.Select(b => b.NodeId));
     }
+
+    [Fact]
+    public async Task DescribeQuorumReportsWallClockTimestamps()
+    {
+        var (server, client) = await StartAsync();
+        await using var _ = server;
+        await using var __ = client;
+        long before = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var r = await client.SendAsync<DescribeQuorumResponse>(1, new DescribeQuorumRequest
+        {
+            Topics = [new() { TopicName = "__cluster_metadata", Partitions = [new() { PartitionIndex = 0 }] }],
+        }, 1, CancellationToken.None);
+        long after = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var voter = r.Topics.Single().Partitions.Single().CurrentVoters.Single();
+        Assert.Equal(1, voter.ReplicaId);
+        // Milliseconds since the Unix epoch (what admin tools print as dates), not a monotonic counter.
+        Assert.InRange(voter.LastFetchTimestamp, before - 1000, after + 1000);
+        Assert.InRange(voter.LastCaughtUpTimestamp, before - 1000, after + 1000);
+    }
 }

@@ -121,8 +121,29 @@ public sealed partial class RaftDriver : IRaftTransport, IDisposable
     public Task<object> HandleRequestAsync(int fromNodeId, object request)
     {
         var done = new TaskCompletionSource<object>(TaskCreationOptions.RunContinuationsAsynchronously);
-        Enqueue(() => _node.HandleRequest(fromNodeId, request, NowMs, response => done.TrySetResult(response)));
+        Enqueue(() => _node.HandleRequest(fromNodeId, request, NowMs, response =>
+        {
+            if (response is Protocol.Messages.DescribeQuorumResponse d) ToWallClock(d);
+            done.TrySetResult(response);
+        }));
         return done.Task;
+    }
+
+    /// <summary>
+    /// The node times replicas on the monotonic clock; admin tools expect DescribeQuorum's
+    /// LastFetchTimestamp and LastCaughtUpTimestamp in milliseconds since the Unix epoch, as Kafka reports them.
+    /// </summary>
+    private void ToWallClock(Protocol.Messages.DescribeQuorumResponse response)
+    {
+        long monotonic = NowMs, wall = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        foreach (var p in response.Topics.SelectMany(t => t.Partitions))
+        {
+            foreach (var r in p.CurrentVoters.Concat(p.Observers))
+            {
+                if (r.LastFetchTimestamp >= 0) r.LastFetchTimestamp = wall - (monotonic - r.LastFetchTimestamp);
+                if (r.LastCaughtUpTimestamp >= 0) r.LastCaughtUpTimestamp = wall - (monotonic - r.LastCaughtUpTimestamp);
+            }
+        }
     }
 
     /// <summary>
