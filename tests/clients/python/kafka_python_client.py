@@ -24,6 +24,14 @@ JSON object on the last line of stdout; the C# test parses and checks it. Client
       the partition's final owner. With --barrier, after committing it writes DIR/done-NAME and
       stays in the group until M members have done so, so that the members' assignments are
       those of one generation.
+  kafka_python_client.py produce-seq --bootstrap H:P[,H:P] --topic T --messages N --rate R
+      A KafkaProducer (acks=all, retries, one request in flight) sends the values 0..N-1 to
+      partition 0 at about R a second; prints how many were acknowledged and how many failed, and
+      the first error. For failover tests: a broker may die meanwhile.
+  kafka_python_client.py consume-seq --bootstrap H:P[,H:P] --topic T --messages N --timeout S
+      A KafkaConsumer (assign partition 0, no group) reads from the beginning until it has seen
+      every value 0..N-1 or S seconds pass; prints how many distinct values it saw, and whether a
+      value was first seen after a larger one (a reordering).
 """
 
 import argparse
@@ -186,9 +194,70 @@ def cmd_group(args):
         consumer.close()
 
 
+def cmd_produce_seq(args):
+    producer = KafkaProducer(client_id="freshet-failover-producer", bootstrap_servers=args.bootstrap.split(","),
+                             acks="all", retries=1000, retry_backoff_ms=200, request_timeout_ms=10000,
+                             max_in_flight_requests_per_connection=1, linger_ms=5, metadata_max_age_ms=5000)
+    acked, failed, first_error = 0, 0, None
+    outcome = {}
+
+    def ok(i):
+        outcome[i] = True
+
+    def err(i, e):
+        outcome[i] = e
+
+    start = time.monotonic()
+    for i in range(args.messages):
+        if i % 100 == 0:
+            ahead = i / args.rate - (time.monotonic() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+        f = producer.send(args.topic, value=str(i).encode(), partition=0)
+        f.add_callback(lambda _md, i=i: ok(i))
+        f.add_errback(lambda e, i=i: err(i, e))
+    producer.flush(timeout=180)
+    producer.close(timeout=10)
+    for i in range(args.messages):
+        r = outcome.get(i)
+        if r is True:
+            acked += 1
+        else:
+            failed += 1
+            if first_error is None:
+                first_error = "%d: %r" % (i, r)
+    return {"acked": acked, "failed": failed, "first_error": first_error,
+            "seconds": round(time.monotonic() - start, 1)}
+
+
+def cmd_consume_seq(args):
+    consumer = KafkaConsumer(client_id="freshet-failover-consumer", bootstrap_servers=args.bootstrap.split(","),
+                             group_id=None, enable_auto_commit=False, fetch_max_wait_ms=200,
+                             request_timeout_ms=10000, metadata_max_age_ms=5000)
+    tp = TopicPartition(args.topic, 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    seen, last, reordered, records = set(), -1, None, 0
+    deadline = time.monotonic() + args.timeout
+    try:
+        while len(seen) < args.messages and time.monotonic() < deadline:
+            for _tp, batch in consumer.poll(timeout_ms=500).items():
+                for r in batch:
+                    records += 1
+                    v = int(r.value.decode())
+                    if v not in seen:
+                        seen.add(v)
+                        if v < last and reordered is None:
+                            reordered = "%d first seen after %d" % (v, last)
+                        last = max(last, v)
+    finally:
+        consumer.close()
+    return {"distinct": len(seen), "records": records, "reordered": reordered}
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["admin", "roundtrip", "group"])
+    parser.add_argument("command", choices=["admin", "roundtrip", "group", "produce-seq", "consume-seq"])
     parser.add_argument("--bootstrap")
     parser.add_argument("--topic", action="append", default=[])
     parser.add_argument("--partitions", type=int, default=3)
@@ -201,13 +270,15 @@ def main():
     parser.add_argument("--member", default="a", help="group: a name for this member (client id suffix, barrier file)")
     parser.add_argument("--members", type=int, default=1, help="group: members to wait for at the barrier")
     parser.add_argument("--barrier", help="group: a directory where members mark that they are done")
+    parser.add_argument("--rate", type=float, default=1000.0, help="produce-seq: messages a second")
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command in ("roundtrip", "group"):
+    if args.command != "admin":
         args.topic = args.topic[0]
-    result = {"admin": cmd_admin, "roundtrip": cmd_roundtrip, "group": cmd_group}[args.command](args)
+    result = {"admin": cmd_admin, "roundtrip": cmd_roundtrip, "group": cmd_group,
+              "produce-seq": cmd_produce_seq, "consume-seq": cmd_consume_seq}[args.command](args)
     print(json.dumps(result))
 
 

@@ -1,0 +1,94 @@
+using System.Globalization;
+using System.Text.Json;
+using Freshet.Integration.Tests.Compatibility;
+using Freshet.Integration.Tests.Support;
+using Freshet.Protocol.Messages;
+using Xunit.Abstractions;
+
+namespace Freshet.Integration.Tests.Cluster;
+
+/// <summary>
+/// The failover of <see cref="FailoverTests"/> with the other clients users run: a kafka-python
+/// producer (acks=all) and a kafka-python consumer work through the partition leader's SIGKILL, and
+/// kcat reads everything back from the two survivors.
+/// </summary>
+public sealed class ClientsFailoverTests(ITestOutputHelper output)
+{
+    private static string Script => Path.Combine(ClientTools.ClientsDir, "python", "kafka_python_client.py");
+
+    [Fact]
+    public async Task KafkaPythonProducesAndConsumesThroughTheLeadersSigkillAndKcatReadsItAllBack()
+    {
+        string python = await ClientTools.RequirePythonKafkaAsync(v => output.WriteLine($"kafka-python {v}"));
+        string kcat = await ClientTools.RequireKcatAsync();
+        await using var cluster = new ClusterProcesses(3, new() { ["broker.session.timeout.ms"] = "4000", ["broker.heartbeat.interval.ms"] = "500" });
+        await cluster.StartAsync();
+        const string topic = "py-failover";
+        const int Total = 20_000;
+        int controller = await cluster.ActiveControllerAsync(1);
+        int leader = Enumerable.Range(1, 3).First(n => n != controller);
+        await using (var raw = await RawKafkaClient.ConnectAsync(cluster.Nodes[controller].BootstrapServers))
+        {
+            var created = await raw.RequestAsync<CreateTopicsResponse>(new CreateTopicsRequest
+            {
+                Topics =
+                [
+                    new()
+                    {
+                        Name = topic, NumPartitions = -1, ReplicationFactor = -1,
+                        Assignments = [new() { PartitionIndex = 0, BrokerIds = [leader, .. Enumerable.Range(1, 3).Where(n => n != leader)] }],
+                        Configs = [new() { Name = "min.insync.replicas", Value = "2" }],
+                    },
+                ],
+            }, 7);
+            Assert.Equal(0, created.Topics.Single().ErrorCode);
+        }
+        using (var admin = Clients.Admin(cluster.BootstrapServers))
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (admin.GetMetadata(topic, TimeSpan.FromSeconds(5)).Topics.Single().Partitions.SingleOrDefault()?.InSyncReplicas.Length != 3)
+            {
+                Assert.True(DateTime.UtcNow < deadline, "the ISR did not fill");
+                await Task.Delay(200);
+            }
+        }
+
+        // 20,000 values at 2,000 a second: the kill lands about 3 s in.
+        Task<ProcessResult> Python(params string[] args) => ExternalProcess.RunAsync(python,
+            [Script, .. args, "--bootstrap", cluster.BootstrapServers, "--topic", topic, "--messages", Total.ToString(CultureInfo.InvariantCulture)],
+            TimeSpan.FromSeconds(240));
+        var producing = Python("produce-seq", "--rate", "2000");
+        var consuming = Python("consume-seq", "--timeout", "200");
+        await Task.Delay(3000);
+        Assert.False(producing.IsCompleted, "the producer finished before the kill");
+        await cluster.Nodes[leader].KillAsync();
+        output.WriteLine($"killed node {leader} (the partition leader; active controller {controller})");
+
+        var produced = ClientTools.LastJsonLine((await producing).EnsureSuccess());
+        output.WriteLine($"kafka-python producer: {produced}");
+        Assert.Equal(0, produced.GetProperty("failed").GetInt32());
+        Assert.Equal(Total, produced.GetProperty("acked").GetInt32());
+        var consumed = ClientTools.LastJsonLine((await consuming).EnsureSuccess());
+        output.WriteLine($"kafka-python consumer: {consumed}");
+        Assert.Equal(Total, consumed.GetProperty("distinct").GetInt32());
+        Assert.Equal(JsonValueKind.Null, consumed.GetProperty("reordered").ValueKind);
+
+        // kcat from the survivors: every value, first occurrences in order.
+        var read = await ExternalProcess.RunAsync(kcat, ["-C", "-b", cluster.BootstrapWithout(leader), "-t", topic, "-p", "0", "-o", "beginning", "-e", "-q", "-f", "%s\n"],
+            TimeSpan.FromSeconds(60));
+        read.EnsureSuccess();
+        var seen = new HashSet<int>();
+        int last = -1;
+        foreach (var line in read.StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            int v = int.Parse(line, CultureInfo.InvariantCulture);
+            if (seen.Add(v))
+            {
+                Assert.True(v > last, $"{v} first seen after {last}");
+                last = v;
+            }
+        }
+        output.WriteLine($"kcat read {read.StdOut.Count(c => c == '\n')} records, {seen.Count} distinct");
+        Assert.Equal(Total, seen.Count);
+    }
+}
