@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.Net.Sockets;
@@ -48,7 +49,29 @@ public sealed partial class NodeClient(NodeResolver resolve, NodeClientOptions o
     public async Task<TResponse> SendAsync<TResponse>(int nodeId, IApiMessage request, short version, CancellationToken ct) where TResponse : IApiMessage, new()
     {
         var connection = await ConnectionAsync(nodeId, ct).ConfigureAwait(false);
-        ReadOnlyMemory<byte> body = await connection.SendAsync(request, version, ct).ConfigureAwait(false);
+        var (body, _) = await connection.SendAsync(request, version, pooled: false, ct).ConfigureAwait(false);
+        return Parse<TResponse>(nodeId, body, version);
+    }
+
+    /// <summary>The response is read into a buffer rented from the shared pool, returned when the lease is disposed.</summary>
+    public async Task<ResponseLease<TResponse>> SendLeasedAsync<TResponse>(int nodeId, IApiMessage request, short version, CancellationToken ct)
+        where TResponse : IApiMessage, new()
+    {
+        var connection = await ConnectionAsync(nodeId, ct).ConfigureAwait(false);
+        var (body, rented) = await connection.SendAsync(request, version, pooled: true, ct).ConfigureAwait(false);
+        try
+        {
+            return new ResponseLease<TResponse>(Parse<TResponse>(nodeId, body, version), rented);
+        }
+        catch
+        {
+            if (rented is not null) ArrayPool<byte>.Shared.Return(rented);
+            throw;
+        }
+    }
+
+    private static TResponse Parse<TResponse>(int nodeId, ReadOnlyMemory<byte> body, short version) where TResponse : IApiMessage, new()
+    {
         try
         {
             return MessageExtensions.Parse<TResponse>(body, version);
@@ -120,7 +143,8 @@ public sealed partial class NodeClient(NodeResolver resolve, NodeClientOptions o
 /// <summary>One pipelined connection to a node.</summary>
 internal sealed class NodeConnection(int nodeId, string host, int port, NodeClientOptions options, NodeClient owner)
 {
-    private sealed record Pending(short ApiKey, short Version, TaskCompletionSource<ReadOnlyMemory<byte>> Done);
+    /// <param name="Pooled">Read the response into a buffer rented from the shared pool (the caller returns it).</param>
+    private sealed record Pending(short ApiKey, short Version, bool Pooled, TaskCompletionSource<(ReadOnlyMemory<byte> Body, byte[]? Rented)> Done);
 
     private readonly Socket _socket = new(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
     private readonly ConcurrentDictionary<int, Pending> _pending = new();
@@ -146,7 +170,8 @@ internal sealed class NodeConnection(int nodeId, string host, int port, NodeClie
         _ = Task.Run(ReadLoopAsync, CancellationToken.None);
     }
 
-    public async Task<ReadOnlyMemory<byte>> SendAsync(IApiMessage request, short version, CancellationToken ct)
+    /// <summary>Sends a request and returns the response body; with <paramref name="pooled"/> it lies in <c>Rented</c>, which the caller returns to the shared pool.</summary>
+    public async Task<(ReadOnlyMemory<byte> Body, byte[]? Rented)> SendAsync(IApiMessage request, short version, bool pooled, CancellationToken ct)
     {
         int correlationId = Interlocked.Increment(ref _nextCorrelation);
         var header = new RequestHeader { RequestApiKey = request.ApiKey, RequestApiVersion = version, CorrelationId = correlationId, ClientId = options.ClientId };
@@ -161,7 +186,7 @@ internal sealed class NodeConnection(int nodeId, string host, int port, NodeClie
         header.Write(ref writer, headerVersion);
         request.Write(ref writer, version);
 
-        var pending = new Pending(request.ApiKey, version, new TaskCompletionSource<ReadOnlyMemory<byte>>(TaskCreationOptions.RunContinuationsAsynchronously));
+        var pending = new Pending(request.ApiKey, version, pooled, new TaskCompletionSource<(ReadOnlyMemory<byte>, byte[]?)>(TaskCreationOptions.RunContinuationsAsynchronously));
         _pending[correlationId] = pending;
         if (!IsOpen) Close(new NodeUnreachableException($"connection to node {NodeId} at {Address} is closed"));
         try
@@ -215,14 +240,26 @@ internal sealed class NodeConnection(int nodeId, string host, int port, NodeClie
                 int size = BinaryPrimitives.ReadInt32BigEndian(sizeBytes);
                 if (size < 4 || size > options.MaxResponseBytes)
                     throw new IOException($"response size {size} out of range");
-                var frame = new byte[size];
-                await _stream.ReadExactlyAsync(frame).ConfigureAwait(false);
-                int correlationId = BinaryPrimitives.ReadInt32BigEndian(frame);
-                if (!_pending.TryRemove(correlationId, out var pending)) continue; // timed out or cancelled
-                var reader = new ProtocolReader(frame);
-                var header = new ResponseHeader();
-                header.Read(ref reader, ApiMessages.ResponseHeaderVersion(pending.ApiKey, pending.Version));
-                pending.Done.TrySetResult(frame.AsMemory(reader.Position));
+                // The correlation id comes first: it says whether the caller wants the frame in a pooled buffer.
+                await _stream.ReadExactlyAsync(sizeBytes).ConfigureAwait(false);
+                int correlationId = BinaryPrimitives.ReadInt32BigEndian(sizeBytes);
+                _pending.TryRemove(correlationId, out var pending); // null: timed out or cancelled, the frame is read and dropped
+                byte[] frame = pending?.Pooled == true ? ArrayPool<byte>.Shared.Rent(size) : new byte[size];
+                bool handed = false;
+                try
+                {
+                    sizeBytes.CopyTo(frame, 0);
+                    await _stream.ReadExactlyAsync(frame.AsMemory(4, size - 4)).ConfigureAwait(false);
+                    if (pending is null) continue;
+                    var reader = new ProtocolReader(frame.AsMemory(0, size));
+                    var header = new ResponseHeader();
+                    header.Read(ref reader, ApiMessages.ResponseHeaderVersion(pending.ApiKey, pending.Version));
+                    handed = pending.Done.TrySetResult((frame.AsMemory(reader.Position, size - reader.Position), pending.Pooled ? frame : null));
+                }
+                finally
+                {
+                    if (!handed && pending?.Pooled == true) ArrayPool<byte>.Shared.Return(frame);
+                }
             }
         }
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or EndOfStreamException or ProtocolException)

@@ -42,6 +42,48 @@ public sealed class NodeClientTests
     }
 
     [Fact]
+    public async Task LeasedFetchResponsesCarryTheRecordsAndMixWithOrdinaryResponses()
+    {
+        await using var server = await FreshetServer.StartEmbeddedAsync();
+        await using var client = Client(Split(server.BootstrapServers));
+        var created = server.Controller.CreateTopics([new Freshet.Metadata.Controller.NewTopic("leased", 1, 1, null, new Dictionary<string, string?>())], false);
+        Assert.Equal(Freshet.Protocol.ErrorCode.None, created[0].Error);
+        var batches = new List<byte[]>();
+        for (int b = 0; b < 20; b++)
+        {
+            using var builder = new Freshet.Protocol.Records.RecordBatchBuilder();
+            for (int i = 0; i < 50; i++) builder.Append(1_700_000_000_000, null, System.Text.Encoding.UTF8.GetBytes($"value-{b}-{i}-" + new string('x', 100)));
+            var produce = new ProduceRequest { Acks = 1, TimeoutMs = 5000 };
+            produce.TopicData.Add(new() { Name = "leased", PartitionData = [new() { Index = 0, Records = new Freshet.Protocol.Wire.RecordSet(builder.Build()) }] });
+            var r = await client.SendAsync<ProduceResponse>(1, produce, 9, CancellationToken.None);
+            Assert.Equal(0, r.Responses[0].PartitionResponses[0].ErrorCode);
+        }
+        var expected = server.Logs.GetLog(new Freshet.Protocol.TopicPartition("leased", 0))!.ReadBatches(0).SelectMany(b => b).ToArray();
+
+        FetchRequest Fetch() => new()
+        {
+            MaxWaitMs = 0, MinBytes = 1, MaxBytes = 10 << 20,
+            Topics = [new() { Topic = "leased", Partitions = [new() { Partition = 0, FetchOffset = 0, PartitionMaxBytes = 10 << 20 }] }],
+        };
+        // Leased fetches interleaved with ordinary requests on the one connection: each gets its own bytes.
+        var leased = Enumerable.Range(0, 20).Select(_ => client.SendLeasedAsync<FetchResponse>(1, Fetch(), 12, CancellationToken.None)).ToList();
+        var plain = Enumerable.Range(0, 20).Select(_ => client.SendAsync<ApiVersionsResponse>(1, new ApiVersionsRequest { ClientSoftwareName = "t", ClientSoftwareVersion = "1" }, 3, CancellationToken.None)).ToList();
+        foreach (var t in leased)
+        {
+            using var lease = await t;
+            var records = lease.Response.Responses.Single().Partitions.Single().Records!;
+            Assert.Equal(expected, records.Memory.ToArray());
+        }
+        Assert.All(await Task.WhenAll(plain), r => Assert.Equal(0, r.ErrorCode));
+        // A buffer back in the pool is reused by the next lease; the records seen through it are the new response's.
+        for (int i = 0; i < 5; i++)
+        {
+            using var lease = await client.SendLeasedAsync<FetchResponse>(1, Fetch(), 12, CancellationToken.None);
+            Assert.Equal(expected, lease.Response.Responses.Single().Partitions.Single().Records!.Memory.ToArray());
+        }
+    }
+
+    [Fact]
     public async Task AnUnknownOrClosedNodeIsUnreachable()
     {
         await using var unknown = Client(null);

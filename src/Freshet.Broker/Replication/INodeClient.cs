@@ -10,6 +10,28 @@ public interface INodeClient
     /// throws <see cref="NodeUnreachableException"/> when the connection fails, drops or the request times out.
     /// </summary>
     Task<TResponse> SendAsync<TResponse>(int nodeId, IApiMessage request, short version, CancellationToken ct) where TResponse : IApiMessage, new();
+
+    /// <summary>
+    /// As <see cref="SendAsync{TResponse}"/>, but the response (its record sets in particular) may point
+    /// into a pooled buffer that goes back to the pool when the lease is disposed: nothing taken from the
+    /// response may be used after that. For large, short-lived responses (replica fetches).
+    /// </summary>
+    async Task<ResponseLease<TResponse>> SendLeasedAsync<TResponse>(int nodeId, IApiMessage request, short version, CancellationToken ct)
+        where TResponse : IApiMessage, new() =>
+        new(await SendAsync<TResponse>(nodeId, request, version, ct).ConfigureAwait(false), null);
+}
+
+/// <summary>A response whose bytes live in a rented buffer until <see cref="Dispose"/>.</summary>
+public sealed class ResponseLease<TResponse>(TResponse response, byte[]? rented) : IDisposable
+{
+    private byte[]? _rented = rented;
+
+    public TResponse Response { get; } = response;
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _rented, null) is { } buffer) System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+    }
 }
 
 /// <summary>The node could not be reached, the connection dropped, or the request timed out.</summary>

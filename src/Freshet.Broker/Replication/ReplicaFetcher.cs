@@ -312,7 +312,9 @@ public sealed partial class ReplicaFetcher : IAsyncDisposable
             });
             sent.Add((s, fetchOffset));
         }
-        var response = await _client.SendAsync<FetchResponse>(SourceBroker, request, v, ct).ConfigureAwait(false);
+        // The records are appended straight from the response buffer, which goes back to the pool after.
+        using var lease = await _client.SendLeasedAsync<FetchResponse>(SourceBroker, request, v, ct).ConfigureAwait(false);
+        var response = lease.Response;
         if (response.ErrorCode != (short)ErrorCode.None)
         {
             LogFetchFailed(_logger, SourceBroker, ((ErrorCode)response.ErrorCode).ToString());
