@@ -50,6 +50,7 @@ public sealed class BrokerConfig
             .Define("auto.leader.rebalance.enable", ConfigType.Boolean, "true", "Move leadership back to preferred replicas when a broker's share of them passes leader.imbalance.per.broker.percentage.")
             .Define("leader.imbalance.check.interval.seconds", ConfigType.Long, "300", "How often leadership balance is checked.", ConfigDef.AtLeast(1))
             .Define("leader.imbalance.per.broker.percentage", ConfigType.Int, "10", "Share of a broker's preferred partitions led elsewhere that triggers a rebalance.", ConfigDef.AtLeast(0))
+            .Define("broker.session.probe.ms", ConfigType.Int, "3000", "Freshet: when a broker's heartbeat is this late, the active controller tries the broker's listener and fences it at once if the connection is refused (its process is gone), instead of waiting out broker.session.timeout.ms; 0 turns the probe off.", ConfigDef.AtLeast(0), readOnly: true)
             .Define("broker.heartbeat.interval.ms", ConfigType.Int, "2000", "How often a broker heartbeats to the active controller.", ConfigDef.AtLeast(1), readOnly: true)
             .Define("num.partitions", ConfigType.Int, "1", "Default partitions of a new topic.", ConfigDef.AtLeast(1))
             .Define("default.replication.factor", ConfigType.Int, "1", "Default replication factor of a new topic.", ConfigDef.AtLeast(1))
@@ -140,6 +141,7 @@ public sealed class BrokerConfig
         QuorumVoters = GetList("controller.quorum.voters");
         BrokerSessionTimeoutMs = GetInt("broker.session.timeout.ms");
         BrokerHeartbeatIntervalMs = GetInt("broker.heartbeat.interval.ms");
+        BrokerSessionProbeMs = GetInt("broker.session.probe.ms");
         AutoLeaderRebalanceEnable = GetBool("auto.leader.rebalance.enable");
         LeaderImbalanceCheckIntervalMs = GetLong("leader.imbalance.check.interval.seconds") * 1000;
         LeaderImbalancePerBrokerPercentage = GetInt("leader.imbalance.per.broker.percentage");
@@ -248,6 +250,9 @@ public sealed class BrokerConfig
 
     /// <summary>broker.session.timeout.ms</summary>
     public int BrokerSessionTimeoutMs { get; }
+
+    /// <summary>broker.session.probe.ms (0: off)</summary>
+    public int BrokerSessionProbeMs { get; }
 
     /// <summary>broker.heartbeat.interval.ms</summary>
     public int BrokerHeartbeatIntervalMs { get; }

@@ -300,13 +300,15 @@ public sealed partial class FreshetServer : IAsyncDisposable
 
     /// <summary>
     /// The controller's clock work: fencing of brokers whose sessions expired, every
-    /// broker.heartbeat.interval.ms (or a third of the session), and preferred-leader
-    /// balancing every leader.imbalance.check.interval.seconds.
+    /// broker.heartbeat.interval.ms (or a third of the session); fencing at once of late brokers
+    /// whose listener refuses connections (broker.session.probe.ms); and preferred-leader balancing
+    /// every leader.imbalance.check.interval.seconds.
     /// </summary>
     private static (CancellationTokenSource, Task) StartSessionLoop(QuorumController controller, BrokerConfig config, ILogger logger)
     {
         var stop = new CancellationTokenSource();
         int interval = Math.Min(config.BrokerHeartbeatIntervalMs, Math.Max(1, config.BrokerSessionTimeoutMs / 3));
+        if (config.BrokerSessionProbeMs > 0) interval = Math.Min(interval, Math.Max(1, config.BrokerSessionProbeMs / 3));
         var run = Task.Run(async () =>
         {
             using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(interval));
@@ -319,6 +321,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
                     try
                     {
                         controller.FenceExpiredBrokers();
+                        if (config.BrokerSessionProbeMs > 0) await FenceGoneBrokersAsync(controller, config, stop.Token).ConfigureAwait(false);
                         if (config.AutoLeaderRebalanceEnable && Environment.TickCount64 >= nextBalanceCheck)
                         {
                             nextBalanceCheck = Environment.TickCount64 + config.LeaderImbalanceCheckIntervalMs;
@@ -338,6 +341,26 @@ public sealed partial class FreshetServer : IAsyncDisposable
             catch (OperationCanceledException) { }
         });
         return (stop, run);
+    }
+
+    /// <summary>
+    /// Brokers whose heartbeat is broker.session.probe.ms late: their inter-broker listener is tried, and
+    /// a refused connection (the host answers, no process holds the port: a broker killed) fences them now
+    /// rather than when broker.session.timeout.ms runs out. Silence (a partition, a host down) waits for
+    /// the session as in Kafka.
+    /// </summary>
+    private static async Task FenceGoneBrokersAsync(QuorumController controller, BrokerConfig config, CancellationToken ct)
+    {
+        var late = controller.BrokersLateForHeartbeat(config.BrokerSessionProbeMs);
+        if (late.Count == 0) return;
+        await Task.WhenAll(late.Select(async l =>
+        {
+            var endpoint = l.Broker.Endpoints.FirstOrDefault(e => e.Name == config.InterBrokerListenerName) ?? l.Broker.Endpoints.FirstOrDefault();
+            if (endpoint is null) return;
+            if (await ListenerProbe.IsRefusedAsync(endpoint.Host, endpoint.Port, timeoutMs: 1000, ct).ConfigureAwait(false))
+                controller.FenceUnreachableBroker(l.Broker.Id, l.Broker.Epoch, l.LastHeartbeatMs,
+                    $"its listener {endpoint.Host}:{endpoint.Port} refuses connections");
+        })).ConfigureAwait(false);
     }
 
     /// <summary>advertised.listeners with real ports (a listener bound to port 0 advertises the port it got) and a reachable host.</summary>

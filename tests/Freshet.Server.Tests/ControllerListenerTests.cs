@@ -9,13 +9,14 @@ namespace Freshet.Server.Tests;
 /// <summary>A broker registering and heartbeating on a node's controller listener, over TCP.</summary>
 public sealed class ControllerListenerTests
 {
-    private static async Task<(FreshetServer Server, NodeClient Client)> StartAsync()
+    private static async Task<(FreshetServer Server, NodeClient Client)> StartAsync(int sessionTimeoutMs = 1500, int probeMs = 3000)
     {
         var server = await FreshetServer.StartEmbeddedAsync(new Dictionary<string, string>
         {
             ["listeners"] = "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0",
             ["controller.listener.names"] = "CONTROLLER",
-            ["broker.session.timeout.ms"] = "1500",
+            ["broker.session.timeout.ms"] = sessionTimeoutMs.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["broker.session.probe.ms"] = probeMs.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["broker.heartbeat.interval.ms"] = "200",
         });
         var listeners = server.BoundListeners.ToDictionary(l => l.Name, l => l.EndPoint);
@@ -105,5 +106,65 @@ public sealed class ControllerListenerTests
         // Milliseconds since the Unix epoch (what admin tools print as dates), not a monotonic counter.
         Assert.InRange(voter.LastFetchTimestamp, before - 1000, after + 1000);
         Assert.InRange(voter.LastCaughtUpTimestamp, before - 1000, after + 1000);
+    }
+
+    /// <summary>Registers broker 2 with its listener at <paramref name="port"/> and heartbeats once, so that it is unfenced.</summary>
+    private static async Task RegisterAndUnfenceAsync(FreshetServer server, NodeClient client, int port)
+    {
+        var reg = await client.SendAsync<BrokerRegistrationResponse>(1, new BrokerRegistrationRequest
+        {
+            BrokerId = 2,
+            ClusterId = server.ClusterId,
+            IncarnationId = Uuid.Random(),
+            Listeners = [new BrokerRegistrationRequest.Listener { Name = "PLAINTEXT", Host = "127.0.0.1", Port = (ushort)port, SecurityProtocol = 0 }],
+        }, 4, CancellationToken.None);
+        Assert.Equal(0, reg.ErrorCode);
+        var beat = await client.SendAsync<BrokerHeartbeatResponse>(1, new BrokerHeartbeatRequest
+        {
+            BrokerId = 2, BrokerEpoch = reg.BrokerEpoch, CurrentMetadataOffset = server.Controller.Image.Offset,
+        }, 1, CancellationToken.None);
+        Assert.False(beat.IsFenced);
+    }
+
+    [Fact]
+    public async Task ALateBrokerWhoseListenerRefusesConnectionsIsFencedBeforeItsSessionEnds()
+    {
+        // A 30 s session, a probe after 600 ms: broker 2's "process" is gone (nothing listens on its port).
+        var (server, client) = await StartAsync(sessionTimeoutMs: 30_000, probeMs: 600);
+        await using var _ = server;
+        await using var __ = client;
+        var nobody = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        nobody.Start();
+        int port = ((System.Net.IPEndPoint)nobody.LocalEndpoint).Port;
+        nobody.Stop();
+        await RegisterAndUnfenceAsync(server, client, port);
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        while (!server.Controller.Image.Brokers[2].Fenced && sw.Elapsed < TimeSpan.FromSeconds(10)) await Task.Delay(50);
+        Assert.True(server.Controller.Image.Brokers[2].Fenced, "broker 2 was not fenced within 10 s");
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public async Task ALateBrokerWhoseListenerAnswersWaitsOutItsSession()
+    {
+        // Silence without a refusal (a partition, a paused process): only the session ends it, as in Kafka.
+        var (server, client) = await StartAsync(sessionTimeoutMs: 4000, probeMs: 600);
+        await using var _ = server;
+        await using var __ = client;
+        var listening = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listening.Start();
+        try
+        {
+            await RegisterAndUnfenceAsync(server, client, ((System.Net.IPEndPoint)listening.LocalEndpoint).Port);
+            await Task.Delay(2500);
+            Assert.False(server.Controller.Image.Brokers[2].Fenced, "fenced although its listener answers");
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            while (!server.Controller.Image.Brokers[2].Fenced && DateTime.UtcNow < deadline) await Task.Delay(100);
+            Assert.True(server.Controller.Image.Brokers[2].Fenced);
+        }
+        finally
+        {
+            listening.Stop();
+        }
     }
 }

@@ -153,6 +153,49 @@ public sealed partial class QuorumController
         }
     }
 
+    /// <summary>
+    /// Unfenced brokers (other than this node) whose last heartbeat is at least <paramref name="lateMs"/>
+    /// old but whose session has not expired yet: candidates for a liveness probe of their listener.
+    /// </summary>
+    public IReadOnlyList<(BrokerRegistration Broker, long LastHeartbeatMs)> BrokersLateForHeartbeat(long lateMs)
+    {
+        lock (_lock)
+        {
+            long now = NowMs;
+            var late = new List<(BrokerRegistration, long)>();
+            foreach (var b in _image.Brokers.Values)
+            {
+                if (b.Fenced || b.Id == Options.NodeId || !_lastHeartbeatMs.TryGetValue(b.Id, out long last)) continue;
+                if (now - last >= lateMs && now - last < Options.BrokerSessionTimeoutMs) late.Add((b, last));
+            }
+            return late;
+        }
+    }
+
+    /// <summary>
+    /// Fences a broker before its session expires because its process is gone (its listener refuses
+    /// connections), unless it heartbeated or re-registered since <paramref name="lastHeartbeatMs"/>
+    /// was read. Fencing only moves leaderships and ISR places, so a wrong guess costs availability
+    /// for a moment, never data: the broker's next heartbeat unfences it.
+    /// </summary>
+    public bool FenceUnreachableBroker(int brokerId, long brokerEpoch, long lastHeartbeatMs, string reason)
+    {
+        lock (_lock)
+        {
+            var image = _image;
+            if (!image.Brokers.TryGetValue(brokerId, out var b) || b.Fenced || b.Epoch != brokerEpoch) return false;
+            if (!_lastHeartbeatMs.TryGetValue(brokerId, out long last) || last != lastHeartbeatMs) return false;
+            var records = new List<VersionedRecord>
+            {
+                new((short)MetadataRecordType.FenceBroker, 0, new FenceBrokerRecord { Id = b.Id, Epoch = b.Epoch }),
+            };
+            AddLeaveRecords(image, b.Id, records);
+            Commit(records);
+            LogFencedUnreachable(_logger, brokerId, NowMs - last, reason);
+            return true;
+        }
+    }
+
     /// <summary>Forgets heartbeat times (this node became the active controller: every broker gets a full session).</summary>
     public void ResetBrokerSessions()
     {
@@ -268,6 +311,9 @@ public sealed partial class QuorumController
 
     [LoggerMessage(EventId = 2101, Level = LogLevel.Information, Message = "Broker {BrokerId} registered with epoch {Epoch}")]
     private static partial void LogRegistered(ILogger logger, int brokerId, long epoch);
+
+    [LoggerMessage(EventId = 2108, Level = LogLevel.Warning, Message = "Fencing broker {BrokerId} (last heartbeat {Ms} ms ago): {Reason}")]
+    private static partial void LogFencedUnreachable(ILogger logger, int brokerId, long ms, string reason);
 
     [LoggerMessage(EventId = 2102, Level = LogLevel.Warning, Message = "Fencing broker {BrokerId}: no heartbeat for {Ms} ms")]
     private static partial void LogSessionExpired(ILogger logger, int brokerId, long ms);
