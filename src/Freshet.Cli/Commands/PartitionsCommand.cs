@@ -385,10 +385,20 @@ public static class PartitionsCommand
 
     private static async Task<int> ExecuteAsync(BareAdminClient client, Context ctx, List<PartitionReplicas> plan, bool wait, TimeSpan? waitTimeout)
     {
-        var metadata = await client.MetadataAsync(plan.Select(p => p.Topic)).ConfigureAwait(false);
+        MetadataResponse metadata;
+        HashSet<int> live;
+        List<(PartitionReplicas, int)> notLive;
+        for (int attempt = 0; ; attempt++)
+        {
+            metadata = await client.MetadataAsync(plan.Select(p => p.Topic)).ConfigureAwait(false);
+            live = metadata.Brokers.Select(b => b.NodeId).ToHashSet();
+            notLive = [.. plan.SelectMany(p => p.Replicas.Where(r => !live.Contains(r)).Select(r => (p, r)))];
+            // A broker that has just started is live for the controller a moment before the broker
+            // answering here has applied that: look again for a few seconds before refusing.
+            if (notLive.Count == 0 || attempt == 6) break;
+            await Task.Delay(500).ConfigureAwait(false);
+        }
         var current = CurrentAssignment(metadata, plan);
-        var live = metadata.Brokers.Select(b => b.NodeId).ToHashSet();
-        var notLive = plan.SelectMany(p => p.Replicas.Where(r => !live.Contains(r)).Select(r => (p, r))).ToList();
         if (notLive.Count > 0)
         {
             var (p, r) = notLive[0];
