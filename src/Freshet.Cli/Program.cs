@@ -9,6 +9,7 @@ const string usage = """
       cluster    start a local cluster of several nodes (cluster up); show brokers and the quorum (cluster describe)
       topics     create, list, describe, alter, delete topics
       groups     list, describe, delete consumer groups; delete or reset their offsets
+      partitions move replicas between brokers (reassign), elect partition leaders (elect-leaders)
       produce    send lines from stdin to a topic
       consume    print records of a topic
       bench      produce and consume through a Kafka client and report throughput and latency
@@ -31,6 +32,7 @@ try
         "cluster" => await ClusterCommand.RunAsync(rest),
         "topics" => await TopicsCommand.RunAsync(rest),
         "groups" => await GroupsCommand.RunAsync(rest),
+        "partitions" => await PartitionsCommand.RunAsync(rest),
         "produce" => rest.Contains("--help") ? Help(ProduceCommand.Usage) : await ProduceCommand.RunAsync(rest),
         "consume" => rest.Contains("--help") ? Help(ConsumeCommand.Usage) : await ConsumeCommand.RunAsync(rest),
         "bench" => rest.Contains("--help") ? Help(BenchCommand.Usage) : await BenchCommand.RunAsync(rest),
@@ -40,7 +42,7 @@ try
 catch (UsageException e)
 {
     Console.Error.WriteLine($"freshet: {e.Message}");
-    Console.Error.WriteLine(args[0] is "server" or "topics" or "groups" or "produce" or "consume"
+    Console.Error.WriteLine(args[0] is "server" or "topics" or "groups" or "partitions" or "produce" or "consume"
         ? $"Run `freshet {args[0]} --help` for usage."
         : "Run `freshet --help` for usage.");
     return 2;

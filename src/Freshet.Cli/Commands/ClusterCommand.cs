@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using Freshet.Protocol;
+using Freshet.Protocol.Messages;
 using Freshet.Server;
 
 namespace Freshet.Cli.Commands;
@@ -14,9 +15,14 @@ public static class ClusterCommand
                                   [--override key=value]... [--log-level info]
                freshet cluster describe [--bootstrap-server HOST:PORT] [--json]
 
-        describe: the brokers (DescribeCluster), and the metadata quorum (DescribeQuorum): its
-        leader (the active controller), epoch and high watermark, and each voter's and observer's
-        log end offset and lag behind the leader.
+        describe: the brokers, and the metadata quorum (DescribeQuorum): its leader (the active
+        controller), epoch and high watermark, and each voter's and observer's log end offset and
+        lag behind the leader. Brokers are "live" when DescribeCluster lists them (it lists only
+        unfenced brokers and gives no others); every other node id the cluster refers to -- in a
+        partition's replica list (Metadata) or among the quorum's voters and observers -- is shown
+        as "fenced", without an address: a broker that stopped or missed its heartbeats for
+        broker.session.timeout.ms, or one that has not registered yet. A controller-only node
+        (process.roles=controller) is a voter but never a broker, so it shows as fenced too.
 
         Starts --nodes `freshet server` processes, each in combined broker+controller mode:
         node N listens for clients on 127.0.0.1:(port+N-1) and for the controller quorum on
@@ -133,50 +139,50 @@ public static class ClusterCommand
         var settings = ClientSettings.Read(cl);
         bool json = cl.Has("json");
         cl.EnsureAllUsed();
-        // DescribeCluster and DescribeQuorum over a bare connection to the first reachable bootstrap broker
+        // DescribeCluster, DescribeQuorum and Metadata over a bare connection to the first reachable bootstrap broker
         // (Confluent.Kafka's admin client has no call for DescribeQuorum).
-        var endpoints = settings.Bootstrap.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
-        await using var nodes = new Freshet.Network.NodeClient(id =>
-        {
-            if (id < 0 || id >= endpoints.Length) return null;
-            int colon = endpoints[id].LastIndexOf(':');
-            return (endpoints[id][..colon].Trim('[', ']'), int.Parse(endpoints[id][(colon + 1)..], CultureInfo.InvariantCulture));
-        }, new Freshet.Network.NodeClientOptions { ClientId = "freshet-cli", RequestTimeoutMs = 15_000 },
-            Microsoft.Extensions.Logging.Abstractions.NullLogger<Freshet.Network.NodeClient>.Instance);
-        Freshet.Protocol.Messages.DescribeQuorumResponse.PartitionData? quorum = null;
-        Freshet.Protocol.Messages.DescribeClusterResponse? cluster = null;
+        await using var client = BareAdminClient.Create(settings, TimeSpan.FromSeconds(15));
+        var cluster = await client.SendAsync<DescribeClusterResponse>(new DescribeClusterRequest(), 1).ConfigureAwait(false);
+        if (cluster.ErrorCode != 0)
+            throw new CommandFailedException($"DescribeCluster: {((ErrorCode)cluster.ErrorCode).KafkaName()}: {cluster.ErrorMessage ?? ((ErrorCode)cluster.ErrorCode).DefaultMessage()}");
+        DescribeQuorumResponse.PartitionData? quorum = null;
         string? quorumError = null;
-        for (int i = 0; i < endpoints.Length && quorum is null; i++)
+        try
         {
-            try
+            var r = await client.SendAsync<DescribeQuorumResponse>(new DescribeQuorumRequest
             {
-                cluster ??= await nodes.SendAsync<Freshet.Protocol.Messages.DescribeClusterResponse>(i, new Freshet.Protocol.Messages.DescribeClusterRequest(), 1,
-                    CancellationToken.None).ConfigureAwait(false);
-                var r = await nodes.SendAsync<Freshet.Protocol.Messages.DescribeQuorumResponse>(i, new Freshet.Protocol.Messages.DescribeQuorumRequest
-                {
-                    Topics = [new() { TopicName = "__cluster_metadata", Partitions = [new() { PartitionIndex = 0 }] }],
-                }, 1, CancellationToken.None).ConfigureAwait(false);
-                var p = r.Topics.SelectMany(t => t.Partitions).FirstOrDefault();
-                var error = (ErrorCode)(p?.ErrorCode ?? r.ErrorCode);
-                if (p is not null && error == Freshet.Protocol.ErrorCode.None) quorum = p;
-                else quorumError = error.KafkaName();
-            }
-            catch (IOException e)
-            {
-                quorumError = e.Message;
-            }
+                Topics = [new() { TopicName = "__cluster_metadata", Partitions = [new() { PartitionIndex = 0 }] }],
+            }, 1).ConfigureAwait(false);
+            var p = r.Topics.SelectMany(t => t.Partitions).FirstOrDefault();
+            var error = (ErrorCode)(p?.ErrorCode ?? r.ErrorCode);
+            if (p is not null && error == ErrorCode.None) quorum = p;
+            else quorumError = error.KafkaName();
         }
+        catch (CommandFailedException e)
+        {
+            quorumError = e.Message;
+        }
+        var metadata = await client.MetadataAsync(null).ConfigureAwait(false);
 
-        if (cluster is null) throw new CommandFailedException($"no broker reachable at {settings.Bootstrap}: {quorumError}");
+        // DescribeCluster up to v1 lists live (unfenced) brokers only. Every other node the cluster
+        // refers to -- a partition replica, a quorum voter or observer -- is registered but not live.
+        var live = cluster.Brokers.Select(b => b.BrokerId).ToHashSet();
+        var referenced = metadata.Topics.SelectMany(t => t.Partitions).SelectMany(p => p.ReplicaNodes)
+            .Concat(quorum is null ? [] : quorum.CurrentVoters.Concat(quorum.Observers).Select(r => r.ReplicaId));
+        var fenced = referenced.Where(id => id >= 0 && !live.Contains(id)).Distinct().Order().ToList();
+        var brokerRows = cluster.Brokers.Select(b => (Id: b.BrokerId, Host: (string?)b.Host, Port: (int?)b.Port, b.Rack, Status: "live"))
+            .Concat(fenced.Select(id => (Id: id, Host: (string?)null, Port: (int?)null, Rack: (string?)null, Status: "fenced")))
+            .OrderBy(b => b.Id).ToList();
+
         long leaderEnd = quorum?.CurrentVoters.Where(v => v.ReplicaId == quorum.LeaderId).Select(v => v.LogEndOffset).FirstOrDefault() ?? 0;
         if (json)
         {
             var node = new System.Text.Json.Nodes.JsonObject
             {
                 ["clusterId"] = cluster.ClusterId,
-                ["brokers"] = new System.Text.Json.Nodes.JsonArray([.. cluster.Brokers.OrderBy(n => n.BrokerId).Select(n => (System.Text.Json.Nodes.JsonNode?)new System.Text.Json.Nodes.JsonObject
+                ["brokers"] = new System.Text.Json.Nodes.JsonArray([.. brokerRows.Select(n => (System.Text.Json.Nodes.JsonNode?)new System.Text.Json.Nodes.JsonObject
                 {
-                    ["id"] = n.BrokerId, ["host"] = n.Host, ["port"] = n.Port, ["rack"] = n.Rack,
+                    ["id"] = n.Id, ["host"] = n.Host, ["port"] = n.Port, ["rack"] = n.Rack, ["status"] = n.Status,
                 })]),
                 ["quorum"] = quorum is null ? new System.Text.Json.Nodes.JsonObject { ["error"] = quorumError } : new System.Text.Json.Nodes.JsonObject
                 {
@@ -191,8 +197,8 @@ public static class ClusterCommand
             return 0;
         }
         Console.Out.WriteLine($"Cluster: {cluster.ClusterId}");
-        var brokers = new Table("BROKER", "HOST", "PORT", "RACK");
-        foreach (var n in cluster.Brokers.OrderBy(n => n.BrokerId)) brokers.Add(n.BrokerId, n.Host, n.Port, n.Rack ?? "");
+        var brokers = new Table("BROKER", "HOST", "PORT", "RACK", "STATUS");
+        foreach (var n in brokerRows) brokers.Add(n.Id, n.Host ?? "-", n.Port?.ToString(CultureInfo.InvariantCulture) ?? "-", n.Rack ?? "", n.Status);
         brokers.Write(Console.Out);
         if (quorum is null)
         {
@@ -207,7 +213,7 @@ public static class ClusterCommand
         return 0;
     }
 
-    private static System.Text.Json.Nodes.JsonArray Replicas(IEnumerable<Freshet.Protocol.Messages.DescribeQuorumResponse.ReplicaState> replicas, long leaderEnd) =>
+    private static System.Text.Json.Nodes.JsonArray Replicas(IEnumerable<DescribeQuorumResponse.ReplicaState> replicas, long leaderEnd) =>
         new([.. replicas.Select(r => (System.Text.Json.Nodes.JsonNode?)new System.Text.Json.Nodes.JsonObject
         {
             ["id"] = r.ReplicaId, ["logEndOffset"] = r.LogEndOffset, ["lag"] = Math.Max(0, leaderEnd - r.LogEndOffset),

@@ -13,6 +13,9 @@ public sealed class ClusterProcesses : IAsyncDisposable
     private readonly Dictionary<int, BrokerProcess> _nodes = [];
     private readonly Dictionary<int, int> _controllerPorts = [];
     private readonly Dictionary<int, (CutProxy Client, CutProxy Controller)> _proxies = [];
+    private readonly Dictionary<string, string>? _overrides;
+    private readonly string _clusterId;
+    private readonly string _voters;
 
     /// <param name="proxied">
     /// Put a <see cref="CutProxy"/> in front of each node's client and controller listeners and
@@ -30,6 +33,9 @@ public sealed class ClusterProcesses : IAsyncDisposable
         }
         int Advertised(int n) => proxied ? _proxies[n].Client.Port : ports[n].Client;
         string voters = string.Join(",", ports.Select(p => $"{p.Key}@127.0.0.1:{(proxied ? _proxies[p.Key].Controller.Port : p.Value.Controller)}"));
+        _overrides = overrides;
+        _clusterId = clusterId;
+        _voters = voters;
         foreach (var (n, (client, controller)) in ports)
         {
             var props = new Dictionary<string, string>(overrides ?? [])
@@ -77,6 +83,31 @@ public sealed class ClusterProcesses : IAsyncDisposable
 
     public IReadOnlyDictionary<int, BrokerProcess> Nodes => _nodes;
 
+    /// <summary>
+    /// Starts node <paramref name="nodeId"/> as a broker-only node (process.roles=broker) of the running
+    /// cluster: it finds the controllers through the same voter list, registers, and is ready once
+    /// unfenced. It is not in <see cref="BootstrapServers"/> (clients learn of it from metadata).
+    /// </summary>
+    public async Task<BrokerProcess> AddBrokerAsync(int nodeId)
+    {
+        if (_nodes.ContainsKey(nodeId)) throw new ArgumentException($"node {nodeId} exists already", nameof(nodeId));
+        int client = BrokerProcess.FreePort();
+        var props = new Dictionary<string, string>(_overrides ?? [])
+        {
+            ["node.id"] = nodeId.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["cluster.id"] = _clusterId,
+            ["process.roles"] = "broker",
+            ["listeners"] = $"PLAINTEXT://127.0.0.1:{client}",
+            ["advertised.listeners"] = $"PLAINTEXT://127.0.0.1:{client}",
+            ["controller.listener.names"] = "CONTROLLER",
+            ["controller.quorum.voters"] = _voters,
+        };
+        var node = new BrokerProcess(props, client) { LogLevel = Environment.GetEnvironmentVariable("FRESHET_CLUSTER_LOG_LEVEL") ?? "warning" };
+        _nodes[nodeId] = node;
+        await node.StartAsync(TimeSpan.FromSeconds(90));
+        return node;
+    }
+
     /// <summary>Starts every node at once (a node is ready only when a quorum of controllers is up).</summary>
     public Task StartAsync() => Task.WhenAll(_nodes.Values.Select(n => n.StartAsync(TimeSpan.FromSeconds(90))));
 
@@ -92,6 +123,31 @@ public sealed class ClusterProcesses : IAsyncDisposable
             Topics = [new() { TopicName = "__cluster_metadata", Partitions = [new() { PartitionIndex = 0 }] }],
         }, 1);
         return r.Topics.Single().Partitions.Single().LeaderId;
+    }
+
+    /// <summary>
+    /// Creates a topic with a fixed replica assignment (partition i gets <paramref name="assignment"/>[i],
+    /// its first replica the preferred leader) by a bare CreateTopics v7: Confluent.Kafka's
+    /// ReplicasAssignments fail in the client.
+    /// </summary>
+    public async Task CreateTopicAsync(string topic, int[][] assignment, Dictionary<string, string>? configs = null)
+    {
+        var live = _nodes.First(n => n.Value.Pid is not null).Value;
+        await using var raw = await RawKafkaClient.ConnectAsync(live.BootstrapServers);
+        var created = await raw.RequestAsync<Freshet.Protocol.Messages.CreateTopicsResponse>(new Freshet.Protocol.Messages.CreateTopicsRequest
+        {
+            Topics =
+            [
+                new()
+                {
+                    Name = topic, NumPartitions = -1, ReplicationFactor = -1,
+                    Assignments = [.. assignment.Select((replicas, i) => new Freshet.Protocol.Messages.CreateTopicsRequest.CreatableReplicaAssignment { PartitionIndex = i, BrokerIds = [.. replicas] })],
+                    Configs = [.. (configs ?? []).Select(c => new Freshet.Protocol.Messages.CreateTopicsRequest.CreatableTopicConfig { Name = c.Key, Value = c.Value })],
+                },
+            ],
+        }, 7);
+        var result = created.Topics.Single();
+        if (result.ErrorCode != 0) throw new InvalidOperationException($"CreateTopics {topic}: error {result.ErrorCode} {result.ErrorMessage}");
     }
 
     public async ValueTask DisposeAsync()

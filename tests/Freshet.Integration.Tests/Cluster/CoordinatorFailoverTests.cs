@@ -124,10 +124,11 @@ public sealed class ClusterDescribeTests
             var r = await FreshetCli.RunAsync("cluster", "describe", "--bootstrap-server", cluster.Nodes[follower].BootstrapServers, "--json");
             Assert.Equal(0, r.ExitCode);
             json = System.Text.Json.JsonDocument.Parse(r.Stdout).RootElement;
-            if (json.GetProperty("brokers").GetArrayLength() == 3 || DateTime.UtcNow > deadline) break;
+            if (json.GetProperty("brokers").EnumerateArray().Count(b => b.GetProperty("status").GetString() == "live") == 3 || DateTime.UtcNow > deadline) break;
             await Task.Delay(250);
         }
         Assert.Equal([1, 2, 3], json.GetProperty("brokers").EnumerateArray().Select(b => b.GetProperty("id").GetInt32()));
+        Assert.All(json.GetProperty("brokers").EnumerateArray(), b => Assert.Equal("live", b.GetProperty("status").GetString()));
         var quorum = json.GetProperty("quorum");
         Assert.Equal(leader, quorum.GetProperty("leaderId").GetInt32());
         Assert.True(quorum.GetProperty("highWatermark").GetInt64() > 0);
@@ -140,5 +141,53 @@ public sealed class ClusterDescribeTests
         var unreachable = await FreshetCli.RunAsync("cluster", "describe", "--bootstrap-server", $"127.0.0.1:{BrokerProcess.FreePort()}");
         Assert.Equal(1, unreachable.ExitCode);
         Assert.Contains("no broker reachable", unreachable.Stderr, StringComparison.Ordinal);
+    }
+
+    /// <summary>Status of each broker in `cluster describe --json`, asked of <paramref name="bootstrap"/>.</summary>
+    private static async Task<Dictionary<int, (string Status, string? Host)>> BrokerStatusAsync(string bootstrap)
+    {
+        var r = await FreshetCli.RunAsync("cluster", "describe", "--bootstrap-server", bootstrap, "--json");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        return System.Text.Json.JsonDocument.Parse(r.Stdout).RootElement.GetProperty("brokers").EnumerateArray().ToDictionary(
+            b => b.GetProperty("id").GetInt32(),
+            b => (b.GetProperty("status").GetString()!, b.GetProperty("host").ValueKind == System.Text.Json.JsonValueKind.Null ? null : b.GetProperty("host").GetString()));
+    }
+
+    [Fact]
+    public async Task ASigkilledBrokerShowsAsFencedOnceItsSessionExpiresAndLiveAgainAfterARestart()
+    {
+        await using var cluster = new ClusterProcesses(3, new()
+        {
+            ["broker.session.timeout.ms"] = "3000",
+            ["broker.heartbeat.interval.ms"] = "500",
+        });
+        await cluster.StartAsync();
+        await cluster.CreateTopicAsync("fencing", [[1, 2, 3]]);
+        int controller = await cluster.ActiveControllerAsync(1);
+        int victim = controller == 3 ? 2 : 3;
+        string survivors = cluster.BootstrapWithout(victim);
+        Dictionary<int, (string Status, string? Host)> status;
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while ((status = await BrokerStatusAsync(survivors)).Values.Any(s => s.Status != "live") && DateTime.UtcNow < deadline) await Task.Delay(250);
+        Assert.Equal(["live", "live", "live"], status.OrderBy(s => s.Key).Select(s => s.Value.Status));
+
+        await cluster.Nodes[victim].KillAsync();
+        var killedAt = DateTime.UtcNow;
+        deadline = killedAt.AddSeconds(30);
+        while ((status = await BrokerStatusAsync(survivors))[victim].Status != "fenced" && DateTime.UtcNow < deadline) await Task.Delay(250);
+        Assert.Equal("fenced", status[victim].Status);
+        Assert.Null(status[victim].Host); // DescribeCluster does not give a fenced broker's address
+        Assert.All(status.Where(s => s.Key != victim), s => Assert.Equal("live", s.Value.Status));
+        Assert.True(DateTime.UtcNow - killedAt > TimeSpan.FromSeconds(2), "fenced before its session could have expired");
+
+        var table = await FreshetCli.RunAsync("cluster", "describe", "--bootstrap-server", survivors);
+        Assert.Equal(0, table.ExitCode);
+        var row = table.Lines.Single(l => l.StartsWith($"{victim} ", StringComparison.Ordinal) && !l.Contains("voter", StringComparison.Ordinal) && !l.Contains("leader", StringComparison.Ordinal));
+        Assert.Equal([victim.ToString(System.Globalization.CultureInfo.InvariantCulture), "-", "-", "fenced"], row.Split(' ', StringSplitOptions.RemoveEmptyEntries));
+
+        await cluster.Nodes[victim].StartAsync(TimeSpan.FromSeconds(90));
+        deadline = DateTime.UtcNow.AddSeconds(30);
+        while ((status = await BrokerStatusAsync(survivors))[victim].Status != "live" && DateTime.UtcNow < deadline) await Task.Delay(250);
+        Assert.Equal("live", status[victim].Status);
     }
 }
