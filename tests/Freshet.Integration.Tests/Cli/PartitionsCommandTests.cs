@@ -33,8 +33,9 @@ public sealed class PartitionsCommandTests(ITestOutputHelper output) : IDisposab
     /// <summary>Replicas, ISR and leader of one partition as a broker's metadata has them (Confluent.Kafka's view).</summary>
     private static (int[] Replicas, int[] Isr, int Leader) State(IAdminClient admin, string topic, int partition)
     {
-        var p = admin.GetMetadata(topic, TimeSpan.FromSeconds(10)).Topics.Single().Partitions.Single(p => p.PartitionId == partition);
-        return (p.Replicas, p.InSyncReplicas, p.Leader);
+        // A broker may not have applied the topic yet: no partition then, rather than an exception.
+        var p = admin.GetMetadata(topic, TimeSpan.FromSeconds(10)).Topics.SingleOrDefault()?.Partitions.SingleOrDefault(p => p.PartitionId == partition);
+        return p is null ? ([], [], -1) : (p.Replicas, p.InSyncReplicas, p.Leader);
     }
 
     private static async Task Eventually(Func<bool> condition, string what, int seconds = 30)
@@ -111,10 +112,11 @@ public sealed class PartitionsCommandTests(ITestOutputHelper output) : IDisposab
     [Fact]
     public async Task ReassignGeneratesExecutesVerifiesListsAndCancelsAndElectLeadersMovesLeadership()
     {
-        // A long session: a SIGKILLed node stays registered and unfenced for the in-progress part.
+        // A long session and no liveness probe: a SIGKILLed node stays registered and unfenced for the in-progress part.
         await using var cluster = new ClusterProcesses(3, new()
         {
             ["broker.session.timeout.ms"] = "60000",
+            ["broker.session.probe.ms"] = "0",
             ["auto.leader.rebalance.enable"] = "false",
         });
         await cluster.StartAsync();

@@ -27,22 +27,7 @@ public sealed class ClientsFailoverTests(ITestOutputHelper output)
         const int Total = 20_000;
         int controller = await cluster.ActiveControllerAsync(1);
         int leader = Enumerable.Range(1, 3).First(n => n != controller);
-        await using (var raw = await RawKafkaClient.ConnectAsync(cluster.Nodes[controller].BootstrapServers))
-        {
-            var created = await raw.RequestAsync<CreateTopicsResponse>(new CreateTopicsRequest
-            {
-                Topics =
-                [
-                    new()
-                    {
-                        Name = topic, NumPartitions = -1, ReplicationFactor = -1,
-                        Assignments = [new() { PartitionIndex = 0, BrokerIds = [leader, .. Enumerable.Range(1, 3).Where(n => n != leader)] }],
-                        Configs = [new() { Name = "min.insync.replicas", Value = "2" }],
-                    },
-                ],
-            }, 7);
-            Assert.Equal(0, created.Topics.Single().ErrorCode);
-        }
+        await cluster.CreateTopicAsync(topic, [[leader, .. Enumerable.Range(1, 3).Where(n => n != leader)]], new() { ["min.insync.replicas"] = "2" });
         using (var admin = Clients.Admin(cluster.BootstrapServers))
         {
             var deadline = DateTime.UtcNow.AddSeconds(30);

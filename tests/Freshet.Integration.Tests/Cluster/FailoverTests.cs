@@ -27,22 +27,7 @@ public sealed class FailoverTests(ITestOutputHelper output)
         const string topic = "failover";
         // The partition's leader is the active controller: killing it loses both at once (the hardest case).
         int controller = await cluster.ActiveControllerAsync(1);
-        await using (var raw = await RawKafkaClient.ConnectAsync(cluster.Nodes[1].BootstrapServers))
-        {
-            var created = await raw.RequestAsync<Freshet.Protocol.Messages.CreateTopicsResponse>(new Freshet.Protocol.Messages.CreateTopicsRequest
-            {
-                Topics =
-                [
-                    new()
-                    {
-                        Name = topic, NumPartitions = -1, ReplicationFactor = -1,
-                        Assignments = [new() { PartitionIndex = 0, BrokerIds = [controller, .. Enumerable.Range(1, 3).Where(n => n != controller)] }],
-                        Configs = [new() { Name = "min.insync.replicas", Value = "2" }],
-                    },
-                ],
-            }, 7);
-            Assert.Equal(0, created.Topics.Single().ErrorCode);
-        }
+        await cluster.CreateTopicAsync(topic, [[controller, .. Enumerable.Range(1, 3).Where(n => n != controller)]], new() { ["min.insync.replicas"] = "2" });
         using var adminClient = Clients.Admin(cluster.BootstrapServers);
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (PartitionState(adminClient, topic).Isr.Length < 3 && DateTime.UtcNow < deadline) await Task.Delay(200);

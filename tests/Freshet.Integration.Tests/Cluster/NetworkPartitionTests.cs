@@ -68,22 +68,7 @@ public sealed class NetworkPartitionTests(ITestOutputHelper output)
         // The partition leader is not the active controller: the quorum keeps its leader, the data path is what is cut.
         int controller = await cluster.ActiveControllerAsync(1);
         int cut = Enumerable.Range(1, 3).First(n => n != controller);
-        await using (var raw = await RawKafkaClient.ConnectAsync(cluster.Nodes[controller].BootstrapServers))
-        {
-            var created = await raw.RequestAsync<CreateTopicsResponse>(new CreateTopicsRequest
-            {
-                Topics =
-                [
-                    new()
-                    {
-                        Name = topic, NumPartitions = -1, ReplicationFactor = -1,
-                        Assignments = [new() { PartitionIndex = 0, BrokerIds = [cut, .. Enumerable.Range(1, 3).Where(n => n != cut)] }],
-                        Configs = [new() { Name = "min.insync.replicas", Value = "2" }],
-                    },
-                ],
-            }, 7);
-            Assert.Equal(0, created.Topics.Single().ErrorCode);
-        }
+        await cluster.CreateTopicAsync(topic, [[cut, .. Enumerable.Range(1, 3).Where(n => n != cut)]], new() { ["min.insync.replicas"] = "2" });
         using var admin = Clients.Admin(cluster.BootstrapServers);
         await WaitFor(() => PartitionState(admin, topic).Isr.Length == 3, "the ISR is complete");
         Assert.Equal(cut, PartitionState(admin, topic).Leader);
