@@ -37,50 +37,25 @@ public sealed class FailoverTests(ITestOutputHelper output)
 
         // A sequence number in each value; acks=all; retries allowed (duplicates possible until idempotence, losses never).
         const int Total = 200_000;
-        var acked = new System.Collections.Concurrent.ConcurrentDictionary<int, byte>();
-        long errors = 0;
         long killedAtTicks = long.MaxValue, firstAckAfterKillTicks = 0;
         var config = Clients.ProducerConfig(cluster.BootstrapServers);
         config.Acks = Acks.All;
         config.EnableIdempotence = false;
         config.MessageTimeoutMs = 120_000;
         config.LingerMs = 5;
-        var producing = Task.Run(() =>
+        var sequence = new SequenceProducer
         {
-            using var producer = new ProducerBuilder<Null, string>(config).Build();
-            var paced = System.Diagnostics.Stopwatch.StartNew();
-            for (int i = 0; i < Total; i++)
+            // Acks already on their way when the leader died arrive within a few ms; later ones come from the new leader.
+            OnAcknowledged = _ =>
             {
-                int seq = i;
-                // About 25,000 messages a second, so the kill lands in the middle of the produce.
-                if (i % 1000 == 0)
-                    while (paced.Elapsed.TotalSeconds < i / 25_000.0) Thread.Sleep(5);
-                while (true)
-                {
-                    try
-                    {
-                        producer.Produce(topic, new Message<Null, string> { Value = seq.ToString(CultureInfo.InvariantCulture) }, r =>
-                        {
-                            if (r.Error.IsError) Interlocked.Increment(ref errors);
-                            else
-                            {
-                                acked.TryAdd(seq, 0);
-                                // Acks already on their way when the leader died arrive within a few ms; later ones come from the new leader.
-                                long now = System.Diagnostics.Stopwatch.GetTimestamp(), kill = Interlocked.Read(ref killedAtTicks);
-                                if (kill != long.MaxValue && now > kill + System.Diagnostics.Stopwatch.Frequency / 20)
-                                    Interlocked.CompareExchange(ref firstAckAfterKillTicks, now, 0);
-                            }
-                        });
-                        break;
-                    }
-                    catch (ProduceException<Null, string> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
-                    {
-                        producer.Poll(TimeSpan.FromMilliseconds(10));
-                    }
-                }
-            }
-            producer.Flush(TimeSpan.FromSeconds(150));
-        });
+                long now = System.Diagnostics.Stopwatch.GetTimestamp(), kill = Interlocked.Read(ref killedAtTicks);
+                if (kill != long.MaxValue && now > kill + System.Diagnostics.Stopwatch.Frequency / 20)
+                    Interlocked.CompareExchange(ref firstAckAfterKillTicks, now, 0);
+            },
+        };
+        var acked = sequence.Acked;
+        // About 25,000 messages a second, so the kill lands in the middle of the produce.
+        var producing = sequence.RunAsync(config, topic, Total, 25_000);
         while (acked.Count < Total / 4) await Task.Delay(20);
         var killedAt = DateTime.UtcNow;
         long killTicks = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -104,8 +79,8 @@ public sealed class FailoverTests(ITestOutputHelper output)
             foreach (var (id, node) in cluster.Nodes) output.WriteLine($"--- node {id}:\n{node.Output}");
         }
         output.WriteLine($"first acknowledgement from the new leader {System.Diagnostics.Stopwatch.GetElapsedTime(killTicks, Interlocked.Read(ref firstAckAfterKillTicks)).TotalSeconds:F1} s after the kill");
-        output.WriteLine($"produce finished {(DateTime.UtcNow - killedAt).TotalSeconds:F1} s after the kill; {acked.Count} acknowledged, {errors} failed");
-        Assert.Equal(0, Interlocked.Read(ref errors));
+        output.WriteLine($"produce finished {(DateTime.UtcNow - killedAt).TotalSeconds:F1} s after the kill; {acked.Count} acknowledged, {sequence.Failures.Count} failed");
+        Assert.Empty(sequence.Failures);
         Assert.Equal(Total, acked.Count);
 
         // Read from the survivors: every acknowledged sequence number, first occurrences in order.

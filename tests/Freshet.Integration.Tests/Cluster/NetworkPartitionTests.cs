@@ -74,41 +74,14 @@ public sealed class NetworkPartitionTests(ITestOutputHelper output)
         Assert.Equal(cut, PartitionState(admin, topic).Leader);
 
         const int Total = 60_000;
-        var acked = new System.Collections.Concurrent.ConcurrentDictionary<int, byte>();
-        long errors = 0;
         var config = Clients.ProducerConfig(cluster.BootstrapServers);
         config.Acks = Acks.All;
         config.EnableIdempotence = false;
         config.MessageTimeoutMs = 120_000;
         config.LingerMs = 5;
-        var producing = Task.Run(() =>
-        {
-            using var producer = new ProducerBuilder<Null, string>(config).Build();
-            var paced = System.Diagnostics.Stopwatch.StartNew();
-            for (int i = 0; i < Total; i++)
-            {
-                int seq = i;
-                if (i % 500 == 0)
-                    while (paced.Elapsed.TotalSeconds < i / 5_000.0) Thread.Sleep(5);
-                while (true)
-                {
-                    try
-                    {
-                        producer.Produce(topic, new Message<Null, string> { Value = seq.ToString(CultureInfo.InvariantCulture) }, r =>
-                        {
-                            if (r.Error.IsError) Interlocked.Increment(ref errors);
-                            else acked.TryAdd(seq, 0);
-                        });
-                        break;
-                    }
-                    catch (ProduceException<Null, string> e) when (e.Error.Code == Confluent.Kafka.ErrorCode.Local_QueueFull)
-                    {
-                        producer.Poll(TimeSpan.FromMilliseconds(10));
-                    }
-                }
-            }
-            producer.Flush(TimeSpan.FromSeconds(150));
-        });
+        var sequence = new SequenceProducer();
+        var acked = sequence.Acked;
+        var producing = sequence.RunAsync(config, topic, Total, 5_000);
 
         try
         {
@@ -142,8 +115,8 @@ public sealed class NetworkPartitionTests(ITestOutputHelper output)
         {
             foreach (var (id, node) in cluster.Nodes) output.WriteLine($"--- node {id}:\n{node.Output}");
         }
-        output.WriteLine($"{acked.Count} acknowledged, {errors} failed");
-        Assert.Equal(0, Interlocked.Read(ref errors));
+        output.WriteLine($"{acked.Count} acknowledged, {sequence.Failures.Count} failed");
+        Assert.Empty(sequence.Failures);
         Assert.Equal(Total, acked.Count);
 
         // Leadership back to the healed node (preferred election), then read everything from it: every

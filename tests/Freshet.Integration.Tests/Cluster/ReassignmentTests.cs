@@ -33,44 +33,16 @@ public sealed class ReassignmentTests(ITestOutputHelper output)
         // Sequence numbers in the values, paced so the produce spans the join, the move and the election.
         const int Total = 100_000;
         const double PerSecond = 2_500;
-        var acked = new ConcurrentDictionary<int, byte>();
-        var produceErrors = new ConcurrentQueue<string>();
-        var clientErrors = new ConcurrentQueue<string>();
         var config = Clients.ProducerConfig(cluster.BootstrapServers);
         config.Acks = Acks.All;
         config.EnableIdempotence = true;
         config.MessageTimeoutMs = 120_000;
         config.LingerMs = 5;
-        var producing = Task.Run(() =>
-        {
-            using var producer = new ProducerBuilder<Null, string>(config)
-                .SetErrorHandler((_, e) => { if (e.IsFatal) produceErrors.Enqueue($"fatal: {e}"); else clientErrors.Enqueue($"producer: {e}"); })
-                .Build();
-            var paced = System.Diagnostics.Stopwatch.StartNew();
-            for (int i = 0; i < Total; i++)
-            {
-                int seq = i;
-                if (i % 250 == 0)
-                    while (paced.Elapsed.TotalSeconds < i / PerSecond) Thread.Sleep(5);
-                while (true)
-                {
-                    try
-                    {
-                        producer.Produce(topic, new Message<Null, string> { Value = seq.ToString(CultureInfo.InvariantCulture) }, r =>
-                        {
-                            if (r.Error.IsError) produceErrors.Enqueue($"{seq}: {r.Error}");
-                            else acked.TryAdd(seq, 0);
-                        });
-                        break;
-                    }
-                    catch (ProduceException<Null, string> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
-                    {
-                        producer.Poll(TimeSpan.FromMilliseconds(10));
-                    }
-                }
-            }
-            producer.Flush(TimeSpan.FromSeconds(150));
-        });
+        var sequence = new SequenceProducer();
+        var acked = sequence.Acked;
+        var produceErrors = sequence.Failures;
+        var producing = sequence.RunAsync(config, topic, Total, PerSecond);
+        var clientErrors = new ConcurrentQueue<string>();
 
         // The consumer reads both partitions from the start, concurrently, until told to stop.
         var seen = new ConcurrentDictionary<int, int>(); // sequence -> times read
@@ -147,6 +119,7 @@ public sealed class ReassignmentTests(ITestOutputHelper output)
         {
             await stopConsuming.CancelAsync();
             await consuming.WaitAsync(TimeSpan.FromSeconds(30));
+            foreach (var e in sequence.ClientErrors.Take(20)) output.WriteLine($"client-reported (retried by the client): producer: {e}");
             foreach (var e in clientErrors.Take(20)) output.WriteLine($"client-reported (retried by the client): {e}");
             foreach (var (id, node) in cluster.Nodes) output.WriteLine($"--- node {id}:\n{node.Output}");
         }
