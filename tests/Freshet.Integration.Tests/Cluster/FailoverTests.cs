@@ -10,7 +10,6 @@ namespace Freshet.Integration.Tests.Cluster;
 /// <summary>Three `freshet server` processes: replication factor 3, min.insync.replicas=2, the partition leader (also the active controller) SIGKILLed mid-produce.</summary>
 public sealed class FailoverTests(ITestOutputHelper output)
 {
-    private static int LeaderOf(IAdminClient admin, string topic) => PartitionState(admin, topic).Leader;
 
     /// <summary>Leader and ISR from a broker's metadata (-1 and none while the broker has not seen the topic yet).</summary>
     private static (int Leader, int[] Isr) PartitionState(IAdminClient admin, string topic)
@@ -30,8 +29,14 @@ public sealed class FailoverTests(ITestOutputHelper output)
         await cluster.CreateTopicAsync(topic, [[controller, .. Enumerable.Range(1, 3).Where(n => n != controller)]], new() { ["min.insync.replicas"] = "2" });
         using var adminClient = Clients.Admin(cluster.BootstrapServers);
         var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (PartitionState(adminClient, topic).Isr.Length < 3 && DateTime.UtcNow < deadline) await Task.Delay(200);
-        int leader = LeaderOf(adminClient, topic);
+        // Each metadata request may go to another broker, which may not have applied the topic yet: read leader and ISR together.
+        var state = PartitionState(adminClient, topic);
+        while ((state.Isr.Length < 3 || state.Leader < 0) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(200);
+            state = PartitionState(adminClient, topic);
+        }
+        int leader = state.Leader;
         output.WriteLine($"leader before: {leader}; active controller {controller}");
         Assert.Equal(controller, leader);
 
