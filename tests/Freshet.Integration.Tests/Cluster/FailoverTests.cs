@@ -10,7 +10,6 @@ namespace Freshet.Integration.Tests.Cluster;
 /// <summary>Three `freshet server` processes: replication factor 3, min.insync.replicas=2, the partition leader (also the active controller) SIGKILLed mid-produce.</summary>
 public sealed class FailoverTests(ITestOutputHelper output)
 {
-
     /// <summary>Leader and ISR from a broker's metadata (-1 and none while the broker has not seen the topic yet).</summary>
     private static (int Leader, int[] Isr) PartitionState(IAdminClient admin, string topic)
     {
