@@ -283,13 +283,15 @@ public sealed class ReplicationTests
         Assert.Equal((1, 3L), (diverging.DivergingEpoch.Epoch, diverging.DivergingEpoch.EndOffset));
         Assert.Equal(0, diverging.Records!.Length);
 
-        // A consumer fetching from a follower: NOT_LEADER_OR_FOLLOWER, the leader, and (v16+) where to find it.
-        var fromFollower = await Fetch(2, -1, currentEpoch: 2);
+        // A replica fetching from another follower: NOT_LEADER_OR_FOLLOWER, the leader, and (v16+) where to find it.
+        var fromFollower = await Fetch(2, 3, currentEpoch: 2);
         var p = Part(fromFollower);
         Assert.Equal((short)ErrorCode.NotLeaderOrFollower, p.ErrorCode);
         Assert.Equal((1, 2), (p.CurrentLeader.LeaderId, p.CurrentLeader.LeaderEpoch));
         var ep = fromFollower.NodeEndpoints.Single();
         Assert.Equal((1, "broker1.test", 9001, "rack1"), (ep.NodeId, ep.Host, ep.Port, ep.Rack));
+        // So does a consumer before Fetch v11 (KIP-392 lets only v11+ consumers read from followers).
+        Assert.Equal((short)ErrorCode.NotLeaderOrFollower, Part(await Fetch(2, -1, currentEpoch: 2, version: 10)).ErrorCode);
 
         // Produce to a follower: the same hint (Produce v10+).
         var produce = await c.ProduceAsync(2, Tp, ReplicationCluster.Batch("b"), acks: 1);
