@@ -13,7 +13,9 @@ public sealed class ClusterProcesses : IAsyncDisposable
     private readonly Dictionary<int, BrokerProcess> _nodes = [];
     private readonly Dictionary<int, int> _controllerPorts = [];
 
-    public ClusterProcesses(int count, Dictionary<string, string>? overrides = null)
+    /// <param name="overrides">Settings of every node.</param>
+    /// <param name="nodeOverrides">Settings of one node (by node id), over <paramref name="overrides"/>: broker.rack, for instance.</param>
+    public ClusterProcesses(int count, Dictionary<string, string>? overrides = null, Func<int, Dictionary<string, string>>? nodeOverrides = null)
     {
         string clusterId = Freshet.Server.MetaProperties.NewClusterId();
         var ports = Enumerable.Range(1, count).ToDictionary(n => n, _ => (Client: BrokerProcess.FreePort(), Controller: BrokerProcess.FreePort()));
@@ -29,6 +31,7 @@ public sealed class ClusterProcesses : IAsyncDisposable
                 ["controller.listener.names"] = "CONTROLLER",
                 ["controller.quorum.voters"] = voters,
             };
+            foreach (var (k, v) in nodeOverrides?.Invoke(n) ?? []) props[k] = v;
             _controllerPorts[n] = controller;
             _nodes[n] = new BrokerProcess(props, client) { LogLevel = Environment.GetEnvironmentVariable("FRESHET_CLUSTER_LOG_LEVEL") ?? "warning" };
         }
