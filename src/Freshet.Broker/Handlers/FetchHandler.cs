@@ -33,7 +33,13 @@ namespace Freshet.Broker.Handlers;
 /// replica's own. Before v11, and for followers, only the leader serves. With
 /// replica.selector.class set to the rack-aware selector, the leader answers a consumer that sent
 /// a RackId with PreferredReadReplica (and no records, at once) when an in-sync follower in that
-/// rack should serve it instead (<see cref="Partition.SelectReadReplica"/>).
+/// rack should serve it instead (<see cref="Partition.SelectReadReplica"/>). With a selector set,
+/// a follower's fetch is also answered as soon as its response would carry a high watermark the
+/// follower was not sent yet: consumers of a follower otherwise see a quiet partition's new records
+/// only when the follower's long poll (replica.fetch.wait.max.ms) ends. Kafka did this when KIP-392
+/// shipped, then only with a selector (KAFKA-9731), and since KAFKA-9952 not at all, for the extra
+/// follower fetches; here it costs one more round trip per follower when the high watermark moves
+/// on a partition that is otherwise idle, and nothing without a selector.
 /// A partition this broker cannot serve answers NOT_LEADER_OR_FOLLOWER with the leader and epoch
 /// it knows, and the leader's endpoint from v16 (KIP-951), so clients need no metadata round trip.
 /// </para>
@@ -70,9 +76,13 @@ public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions opt
         bool fromFollower = replicaId >= 0;
         // Kafka's fetchOnlyLeader: consumers may read from followers from v11 (KIP-392), followers only from the leader.
         bool leaderOnly = fromFollower || v < 11;
+        // With a replica selector, consumers read from followers: a follower is answered as soon as the high
+        // watermark moved past what it was last sent, not only when data arrives, so its consumers see new
+        // records without waiting out its long poll (replica.fetch.wait.max.ms).
+        bool pushHighWatermark = fromFollower && options.ReplicaSelector != ReplicaSelector.Leader;
         var image = cache.Image;
         var items = new List<Item>();
-        var waitOn = new List<Partition>();
+        var waitOn = new List<PartitionSignal>();
         foreach (var topic in request.Topics)
         {
             string? name = v >= 13 ? image.Topic(topic.TopicId)?.Name : topic.Topic;
@@ -105,7 +115,12 @@ public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions opt
                     var end = p!.Log.EndOffsetForEpoch(fp.LastFetchedEpoch);
                     if (end.Epoch < fp.LastFetchedEpoch || end.EndOffset < fp.FetchOffset) diverging = end;
                 }
-                if (p is not null && error == ErrorCode.None && diverging is null && preferred < 0) waitOn.Add(p);
+                if (p is not null && error == ErrorCode.None && diverging is null && preferred < 0)
+                {
+                    // Followers wait for the log to grow, consumers for the high watermark to move.
+                    waitOn.Add(fromFollower ? p.EndSignal : p.Signal);
+                    if (pushHighWatermark) waitOn.Add(p.Signal);
+                }
                 items.Add(new Item(pr, p, fp, error) { Diverging = diverging, PreferredReadReplica = preferred });
             }
         }
@@ -116,14 +131,35 @@ public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions opt
         while (true)
         {
             // Note the signals' versions before reading, so data appended in between wakes the wait below at once.
-            var seen = DataWaiter.Snapshot(waitOn, endSignal: fromFollower);
+            var seen = DataWaiter.Snapshot(waitOn);
             var (bytes, answerNow) = ReadAll(v, request, items, fromFollower);
+            if (pushHighWatermark && !answerNow) answerNow = HasNewHighWatermark(items, replicaId);
             long remaining = deadline - Environment.TickCount64;
             if (bytes >= request.MinBytes || answerNow || remaining <= 0 || waitOn.Count == 0) break;
-            await DataWaiter.WaitAsync(waitOn, seen, (int)remaining, context.ConnectionClosed, endSignal: fromFollower).ConfigureAwait(false);
+            await DataWaiter.WaitAsync(waitOn, seen, (int)remaining, context.ConnectionClosed).ConfigureAwait(false);
             if (context.ConnectionClosed.IsCancellationRequested) break;
         }
+        if (pushHighWatermark) NoteHighWatermarksSent(items, replicaId);
         return response;
+    }
+
+    /// <summary>Whether the response would carry a high watermark the follower was not sent yet, for any partition read.</summary>
+    private static bool HasNewHighWatermark(List<Item> items, int replicaId)
+    {
+        foreach (var item in items)
+        {
+            if (item.SetupError == ErrorCode.None && item.Partition is { } p && p.FollowerLacksHighWatermark(replicaId, item.Response.HighWatermark))
+                return true;
+        }
+        return false;
+    }
+
+    private static void NoteHighWatermarksSent(List<Item> items, int replicaId)
+    {
+        foreach (var item in items)
+        {
+            if (item.SetupError == ErrorCode.None && item.Partition is { } p) p.NoteHighWatermarkSent(replicaId, item.Response.HighWatermark);
+        }
     }
 
     /// <summary>A follower's fetch offsets are its log end offsets: record them (this may move the high watermark and grow the ISR).</summary>

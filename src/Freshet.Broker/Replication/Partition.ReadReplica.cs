@@ -33,6 +33,27 @@ public sealed partial class Partition
         }
     }
 
+    /// <summary>
+    /// Whether a fetch response carrying <paramref name="highWatermark"/> would tell follower
+    /// <paramref name="replicaId"/> a high watermark it has not been sent yet (false for a broker that is
+    /// not a follower here). With a replica selector the leader answers such a follower's fetch without
+    /// waiting for data, so consumers reading from the follower see new records about as soon as those
+    /// reading from the leader do.
+    /// </summary>
+    public bool FollowerLacksHighWatermark(int replicaId, long highWatermark)
+    {
+        lock (_lock) return _followers.TryGetValue(replicaId, out var s) && s.LastSentHighWatermark < highWatermark;
+    }
+
+    /// <summary>Records the high watermark a fetch response to follower <paramref name="replicaId"/> carried.</summary>
+    public void NoteHighWatermarkSent(int replicaId, long highWatermark)
+    {
+        lock (_lock)
+        {
+            if (_followers.TryGetValue(replicaId, out var s)) s.LastSentHighWatermark = highWatermark;
+        }
+    }
+
     /// <summary>The rack of broker <paramref name="id"/> when it is unfenced and has an endpoint on <paramref name="listener"/>; null otherwise.</summary>
     private string? ReachableRack(int id, string listener)
     {

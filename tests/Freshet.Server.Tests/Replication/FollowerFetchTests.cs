@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text;
+using Freshet.Broker;
 using Freshet.Broker.Replication;
 using Freshet.Protocol;
 using Freshet.Protocol.Messages;
@@ -17,9 +18,10 @@ public sealed class FollowerFetchTests
 {
     private static readonly TopicPartition Tp = new("reads", 0);
 
-    private static async Task<ReplicationCluster> StartAsync(ReplicaSelector selector = ReplicaSelector.RackAware, string?[]? racks = null)
+    private static async Task<ReplicationCluster> StartAsync(ReplicaSelector selector = ReplicaSelector.RackAware, string?[]? racks = null,
+        ReplicationOptions? options = null)
     {
-        var c = new ReplicationCluster(3, selector: selector, racks: racks);
+        var c = new ReplicationCluster(3, options, selector: selector, racks: racks);
         c.CreateTopic(Tp.Topic, 1, [1, 2, 3]);
         await ReplicationCluster.Until(() => c.Nodes.Values.All(n => n.Replicas.GetPartition(Tp) is not null), "partitions created");
         return c;
@@ -211,6 +213,29 @@ public sealed class FollowerFetchTests
         Assert.True(sw.ElapsedMilliseconds < 10_000, $"answered after {sw.ElapsedMilliseconds} ms");
         Assert.Equal(["b-0", "b-1", "b-2"], Values(woken));
         Assert.Equal(6, woken.HighWatermark);
+    }
+
+    [Theory]
+    [InlineData(ReplicaSelector.RackAware)]
+    [InlineData(ReplicaSelector.Leader)]
+    public async Task With_a_replica_selector_followers_learn_a_new_high_watermark_without_waiting_out_their_long_poll(ReplicaSelector selector)
+    {
+        // Followers' fetches wait up to 4 s for data. Once every replica has a record, the leader's high
+        // watermark moves on the last follower fetch; without a selector (Kafka's behaviour since 2.6,
+        // KAFKA-9952) the followers hear of it when their next long poll ends, with one they hear at once.
+        var options = new ReplicationOptions { ReplicaFetchWaitMaxMs = 4_000, ReplicaFetchBackoffMs = 50, AlterPartitionRetryBackoffMs = 20 };
+        await using var c = await StartAsync(selector, options: options);
+        await ProduceCommittedAsync(c, "a", 1);
+        var waiting = FetchAsync(c, 2, 3, maxWaitMs: 30_000); // a consumer long-polling follower 2 at its end
+        await Task.Delay(300);
+        var sw = Stopwatch.StartNew();
+        Assert.Equal(0, (await c.ProduceAsync(1, Tp, ReplicationCluster.Batch("b"), acks: -1)).ErrorCode);
+        Assert.Equal(6, c.Nodes[1].Log(Tp).HighWatermark);
+        var p = Part(await waiting);
+        long ms = sw.ElapsedMilliseconds;
+        Assert.Equal(["b-0", "b-1", "b-2"], Values(p));
+        if (selector == ReplicaSelector.RackAware) Assert.True(ms < 2_000, $"the follower's consumer waited {ms} ms");
+        else Assert.True(ms >= 2_000, $"the follower's consumer got the records after {ms} ms: the high watermark reached it before the follower's long poll ended");
     }
 
     [Fact]
