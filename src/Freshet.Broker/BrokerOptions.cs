@@ -1,3 +1,4 @@
+using Freshet.Broker.Replication;
 using Freshet.Metadata.Image;
 using Freshet.Protocol.Config;
 
@@ -46,6 +47,9 @@ public sealed record BrokerOptions
 
     /// <summary>Replication settings (replica.*).</summary>
     public ReplicationOptions Replication { get; init; } = new();
+
+    /// <summary>replica.selector.class: whether a leader sends consumers to a follower in their rack (KIP-392).</summary>
+    public ReplicaSelector ReplicaSelector { get; init; } = ReplicaSelector.Leader;
 
     /// <summary>
     /// This broker's epoch from its registration with the controller (KIP-903): sent in follower

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Freshet.Broker;
+using Freshet.Broker.Replication;
 using Freshet.Protocol.Config;
 using Freshet.Storage;
 
@@ -80,6 +81,7 @@ public sealed class BrokerConfig
             .Define("replica.fetch.wait.max.ms", ConfigType.Int, "500", "How long a leader may hold a follower's fetch waiting for data.", ConfigDef.AtLeast(0))
             .Define("replica.fetch.min.bytes", ConfigType.Int, "1", "Bytes a leader waits for before answering a follower's fetch.", ConfigDef.AtLeast(1))
             .Define("replica.fetch.backoff.ms", ConfigType.Int, "1000", "Pause after a failed follower fetch.", ConfigDef.AtLeast(0))
+            .Define(ReplicaSelectors.ConfigKey, ConfigType.Class, null, "Picks the replica a consumer reads from (KIP-392): " + ReplicaSelectors.RackAwareClassName + " sends consumers that set client.rack to an in-sync replica in their rack; unset, they read from the leader.", ReplicaSelectors.Validate, readOnly: true)
             .Define("replica.high.watermark.checkpoint.interval.ms", ConfigType.Long, "5000", "How often high watermarks are saved to replication-offset-checkpoint.", ConfigDef.AtLeast(1))
             .Define("offsets.topic.num.partitions", ConfigType.Int, "50", "Partitions of __consumer_offsets.", ConfigDef.AtLeast(1), readOnly: true)
             .Define("offsets.topic.replication.factor", ConfigType.Short, "3", "Replication factor of __consumer_offsets (capped at the brokers registered).", ConfigDef.AtLeast(1), readOnly: true)
@@ -183,6 +185,7 @@ public sealed class BrokerConfig
             ReplicaFetchMinBytes = GetInt("replica.fetch.min.bytes"),
             ReplicaFetchBackoffMs = GetInt("replica.fetch.backoff.ms"),
         };
+        ReplicaSelector = ReplicaSelectors.Parse(Get(ReplicaSelectors.ConfigKey));
         HighWatermarkCheckpointIntervalMs = GetLong("replica.high.watermark.checkpoint.interval.ms");
         CleanerEnable = GetBool("log.cleaner.enable");
         CleanerBackoffMs = GetLong("log.cleaner.backoff.ms");
@@ -285,6 +288,9 @@ public sealed class BrokerConfig
 
     /// <summary>replica.* settings of the replica manager and its fetchers.</summary>
     public ReplicationOptions Replication { get; }
+
+    /// <summary>replica.selector.class (KIP-392 follower fetching)</summary>
+    public ReplicaSelector ReplicaSelector { get; }
 
     /// <summary>replica.high.watermark.checkpoint.interval.ms</summary>
     public long HighWatermarkCheckpointIntervalMs { get; }

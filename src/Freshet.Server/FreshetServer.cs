@@ -204,6 +204,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
                 MaxFetchWaitMs = config.FetchMaxWaitCapMs,
                 ProducerIdExpirationMs = config.ProducerIdExpirationMs,
                 Replication = config.Replication,
+                ReplicaSelector = config.ReplicaSelector,
                 BrokerEpoch = () => parts.Lifecycle?.BrokerEpoch ?? -1,
             };
             parts.BrokerNodes = new NodeClient(id => BrokerAddress(cache, config.InterBrokerListenerName, id),

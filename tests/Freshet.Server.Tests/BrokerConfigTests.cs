@@ -1,3 +1,4 @@
+using Freshet.Broker.Replication;
 using Freshet.Protocol.Config;
 using Freshet.Storage;
 
@@ -60,6 +61,26 @@ public sealed class BrokerConfigTests
     {
         var e = Assert.Throws<ArgumentException>(() => Config((key, value)));
         Assert.Contains(key, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ReplicaSelectorClassTakesKafkasSelectorNamesAndRefusesOtherClasses()
+    {
+        Assert.Equal(ReplicaSelector.Leader, Config().ReplicaSelector);
+        var rackAware = Config(("replica.selector.class", "org.apache.kafka.common.replica.RackAwareReplicaSelector"));
+        Assert.Equal(ReplicaSelector.RackAware, rackAware.ReplicaSelector);
+        Assert.Empty(rackAware.Unknown);
+        Assert.Equal(ReplicaSelector.Leader, Config(("replica.selector.class", "org.apache.kafka.common.replica.LeaderReplicaSelector")).ReplicaSelector);
+        Assert.Equal(ReplicaSelector.Leader, Config(("replica.selector.class", " ")).ReplicaSelector);
+        foreach (var other in new[] { "com.example.NearestReplicaSelector", "RackAwareReplicaSelector", "org.apache.kafka.common.replica.MostCaughtUpReplicaSelector" })
+        {
+            var e = Assert.Throws<ArgumentException>(() => Config(("replica.selector.class", other)));
+            Assert.Contains($"Invalid value {other} for configuration replica.selector.class", e.Message, StringComparison.Ordinal);
+            Assert.Contains("org.apache.kafka.common.replica.RackAwareReplicaSelector", e.Message, StringComparison.Ordinal);
+        }
+        var described = rackAware.Describe().Single(e => e.Name == "replica.selector.class");
+        Assert.Equal(("org.apache.kafka.common.replica.RackAwareReplicaSelector", ConfigSource.StaticBrokerConfig, ConfigType.Class),
+            (described.Value, described.Source, described.Type));
     }
 
     [Fact]

@@ -23,9 +23,25 @@ namespace Freshet.Broker.Handlers;
 /// is that follower's progress (<see cref="Partition.UpdateFollowerFetchState"/>). Any fetch that
 /// sends LastFetchedEpoch (v12+) whose epoch ended on this leader before its fetch offset, or that
 /// this leader does not know, gets DivergingEpoch (the largest epoch at or below it and where it
-/// ended) and no records. A partition this broker does not lead answers NOT_LEADER_OR_FOLLOWER
-/// with the leader and epoch it knows, and the leader's endpoint from v16 (KIP-951), so clients
-/// need no metadata round trip.
+/// ended) and no records.
+/// </para>
+/// <para>
+/// Consumers (KIP-392): from v11 a consumer may fetch from any replica, a follower included; it
+/// reads up to that replica's high watermark (which followers take from the leader's fetch
+/// responses), an offset past the replica's log end is OFFSET_OUT_OF_RANGE (clients then go back
+/// to the leader rather than reset), and the current leader epoch is checked against the
+/// replica's own. Before v11, and for followers, only the leader serves. With
+/// replica.selector.class set to the rack-aware selector, the leader answers a consumer that sent
+/// a RackId with PreferredReadReplica (and no records, at once) when an in-sync follower in that
+/// rack should serve it instead (<see cref="Partition.SelectReadReplica"/>). With a selector set,
+/// a follower's fetch is also answered as soon as its response would carry a high watermark the
+/// follower was not sent yet: consumers of a follower otherwise see a quiet partition's new records
+/// only when the follower's long poll (replica.fetch.wait.max.ms) ends. Kafka did this when KIP-392
+/// shipped, then only with a selector (KAFKA-9731), and since KAFKA-9952 not at all, for the extra
+/// follower fetches; here it costs one more round trip per follower when the high watermark moves
+/// on a partition that is otherwise idle, and nothing without a selector.
+/// A partition this broker cannot serve answers NOT_LEADER_OR_FOLLOWER with the leader and epoch
+/// it knows, and the leader's endpoint from v16 (KIP-951), so clients need no metadata round trip.
 /// </para>
 /// </summary>
 public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions options, ReplicaManager replicas, MetadataCache cache)
@@ -41,6 +57,9 @@ public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions opt
 
         /// <summary>Set when the fetcher's log diverged from this one: answered with DivergingEpoch, no records.</summary>
         public EpochEndOffset? Diverging { get; init; }
+
+        /// <summary>The replica the consumer should fetch from instead of this leader (KIP-392), -1 for none: answered with no records.</summary>
+        public int PreferredReadReplica { get; init; } = -1;
     }
 
     public async ValueTask<IApiMessage?> HandleAsync(RequestContext context, FetchRequest request)
@@ -55,9 +74,15 @@ public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions opt
         int replicaId = v >= 15 ? request.ReplicaState.ReplicaId : request.ReplicaId;
         long replicaEpoch = v >= 15 ? request.ReplicaState.ReplicaEpoch : -1;
         bool fromFollower = replicaId >= 0;
+        // Kafka's fetchOnlyLeader: consumers may read from followers from v11 (KIP-392), followers only from the leader.
+        bool leaderOnly = fromFollower || v < 11;
+        // With a replica selector, consumers read from followers: a follower is answered as soon as the high
+        // watermark moved past what it was last sent, not only when data arrives, so its consumers see new
+        // records without waiting out its long poll (replica.fetch.wait.max.ms).
+        bool pushHighWatermark = fromFollower && options.ReplicaSelector != ReplicaSelector.Leader;
         var image = cache.Image;
         var items = new List<Item>();
-        var waitOn = new List<Partition>();
+        var waitOn = new List<PartitionSignal>();
         foreach (var topic in request.Topics)
         {
             string? name = v >= 13 ? image.Topic(topic.TopicId)?.Name : topic.Topic;
@@ -73,21 +98,30 @@ public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions opt
                 else
                 {
                     p = replicas.GetPartition(name, fp.Partition);
+                    // The epoch first, as Kafka checks it: a follower knows the current one too.
                     if (p is null) error = image.Partition(name, fp.Partition) is null ? ErrorCode.UnknownTopicOrPartition : ErrorCode.NotLeaderOrFollower;
-                    else if (!p.IsLeader) error = ErrorCode.NotLeaderOrFollower;
                     else if (v >= 9 && p.CheckLeaderEpoch(fp.CurrentLeaderEpoch) is var epochError && epochError != ErrorCode.None) error = epochError;
+                    else if (leaderOnly && !p.IsLeader) error = ErrorCode.NotLeaderOrFollower;
                     else if (fromFollower && !p.Replicas.Contains(replicaId)) error = ErrorCode.NotLeaderOrFollower; // not a known follower
                 }
                 if (error is ErrorCode.NotLeaderOrFollower or ErrorCode.FencedLeaderEpoch && name is not null)
                     AddLeaderHint(v, response, pr, image, name, fp.Partition, p, context.ListenerName);
+                int preferred = -1;
+                if (error == ErrorCode.None && !leaderOnly && options.ReplicaSelector != ReplicaSelector.Leader && p!.IsLeader)
+                    preferred = p.SelectReadReplica(options.ReplicaSelector, request.RackId, fp.FetchOffset, context.ListenerName);
                 EpochEndOffset? diverging = null;
-                if (error == ErrorCode.None && v >= 12 && fp.LastFetchedEpoch >= 0)
+                if (error == ErrorCode.None && preferred < 0 && v >= 12 && fp.LastFetchedEpoch >= 0)
                 {
                     var end = p!.Log.EndOffsetForEpoch(fp.LastFetchedEpoch);
                     if (end.Epoch < fp.LastFetchedEpoch || end.EndOffset < fp.FetchOffset) diverging = end;
                 }
-                if (p is not null && error == ErrorCode.None && diverging is null) waitOn.Add(p);
-                items.Add(new Item(pr, p, fp, error) { Diverging = diverging });
+                if (p is not null && error == ErrorCode.None && diverging is null && preferred < 0)
+                {
+                    // Followers wait for the log to grow, consumers for the high watermark to move.
+                    waitOn.Add(fromFollower ? p.EndSignal : p.Signal);
+                    if (pushHighWatermark) waitOn.Add(p.Signal);
+                }
+                items.Add(new Item(pr, p, fp, error) { Diverging = diverging, PreferredReadReplica = preferred });
             }
         }
         if (fromFollower) UpdateFollowers(items, replicaId, replicaEpoch);
@@ -97,14 +131,35 @@ public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions opt
         while (true)
         {
             // Note the signals' versions before reading, so data appended in between wakes the wait below at once.
-            var seen = DataWaiter.Snapshot(waitOn, endSignal: fromFollower);
-            var (bytes, errors) = ReadAll(v, request, items, fromFollower);
+            var seen = DataWaiter.Snapshot(waitOn);
+            var (bytes, answerNow) = ReadAll(v, request, items, fromFollower);
+            if (pushHighWatermark && !answerNow) answerNow = HasNewHighWatermark(items, replicaId);
             long remaining = deadline - Environment.TickCount64;
-            if (bytes >= request.MinBytes || errors || remaining <= 0 || waitOn.Count == 0) break;
-            await DataWaiter.WaitAsync(waitOn, seen, (int)remaining, context.ConnectionClosed, endSignal: fromFollower).ConfigureAwait(false);
+            if (bytes >= request.MinBytes || answerNow || remaining <= 0 || waitOn.Count == 0) break;
+            await DataWaiter.WaitAsync(waitOn, seen, (int)remaining, context.ConnectionClosed).ConfigureAwait(false);
             if (context.ConnectionClosed.IsCancellationRequested) break;
         }
+        if (pushHighWatermark) NoteHighWatermarksSent(items, replicaId);
         return response;
+    }
+
+    /// <summary>Whether the response would carry a high watermark the follower was not sent yet, for any partition read.</summary>
+    private static bool HasNewHighWatermark(List<Item> items, int replicaId)
+    {
+        foreach (var item in items)
+        {
+            if (item.SetupError == ErrorCode.None && item.Partition is { } p && p.FollowerLacksHighWatermark(replicaId, item.Response.HighWatermark))
+                return true;
+        }
+        return false;
+    }
+
+    private static void NoteHighWatermarksSent(List<Item> items, int replicaId)
+    {
+        foreach (var item in items)
+        {
+            if (item.SetupError == ErrorCode.None && item.Partition is { } p) p.NoteHighWatermarkSent(replicaId, item.Response.HighWatermark);
+        }
     }
 
     /// <summary>A follower's fetch offsets are its log end offsets: record them (this may move the high watermark and grow the ISR).</summary>
@@ -131,11 +186,14 @@ public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions opt
             response.NodeEndpoints.Add(new FetchResponse.NodeEndpoint { NodeId = reg.Leader, Host = ep.Host, Port = ep.Port, Rack = ep.Rack });
     }
 
-    /// <summary>Fills every partition's response from its log; returns bytes found and whether any partition must be answered now (error or divergence).</summary>
-    private static (int Bytes, bool Errors) ReadAll(short v, FetchRequest request, List<Item> items, bool fromFollower)
+    /// <summary>
+    /// Fills every partition's response from its log; returns bytes found and whether any partition must be
+    /// answered now (error, divergence, or a preferred read replica).
+    /// </summary>
+    private static (int Bytes, bool AnswerNow) ReadAll(short v, FetchRequest request, List<Item> items, bool fromFollower)
     {
         int total = 0;
-        bool errors = false;
+        bool answerNow = false;
         int responseBudget = v >= 3 ? request.MaxBytes : int.MaxValue;
         bool minOne = v >= 3;
         foreach (var item in items)
@@ -145,7 +203,7 @@ public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions opt
             if (item.SetupError != ErrorCode.None)
             {
                 pr.ErrorCode = (short)item.SetupError;
-                errors = true;
+                answerNow = true;
                 continue;
             }
             var p = item.Partition!;
@@ -158,7 +216,14 @@ public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions opt
             if (item.Diverging is { } d)
             {
                 pr.DivergingEpoch = new FetchResponse.EpochEndOffset { Epoch = d.Epoch, EndOffset = d.EndOffset };
-                errors = true;
+                answerNow = true;
+                continue;
+            }
+            if (item.PreferredReadReplica >= 0)
+            {
+                // KIP-392: no records from the leader; the consumer's next fetch goes to the replica named.
+                pr.PreferredReadReplica = item.PreferredReadReplica;
+                answerNow = true;
                 continue;
             }
             long limit = fromFollower ? log.LogEndOffset : hw;
@@ -167,7 +232,7 @@ public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions opt
             pr.ErrorCode = (short)r.Error;
             if (r.Error != ErrorCode.None)
             {
-                errors = true;
+                answerNow = true;
                 continue;
             }
             if (r.Records is { Length: > 0 } records)
@@ -177,7 +242,7 @@ public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions opt
                     if (!log.Config.Values.TryGetValue(Storage.LogConfig.MessageDownconversionEnableConfig, out var down) || down != "true")
                     {
                         pr.ErrorCode = (short)ErrorCode.UnsupportedVersion;
-                        errors = true;
+                        answerNow = true;
                         continue;
                     }
                     pr.Records = DownConvert(records, v <= 1 ? (byte)0 : (byte)1, item.Request.FetchOffset);
@@ -190,7 +255,7 @@ public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions opt
                 minOne = false;
             }
         }
-        return (total, errors);
+        return (total, answerNow);
     }
 
     private static RecordSet DownConvert(FileRecords records, byte magic, long fetchOffset)

@@ -49,6 +49,9 @@ public sealed class FollowerState(int brokerId)
     /// <summary>The broker epoch the follower fetched with (KIP-903), -1 when not sent.</summary>
     public long BrokerEpoch { get; internal set; } = -1;
 
+    /// <summary>The high watermark the last fetch response to the follower carried; -1 before the first in this leader epoch.</summary>
+    public long LastSentHighWatermark { get; internal set; } = -1;
+
     /// <summary>Has everything the leader has, or had everything the leader had within the last <paramref name="maxLagMs"/>.</summary>
     public bool IsCaughtUp(long leaderEndOffset, long nowMs, long maxLagMs) =>
         LogEndOffset == leaderEndOffset || nowMs - LastCaughtUpTimeMs <= maxLagMs;
@@ -170,6 +173,7 @@ public sealed partial class Partition
                 LastFetchTimeMs = s.LastFetchTimeMs,
                 LastFetchLeaderLogEndOffset = s.LastFetchLeaderLogEndOffset,
                 BrokerEpoch = s.BrokerEpoch,
+                LastSentHighWatermark = s.LastSentHighWatermark,
             };
         }
     }

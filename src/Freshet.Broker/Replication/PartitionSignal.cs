@@ -56,18 +56,19 @@ public sealed class DataWaiter
     public void Wake() => _woken.TrySetResult();
 
     /// <summary>
-    /// Waits until one of <paramref name="partitions"/> pulses after the versions in <paramref name="seen"/>
+    /// Waits until one of <paramref name="signals"/> pulses after the versions in <paramref name="seen"/>
     /// were read, the timeout passes, or <paramref name="ct"/> fires. Returns at once if one already has.
+    /// Consumer fetches and acks=all produces wait on <see cref="Partition.Signal"/> (the high watermark),
+    /// follower fetches on <see cref="Partition.EndSignal"/> (log growth).
     /// </summary>
-    /// <param name="endSignal">Wait on <see cref="Partition.EndSignal"/> (log growth: follower fetches) instead of <see cref="Partition.Signal"/>.</param>
-    public static async Task WaitAsync(IReadOnlyList<Partition> partitions, long[] seen, int timeoutMs, CancellationToken ct, bool endSignal = false)
+    public static async Task WaitAsync(IReadOnlyList<PartitionSignal> signals, long[] seen, int timeoutMs, CancellationToken ct)
     {
-        if (timeoutMs <= 0 || partitions.Count == 0) return;
+        if (timeoutMs <= 0 || signals.Count == 0) return;
         var waiter = new DataWaiter();
         int registered = 0;
-        for (; registered < partitions.Count; registered++)
+        for (; registered < signals.Count; registered++)
         {
-            if (!SignalOf(partitions[registered], endSignal).Register(waiter, seen[registered]))
+            if (!signals[registered].Register(waiter, seen[registered]))
             {
                 waiter.Wake();
                 break;
@@ -82,17 +83,15 @@ public sealed class DataWaiter
         }
         finally
         {
-            for (int i = 0; i < registered; i++) SignalOf(partitions[i], endSignal).Unregister(waiter);
+            for (int i = 0; i < registered; i++) signals[i].Unregister(waiter);
         }
     }
 
-    /// <summary>The current versions of the partitions' signals, read before looking at their logs.</summary>
-    public static long[] Snapshot(IReadOnlyList<Partition> partitions, bool endSignal = false)
+    /// <summary>The current versions of <paramref name="signals"/>, read before looking at the logs they stand for.</summary>
+    public static long[] Snapshot(IReadOnlyList<PartitionSignal> signals)
     {
-        var v = new long[partitions.Count];
-        for (int i = 0; i < v.Length; i++) v[i] = SignalOf(partitions[i], endSignal).Version;
+        var v = new long[signals.Count];
+        for (int i = 0; i < v.Length; i++) v[i] = signals[i].Version;
         return v;
     }
-
-    private static PartitionSignal SignalOf(Partition p, bool endSignal) => endSignal ? p.EndSignal : p.Signal;
 }

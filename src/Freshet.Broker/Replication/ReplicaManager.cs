@@ -208,7 +208,7 @@ public sealed partial class ReplicaManager : IMetadataListener, IAsyncDisposable
     public static async Task<ErrorCode> WaitForAcksAsync(Partition p, long lastOffset, int leaderEpoch, int timeoutMs, CancellationToken ct)
     {
         long deadline = Environment.TickCount64 + Math.Max(0, timeoutMs);
-        Partition[] one = [p];
+        PartitionSignal[] one = [p.Signal];
         while (true)
         {
             var seen = DataWaiter.Snapshot(one);
@@ -266,7 +266,7 @@ public sealed partial class ReplicaManager : IMetadataListener, IAsyncDisposable
     public static async Task<bool> WaitForHighWatermarkAsync(Partition p, long offset, int timeoutMs, CancellationToken ct)
     {
         long deadline = Environment.TickCount64 + Math.Max(0, timeoutMs);
-        Partition[] one = [p];
+        PartitionSignal[] one = [p.Signal];
         while (true)
         {
             var seen = DataWaiter.Snapshot(one);

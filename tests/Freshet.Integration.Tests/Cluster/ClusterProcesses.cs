@@ -17,11 +17,13 @@ public sealed class ClusterProcesses : IAsyncDisposable
     private readonly string _clusterId;
     private readonly string _voters;
 
+    /// <param name="overrides">Settings of every node.</param>
+    /// <param name="nodeOverrides">Settings of one node (by node id), over <paramref name="overrides"/>: broker.rack, for instance.</param>
     /// <param name="proxied">
     /// Put a <see cref="CutProxy"/> in front of each node's client and controller listeners and
     /// advertise those (to clients, brokers and the quorum), so <see cref="Cut"/> can cut a node off.
     /// </param>
-    public ClusterProcesses(int count, Dictionary<string, string>? overrides = null, bool proxied = false)
+    public ClusterProcesses(int count, Dictionary<string, string>? overrides = null, Func<int, Dictionary<string, string>>? nodeOverrides = null, bool proxied = false)
     {
         string clusterId = Freshet.Server.MetaProperties.NewClusterId();
         var ports = Enumerable.Range(1, count).ToDictionary(n => n, _ => (Client: BrokerProcess.FreePort(), Controller: BrokerProcess.FreePort()));
@@ -47,6 +49,7 @@ public sealed class ClusterProcesses : IAsyncDisposable
                 ["controller.listener.names"] = "CONTROLLER",
                 ["controller.quorum.voters"] = voters,
             };
+            foreach (var (k, v) in nodeOverrides?.Invoke(n) ?? []) props[k] = v;
             _controllerPorts[n] = controller;
             _nodes[n] = new BrokerProcess(props, client) { LogLevel = Environment.GetEnvironmentVariable("FRESHET_CLUSTER_LOG_LEVEL") ?? "warning" };
         }

@@ -74,7 +74,14 @@ public sealed class BrokerProcess : IAsyncDisposable
         {
             if (e.Data is not null) lock (_output) _output.AppendLine(e.Data);
         };
-        p.Exited += (_, _) => ready.TrySetException(new InvalidOperationException($"broker exited during start-up:\n{Output}"));
+        p.Exited += (_, _) =>
+        {
+            if (ready.Task.IsCompleted) return;
+            // The output events may still be on their way when the process has exited: wait for the end of both streams.
+            try { p.WaitForExit(); }
+            catch (Exception e) when (e is InvalidOperationException or ObjectDisposedException) { }
+            ready.TrySetException(new InvalidOperationException($"broker exited during start-up:\n{Output}"));
+        };
         var sw = Stopwatch.StartNew();
         p.Start();
         p.BeginOutputReadLine();

@@ -43,12 +43,17 @@ public sealed class ReplicationCluster : IAsyncDisposable
     private readonly HashSet<(int From, int To)> _cut = [];
     private MetadataImage _image = MetadataImage.Empty("repl-test", 1);
 
-    public ReplicationCluster(int nodes, ReplicationOptions? replication = null, IReadOnlyDictionary<string, string>? topicDefaults = null)
+    /// <param name="selector">replica.selector.class of every broker.</param>
+    /// <param name="racks">broker.rack of brokers 1, 2, ... (rack1, rack2, ... by default).</param>
+    public ReplicationCluster(int nodes, ReplicationOptions? replication = null, IReadOnlyDictionary<string, string>? topicDefaults = null,
+        ReplicaSelector selector = ReplicaSelector.Leader, string?[]? racks = null)
     {
         Replication = replication ?? new ReplicationOptions { ReplicaFetchWaitMaxMs = 100, ReplicaFetchBackoffMs = 50, AlterPartitionRetryBackoffMs = 20 };
+        Selector = selector;
         var brokers = ImmutableSortedDictionary<int, BrokerRegistration>.Empty;
         for (int id = 1; id <= nodes; id++)
-            brokers = brokers.Add(id, new BrokerRegistration(id, 100 + id, Uuid.Random(), [new BrokerEndpoint(Listener, $"broker{id}.test", 9000 + id, 0)], $"rack{id}", false, false));
+            brokers = brokers.Add(id, new BrokerRegistration(id, 100 + id, Uuid.Random(), [new BrokerEndpoint(Listener, $"broker{id}.test", 9000 + id, 0)],
+                racks is null ? $"rack{id}" : racks[id - 1], false, false));
         _image = _image with { Brokers = brokers };
         for (int id = 1; id <= nodes; id++) Nodes[id] = new Node(this, id, topicDefaults);
         Publish(_image);
@@ -56,6 +61,7 @@ public sealed class ReplicationCluster : IAsyncDisposable
 
     public ManualClock Clock { get; } = new();
     public ReplicationOptions Replication { get; }
+    public ReplicaSelector Selector { get; }
     public Dictionary<int, Node> Nodes { get; } = [];
     public MetadataImage Image
     {
@@ -272,6 +278,7 @@ public sealed class ReplicationCluster : IAsyncDisposable
                 AdvertisedListeners = [new BrokerEndpoint(Listener, $"broker{id}.test", 9000 + id, 0)],
                 TopicDefaults = defaults,
                 Replication = cluster.Replication,
+                ReplicaSelector = cluster.Selector,
                 BrokerEpoch = () => 100 + id,
                 AutoCreateTopicsEnable = false,
             };

@@ -22,7 +22,27 @@ public sealed class ReplicationTests
         var c = new ReplicationCluster(3, options);
         c.CreateTopic(Tp.Topic, 1, [1, 2, 3], configs);
         await ReplicationCluster.Until(() => c.Nodes.Values.All(n => n.Replicas.GetPartition(Tp) is not null), "partitions created");
+        // Until a follower has fetched, the leader only assumes it caught up when the epoch began: a test
+        // that moves the clock past the lag time before then would see it leave the ISR.
+        await ReplicationCluster.Until(() => new[] { 2, 3 }.All(f => c.Nodes[1].Partition(Tp).GetFollowerState(f)?.LogEndOffset >= 0), "first follower fetches");
         return c;
+    }
+
+    /// <summary>
+    /// Cuts follower 3 off and appends a batch (acks=1) it cannot get; once the leader has seen follower 2
+    /// take it, moves the clock past the lag time: the ISR shrinks to [1, 2] (a follower whose log end is
+    /// the leader's counts as caught up however long ago, so the log must grow while 3 is away).
+    /// </summary>
+    private static async Task ShrinkOutFollower3Async(ReplicationCluster c)
+    {
+        c.Cut(3, 1);
+        Assert.Equal(0, (await c.ProduceAsync(1, Tp, ReplicationCluster.Batch("behind"), acks: 1)).ErrorCode);
+        long end = c.Nodes[1].Log(Tp).LogEndOffset;
+        await ReplicationCluster.Until(() => c.Nodes[1].Partition(Tp).GetFollowerState(2)!.LogEndOffset == end, "the leader saw follower 2 take the batch");
+        c.Clock.Advance(c.Replication.ReplicaLagTimeMaxMs + 1);
+        Assert.Equal(1, c.Nodes[1].Replicas.MaybeShrinkIsrs());
+        await ReplicationCluster.Until(() => c.Registration(Tp).Isr.Length == 2, "ISR [1,2]");
+        Assert.Equal([1, 2], c.Registration(Tp).Isr.ToArray());
     }
 
     private static async Task AllCaughtUp(ReplicationCluster c, params int[] nodes)
@@ -91,10 +111,7 @@ public sealed class ReplicationTests
     public async Task The_high_watermark_counts_a_member_whose_addition_is_in_flight()
     {
         await using var c = await StartAsync();
-        c.Cut(3, 1);
-        c.Clock.Advance(c.Replication.ReplicaLagTimeMaxMs + 1);
-        Assert.Equal(1, c.Nodes[1].Replicas.MaybeShrinkIsrs());
-        await ReplicationCluster.Until(() => c.Registration(Tp).Isr.Length == 2, "ISR [1,2]");
+        await ShrinkOutFollower3Async(c); // 0-2 on nodes 1 and 2
         for (int i = 0; i < 5; i++) Assert.Equal(0, (await c.ProduceAsync(1, Tp, ReplicationCluster.Batch($"x{i}"), acks: -1)).ErrorCode);
 
         c.AlterPartitionGate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -109,10 +126,10 @@ public sealed class ReplicationTests
         c.Cut(3, 1);
         c.Clock.Advance(c.Replication.ReplicaLagTimeMaxMs + 1);
         var produce = c.ProduceAsync(1, Tp, ReplicationCluster.Batch("y"), acks: -1, timeoutMs: 20_000);
-        await ReplicationCluster.Until(() => c.Nodes[2].Log(Tp).LogEndOffset == 18, "follower 2 has the batch");
+        await ReplicationCluster.Until(() => c.Nodes[2].Log(Tp).LogEndOffset == 21, "follower 2 has the batch");
         await Task.Delay(200);
         Assert.False(produce.IsCompleted);
-        Assert.Equal(15, leader.HighWatermark);
+        Assert.Equal(18, leader.HighWatermark);
 
         // The metadata's registration wins over the pending change: the ISR stays [1, 2] and the produce completes.
         c.ChangePartition(Tp, isr: [1, 2]);
@@ -126,10 +143,7 @@ public sealed class ReplicationTests
     public async Task A_fenced_broker_is_not_proposed_for_the_isr_even_when_caught_up()
     {
         await using var c = await StartAsync();
-        c.Cut(3, 1);
-        c.Clock.Advance(c.Replication.ReplicaLagTimeMaxMs + 1);
-        c.Nodes[1].Replicas.MaybeShrinkIsrs();
-        await ReplicationCluster.Until(() => c.Registration(Tp).Isr.Length == 2, "ISR [1,2]");
+        await ShrinkOutFollower3Async(c);
         c.SetFenced(3, true);
         c.Cut(3, 1, cut: false);
         for (int i = 0; i < 3; i++) Assert.Equal(0, (await c.ProduceAsync(1, Tp, ReplicationCluster.Batch($"f{i}"), acks: -1)).ErrorCode);
@@ -269,13 +283,15 @@ public sealed class ReplicationTests
         Assert.Equal((1, 3L), (diverging.DivergingEpoch.Epoch, diverging.DivergingEpoch.EndOffset));
         Assert.Equal(0, diverging.Records!.Length);
 
-        // A consumer fetching from a follower: NOT_LEADER_OR_FOLLOWER, the leader, and (v16+) where to find it.
-        var fromFollower = await Fetch(2, -1, currentEpoch: 2);
+        // A replica fetching from another follower: NOT_LEADER_OR_FOLLOWER, the leader, and (v16+) where to find it.
+        var fromFollower = await Fetch(2, 3, currentEpoch: 2);
         var p = Part(fromFollower);
         Assert.Equal((short)ErrorCode.NotLeaderOrFollower, p.ErrorCode);
         Assert.Equal((1, 2), (p.CurrentLeader.LeaderId, p.CurrentLeader.LeaderEpoch));
         var ep = fromFollower.NodeEndpoints.Single();
         Assert.Equal((1, "broker1.test", 9001, "rack1"), (ep.NodeId, ep.Host, ep.Port, ep.Rack));
+        // So does a consumer before Fetch v11 (KIP-392 lets only v11+ consumers read from followers).
+        Assert.Equal((short)ErrorCode.NotLeaderOrFollower, Part(await Fetch(2, -1, currentEpoch: 2, version: 10)).ErrorCode);
 
         // Produce to a follower: the same hint (Produce v10+).
         var produce = await c.ProduceAsync(2, Tp, ReplicationCluster.Batch("b"), acks: 1);
