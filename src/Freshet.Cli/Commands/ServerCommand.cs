@@ -58,7 +58,22 @@ public static class ServerCommand
             e.Cancel = true;
             stop.Cancel();
         };
-        await using (var server = await FreshetServer.StartAsync(new FreshetServerOptions { Properties = props, Loggers = loggers }).ConfigureAwait(false))
+        FreshetServer started;
+        try
+        {
+            started = await FreshetServer.StartAsync(new FreshetServerOptions { Properties = props, Loggers = loggers }).ConfigureAwait(false);
+        }
+        catch (ArgumentException e)
+        {
+            // A setting with a bad value, or settings that do not fit together: the message names it.
+            throw new CommandFailedException($"invalid configuration: {e.Message}");
+        }
+        catch (Exception e) when (e is InvalidDataException or InvalidOperationException)
+        {
+            // Data directories that belong to another cluster or node, a metadata log that cannot be read.
+            throw new CommandFailedException($"cannot start: {e.Message}");
+        }
+        await using (var server = started)
         {
             Console.Out.WriteLine($"Freshet is ready: bootstrap.servers={server.BootstrapServers} (cluster {server.ClusterId}, started in {server.StartupTime.TotalMilliseconds:F0} ms)");
             Console.Out.Flush();
