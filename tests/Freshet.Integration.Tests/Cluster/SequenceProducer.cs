@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using Confluent.Kafka;
+using Freshet.Integration.Tests.Support;
 
 namespace Freshet.Integration.Tests.Cluster;
 
@@ -55,4 +56,51 @@ public sealed class SequenceProducer
         }
         producer.Flush(TimeSpan.FromSeconds(150));
     });
+}
+
+/// <summary>Reads back what a <see cref="SequenceProducer"/> wrote to partition 0 of a topic.</summary>
+public static class SequenceReader
+{
+    /// <summary>What was read: the distinct values, records that were not a sequence number, and the first reordering.</summary>
+    public sealed record Result(HashSet<int> Distinct, int Records, int Foreign, string? Reordering);
+
+    /// <summary>
+    /// Reads from the beginning until <paramref name="expected"/> distinct values were seen and the end of
+    /// the partition reached, or <paramref name="timeout"/> passed. Retries may repeat values; a value
+    /// first seen after a larger one is a reordering.
+    /// </summary>
+    public static Result Read(string bootstrap, string topic, int expected, TimeSpan timeout)
+    {
+        var distinct = new HashSet<int>();
+        int last = -1, records = 0, foreign = 0;
+        string? reordering = null;
+        var cc = Clients.ConsumerConfig(bootstrap);
+        cc.GroupId = "sequence-reader-" + Guid.NewGuid().ToString("N")[..8];
+        cc.AutoOffsetReset = AutoOffsetReset.Earliest;
+        cc.EnableAutoCommit = false;
+        cc.EnablePartitionEof = true;
+        using var consumer = new ConsumerBuilder<Ignore, string>(cc).Build();
+        consumer.Assign(new TopicPartitionOffset(topic, 0, Offset.Beginning));
+        var deadline = DateTime.UtcNow + timeout;
+        bool atEnd = false;
+        while (!(atEnd && distinct.Count >= expected) && DateTime.UtcNow < deadline)
+        {
+            var cr = consumer.Consume(TimeSpan.FromSeconds(1));
+            if (cr is null) continue;
+            atEnd = cr.IsPartitionEOF;
+            if (atEnd) continue;
+            records++;
+            if (!int.TryParse(cr.Message.Value, NumberStyles.None, CultureInfo.InvariantCulture, out int seq))
+            {
+                foreign++;
+                continue;
+            }
+            if (distinct.Add(seq))
+            {
+                if (seq < last) reordering ??= $"{seq} first seen after {last}";
+                last = Math.Max(last, seq);
+            }
+        }
+        return new Result(distinct, records, foreign, reordering);
+    }
 }
