@@ -25,7 +25,7 @@ public sealed class BrokerConfig
         "num.network.threads", "num.io.threads", "num.replica.fetchers", "num.recovery.threads.per.data.dir",
         "background.threads", "queued.max.requests", "socket.listen.backlog.size",
         "transaction.state.log.replication.factor", "transaction.state.log.min.isr",
-        "controller.quorum.bootstrap.servers", "listener.security.protocol.map", "log.segment.delete.delay.ms", "log.cleaner.threads",
+"listener.security.protocol.map", "log.segment.delete.delay.ms", "log.cleaner.threads",
     };
 
     private static ConfigDef BuildDefinition()
@@ -45,6 +45,7 @@ public sealed class BrokerConfig
             .Define("broker.rack", ConfigType.String, null, "Rack of this broker.", readOnly: true)
             .Define("cluster.id", ConfigType.String, null, "Freshet: the cluster id new log directories are formatted with (kafka-storage format -t); the same on every node of a cluster, and it must match directories already formatted.", readOnly: true)
             .Define("controller.listener.names", ConfigType.List, "", "Listeners that serve the controller APIs (the quorum and brokers' calls), not clients.", readOnly: true)
+            .Define("controller.quorum.bootstrap.servers", ConfigType.List, "", "Kafka's dynamic quorum (KIP-853) is not supported: Freshet's quorum is the static controller.quorum.voters. Accepted only together with controller.quorum.voters.", readOnly: true)
             .Define("controller.quorum.voters", ConfigType.List, "", "The controller quorum: id@host:port of every voter; empty for a single combined node.", readOnly: true)
             .Define("inter.broker.listener.name", ConfigType.String, null, "Listener brokers use to reach each other; defaults to the first non-controller listener.", readOnly: true)
             .Define("broker.session.timeout.ms", ConfigType.Int, "9000", "A broker without a heartbeat for this long is fenced.", ConfigDef.AtLeast(1), readOnly: true)
@@ -141,6 +142,9 @@ public sealed class BrokerConfig
         ControllerListenerNames = GetList("controller.listener.names");
         ClusterIdOverride = Get("cluster.id");
         QuorumVoters = GetList("controller.quorum.voters");
+        // Without voters Freshet would start a quorum of one: with several such nodes, several clusters.
+        if (QuorumVoters.Count == 0 && GetList("controller.quorum.bootstrap.servers").Count > 0)
+            throw new ArgumentException("controller.quorum.bootstrap.servers is set but controller.quorum.voters is not: Freshet's metadata quorum has a static voter set (Kafka's dynamic quorum, KIP-853, is not supported); list every controller in controller.quorum.voters as id@host:port");
         BrokerSessionTimeoutMs = GetInt("broker.session.timeout.ms");
         BrokerHeartbeatIntervalMs = GetInt("broker.heartbeat.interval.ms");
         BrokerSessionProbeMs = GetInt("broker.session.probe.ms");

@@ -9,6 +9,7 @@ public sealed class ServerCommandTests
     [InlineData("replica.selector.class=com.example.MySelector", "Invalid value com.example.MySelector for configuration replica.selector.class")]
     [InlineData("broker.session.timeout.ms=soon", "Invalid value soon for configuration broker.session.timeout.ms")]
     [InlineData("process.roles=broker", "controller.quorum.voters")]
+    [InlineData("controller.quorum.bootstrap.servers=127.0.0.1:19092", "Freshet's metadata quorum has a static voter set")]
     public async Task ABadSettingStopsStartUpWithItsName(string setting, string expected)
     {
         string dir = Path.Combine(Path.GetTempPath(), "freshet-badconf-" + Guid.NewGuid().ToString("N")[..8]);
