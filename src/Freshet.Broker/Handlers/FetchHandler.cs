@@ -132,7 +132,7 @@ public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions opt
         {
             // Note the signals' versions before reading, so data appended in between wakes the wait below at once.
             var seen = DataWaiter.Snapshot(waitOn);
-            var (bytes, answerNow) = ReadAll(v, request, items, fromFollower);
+            var (bytes, answerNow) = ReadAll(v, request, items, fromFollower, leaderOnly);
             if (pushHighWatermark && !answerNow) answerNow = HasNewHighWatermark(items, replicaId);
             long remaining = deadline - Environment.TickCount64;
             if (bytes >= request.MinBytes || answerNow || remaining <= 0 || waitOn.Count == 0) break;
@@ -190,7 +190,7 @@ public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions opt
     /// Fills every partition's response from its log; returns bytes found and whether any partition must be
     /// answered now (error, divergence, or a preferred read replica).
     /// </summary>
-    private static (int Bytes, bool AnswerNow) ReadAll(short v, FetchRequest request, List<Item> items, bool fromFollower)
+    private static (int Bytes, bool AnswerNow) ReadAll(short v, FetchRequest request, List<Item> items, bool fromFollower, bool leaderOnly)
     {
         int total = 0;
         bool answerNow = false;
@@ -207,6 +207,17 @@ public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions opt
                 continue;
             }
             var p = item.Partition!;
+            // Leadership may have moved while the fetch waited (Kafka's DelayedFetch checks the same):
+            // a stale epoch or a lost leadership is answered now, without records.
+            var moved = v >= 9 ? p.CheckLeaderEpoch(item.Request.CurrentLeaderEpoch) : ErrorCode.None;
+            if (moved == ErrorCode.None && leaderOnly && !p.IsLeader) moved = ErrorCode.NotLeaderOrFollower;
+            if (moved != ErrorCode.None)
+            {
+                pr.ErrorCode = (short)moved;
+                pr.HighWatermark = -1;
+                answerNow = true;
+                continue;
+            }
             var log = p.Log;
             long hw = p.HighWatermark;
             pr.HighWatermark = hw;

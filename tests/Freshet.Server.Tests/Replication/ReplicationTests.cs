@@ -249,6 +249,34 @@ public sealed class ReplicationTests
     }
 
     [Fact]
+    public async Task A_fetch_waiting_on_a_leader_that_loses_its_leadership_is_answered_at_once()
+    {
+        await using var c = await StartAsync();
+        await c.ProduceAsync(1, Tp, ReplicationCluster.Batch("a"), acks: -1);
+        await AllCaughtUp(c, 1, 2, 3);
+        long end = c.Nodes[1].Log(Tp).LogEndOffset;
+        int epoch = c.Registration(Tp).LeaderEpoch;
+        var topicId = c.Image.Topic(Tp.Topic)!.Id;
+        // A consumer long-polls at the end of the log (nothing to read: it waits up to 20 s)...
+        var consumer = c.ClientOf(0).SendAsync<FetchResponse>(1, new FetchRequest
+        {
+            MaxWaitMs = 20_000,
+            MinBytes = 1,
+            ReplicaId = -1,
+            Topics = [new() { Topic = Tp.Topic, TopicId = topicId, Partitions = [new() { Partition = 0, CurrentLeaderEpoch = epoch, FetchOffset = end, PartitionMaxBytes = 1 << 20 }] }],
+        }, 12, CancellationToken.None);
+        await Task.Delay(300);
+        Assert.False(consumer.IsCompleted);
+        // ...and the leadership moves to broker 2: the wait ends with the error a new fetch would get.
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        c.ChangePartition(Tp, leader: 2);
+        var r = (await consumer.WaitAsync(TimeSpan.FromSeconds(10))).Responses.Single().Partitions.Single();
+        Assert.Equal((short)ErrorCode.FencedLeaderEpoch, r.ErrorCode);
+        Assert.Equal(0, r.Records?.Length ?? 0);
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), $"answered after {sw.Elapsed}");
+    }
+
+    [Fact]
     public async Task Fetches_are_fenced_by_leader_epoch_and_followers_point_clients_to_the_leader()
     {
         await using var c = await StartAsync();
