@@ -21,6 +21,15 @@ public sealed partial class QuorumController
     // Controller-local soft state (not in the log): last heartbeat per broker epoch, and the log
     // offset of each broker's registration (a broker has caught up once its metadata reaches it).
     private readonly Dictionary<int, long> _lastHeartbeatMs = [];
+
+    /// <summary>Brokers this controller has not heard from since it became active (their session started at activation).</summary>
+    private readonly HashSet<int> _unheard = [];
+
+    private void Heard(int brokerId, long now)
+    {
+        _lastHeartbeatMs[brokerId] = now;
+        _unheard.Remove(brokerId);
+    }
     private readonly Dictionary<int, long> _registrationOffsets = [];
 
     /// <summary>Monotonic milliseconds (sessions must not expire when the wall clock jumps).</summary>
@@ -44,7 +53,7 @@ public sealed partial class QuorumController
             {
                 if (existing.IncarnationId == incarnationId)
                 {
-                    _lastHeartbeatMs[brokerId] = now;
+                    Heard(brokerId, now);
                     return new(ErrorCode.None, null, existing.Epoch);
                 }
                 if (!existing.Fenced && _lastHeartbeatMs.TryGetValue(brokerId, out long last) && now - last < Options.BrokerSessionTimeoutMs)
@@ -72,7 +81,7 @@ public sealed partial class QuorumController
             if (existing is not null) AddLeaveRecords(image, brokerId, records, keepSoleLeader: true);
             Commit(records);
             _registrationOffsets[brokerId] = epoch;
-            _lastHeartbeatMs[brokerId] = now;
+            Heard(brokerId, now);
             LogRegistered(_logger, brokerId, epoch);
             return new(ErrorCode.None, null, epoch);
         }
@@ -91,7 +100,7 @@ public sealed partial class QuorumController
             var image = _image;
             if (!image.Brokers.TryGetValue(brokerId, out var broker) || broker.Epoch != brokerEpoch)
                 return new(ErrorCode.StaleBrokerEpoch, false, true, false);
-            _lastHeartbeatMs[brokerId] = NowMs;
+            Heard(brokerId, NowMs);
             // Unknown registration offset (a controller that took over after the registration): the broker's epoch is that offset.
             bool caughtUp = currentMetadataOffset >= _registrationOffsets.GetValueOrDefault(brokerId, broker.Epoch);
             var records = new List<VersionedRecord>();
@@ -137,6 +146,7 @@ public sealed partial class QuorumController
                 {
                     // A controller that just became active gives every broker a full session from now.
                     _lastHeartbeatMs[b.Id] = now;
+                    _unheard.Add(b.Id);
                     continue;
                 }
                 if (now - last < Options.BrokerSessionTimeoutMs) continue;
@@ -155,7 +165,9 @@ public sealed partial class QuorumController
 
     /// <summary>
     /// Unfenced brokers (other than this node) whose last heartbeat is at least <paramref name="lateMs"/>
-    /// old but whose session has not expired yet: candidates for a liveness probe of their listener.
+    /// old, or that have not heartbeated to this controller since it became active (the previous one may
+    /// have died with one of them), but whose session has not expired yet: candidates for a liveness
+    /// probe of their listener.
     /// </summary>
     public IReadOnlyList<(BrokerRegistration Broker, long LastHeartbeatMs)> BrokersLateForHeartbeat(long lateMs)
     {
@@ -166,7 +178,7 @@ public sealed partial class QuorumController
             foreach (var b in _image.Brokers.Values)
             {
                 if (b.Fenced || b.Id == Options.NodeId || !_lastHeartbeatMs.TryGetValue(b.Id, out long last)) continue;
-                if (now - last >= lateMs && now - last < Options.BrokerSessionTimeoutMs) late.Add((b, last));
+                if ((now - last >= lateMs || _unheard.Contains(b.Id)) && now - last < Options.BrokerSessionTimeoutMs) late.Add((b, last));
             }
             return late;
         }
@@ -199,7 +211,11 @@ public sealed partial class QuorumController
     /// <summary>Forgets heartbeat times (this node became the active controller: every broker gets a full session).</summary>
     public void ResetBrokerSessions()
     {
-        lock (_lock) _lastHeartbeatMs.Clear();
+        lock (_lock)
+        {
+            _lastHeartbeatMs.Clear();
+            _unheard.Clear();
+        }
     }
 
     /// <summary>

@@ -82,6 +82,7 @@ public sealed partial class QuorumController
         {
             Volatile.Write(ref _active, true);
             _lastHeartbeatMs.Clear();
+            _unheard.Clear();
             if (!_image.Features.ContainsKey("metadata.version"))
                 Commit([new VersionedRecord((short)MetadataRecordType.FeatureLevel, 0,
                     new FeatureLevelRecord { Name = "metadata.version", FeatureLevel = BootstrapMetadataVersion })]);
