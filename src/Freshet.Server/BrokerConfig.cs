@@ -162,7 +162,9 @@ public sealed class BrokerConfig
             : [.. Listeners.Where(l => !ControllerListenerNames.Contains(l.Name))];
         InterBrokerListenerName = Get("inter.broker.listener.name")
             ?? AdvertisedListeners.Select(l => l.Name).FirstOrDefault(n => !ControllerListenerNames.Contains(n))
-            ?? throw new ArgumentException("every listener is a controller listener: brokers need one for clients and each other");
+            ?? (ProcessRoles.Contains("broker")
+                ? throw new ArgumentException("every listener is a controller listener: brokers need one for clients and each other")
+                : ""); // a controller-only node talks to brokers only through its controller listener
         NumPartitions = GetInt("num.partitions");
         DefaultReplicationFactor = (short)GetInt("default.replication.factor");
         AutoCreateTopicsEnable = GetBool("auto.create.topics.enable");

@@ -282,7 +282,9 @@ public sealed partial class FreshetServer : IAsyncDisposable
                 while (!parts.Lifecycle.Unfenced.Wait(TimeSpan.FromSeconds(10)))
                     LogWaitingForQuorum(logger, config.NodeId, raft.State.Leader.ToString());
             }
-            var first = advertised.Count > 0 ? advertised[0] : new BrokerEndpoint("", "", 0, 0);
+            // A controller-only node advertises nothing to clients: it is reached on its controller listener.
+            var first = advertised.Count > 0 ? advertised[0]
+                : parts.Sockets.BoundEndpoints.Select(b => new BrokerEndpoint(b.Name, b.EndPoint.Address.ToString(), b.EndPoint.Port, 0)).First();
             string bootstrap = $"{(first.Host.Contains(':', StringComparison.Ordinal) ? $"[{first.Host}]" : first.Host)}:{first.Port}";
             LogStarted(logger, config.NodeId, clusterId, bootstrap, sw.ElapsedMilliseconds);
             return new FreshetServer(config, logger, logs, parts, controller, replicas, bootstrap, options.DeleteDataOnDispose, sw.Elapsed)

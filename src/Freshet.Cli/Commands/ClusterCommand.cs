@@ -21,8 +21,9 @@ public static class ClusterCommand
         unfenced brokers and gives no others); every other node id the cluster refers to -- in a
         partition's replica list (Metadata) or among the quorum's voters and observers -- is shown
         as "fenced", without an address: a broker that stopped or missed its heartbeats for
-        broker.session.timeout.ms, or one that has not registered yet. A controller-only node
-        (process.roles=controller) is a voter but never a broker, so it shows as fenced too.
+        broker.session.timeout.ms, or one that has not registered yet. A voter that is fetching the
+        metadata log (within the last 10 s) but is no live broker and holds no replica is taken for a
+        controller-only node (process.roles=controller) and listed in the quorum only.
 
         Starts --nodes `freshet server` processes, each in combined broker+controller mode:
         node N listens for clients on 127.0.0.1:(port+N-1) and for the controller quorum on
@@ -167,9 +168,15 @@ public static class ClusterCommand
         // DescribeCluster up to v1 lists live (unfenced) brokers only. Every other node the cluster
         // refers to -- a partition replica, a quorum voter or observer -- is registered but not live.
         var live = cluster.Brokers.Select(b => b.BrokerId).ToHashSet();
-        var referenced = metadata.Topics.SelectMany(t => t.Partitions).SelectMany(p => p.ReplicaNodes)
-            .Concat(quorum is null ? [] : quorum.CurrentVoters.Concat(quorum.Observers).Select(r => r.ReplicaId));
-        var fenced = referenced.Where(id => id >= 0 && !live.Contains(id)).Distinct().Order().ToList();
+        var replicaIds = metadata.Topics.SelectMany(t => t.Partitions).SelectMany(p => p.ReplicaNodes).ToHashSet();
+        // A voter that keeps fetching the metadata log but is no live broker and holds no replica is a
+        // controller-only node (process.roles=controller), not a fenced broker.
+        long now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var controllersOnly = quorum is null ? [] : quorum.CurrentVoters
+            .Where(v => !live.Contains(v.ReplicaId) && !replicaIds.Contains(v.ReplicaId) && v.LastFetchTimestamp >= 0 && now - v.LastFetchTimestamp < 10_000)
+            .Select(v => v.ReplicaId).ToHashSet();
+        var referenced = replicaIds.Concat(quorum is null ? [] : quorum.CurrentVoters.Concat(quorum.Observers).Select(r => r.ReplicaId));
+        var fenced = referenced.Where(id => id >= 0 && !live.Contains(id) && !controllersOnly.Contains(id)).Distinct().Order().ToList();
         var brokerRows = cluster.Brokers.Select(b => (Id: b.BrokerId, Host: (string?)b.Host, Port: (int?)b.Port, b.Rack, Status: "live"))
             .Concat(fenced.Select(id => (Id: id, Host: (string?)null, Port: (int?)null, Rack: (string?)null, Status: "fenced")))
             .OrderBy(b => b.Id).ToList();

@@ -75,7 +75,9 @@ public static class ServerCommand
         }
         await using (var server = started)
         {
-            Console.Out.WriteLine($"Freshet is ready: bootstrap.servers={server.BootstrapServers} (cluster {server.ClusterId}, started in {server.StartupTime.TotalMilliseconds:F0} ms)");
+            Console.Out.WriteLine(server.Config.ProcessRoles.Contains("broker")
+                ? $"Freshet is ready: bootstrap.servers={server.BootstrapServers} (cluster {server.ClusterId}, started in {server.StartupTime.TotalMilliseconds:F0} ms)"
+                : $"Freshet is ready: controller {server.Config.NodeId} on {server.BootstrapServers} (controller role only; cluster {server.ClusterId}, started in {server.StartupTime.TotalMilliseconds:F0} ms)");
             Console.Out.Flush();
             try { await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false); }
             catch (OperationCanceledException) { }
