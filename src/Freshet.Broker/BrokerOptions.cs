@@ -56,6 +56,9 @@ public sealed record BrokerOptions
     /// fetches and in AlterPartition's ISR. -1 until registered.
     /// </summary>
     public Func<long> BrokerEpoch { get; init; } = static () => -1;
+
+    /// <summary>Log directories appends found unwritable, reported to the controller in heartbeats.</summary>
+    public Replication.LogDirHealth LogDirs { get; init; } = new();
 }
 
 /// <summary>Replication settings: Kafka's replica.* keys with Kafka's defaults.</summary>

@@ -274,8 +274,12 @@ public sealed partial class FreshetServer : IAsyncDisposable
             if (isBroker) controller.AddListenerWithCurrentImage(replicas);
             if (isBroker)
             {
+                // Heartbeats name the log directories appends found unwritable by their directory.id (meta.properties).
+                var directoryIds = config.LogDirs.ToDictionary(d => Path.TrimEndingDirectorySeparator(Path.GetFullPath(d)),
+                    d => MetaProperties.Read(d)?.DirectoryId ?? Uuid.Zero, StringComparer.Ordinal);
                 parts.Lifecycle = new BrokerLifecycleManager(new BrokerIdentity(config.NodeId, clusterId, advertised, config.Rack), channel,
-                    () => controller.Image.Offset, config.BrokerHeartbeatIntervalMs, loggers.CreateLogger<BrokerLifecycleManager>());
+                    () => controller.Image.Offset, config.BrokerHeartbeatIntervalMs, loggers.CreateLogger<BrokerLifecycleManager>(),
+                    () => [.. brokerOptions.LogDirs.Offline.Select(d => directoryIds.GetValueOrDefault(Path.TrimEndingDirectorySeparator(Path.GetFullPath(d)), Uuid.Zero))]);
                 parts.Lifecycle.Start();
                 // Serve clients once the controller has unfenced this broker: at once on a node that is its own
                 // controller; in a cluster, once a quorum of controllers is up and this broker has caught up.

@@ -43,7 +43,8 @@ public sealed class ControllerApisHandler(RequestDispatcher dispatcher, QuorumCo
     public BrokerHeartbeatResponse Handle(BrokerHeartbeatRequest request)
     {
         if (!isActive()) return new BrokerHeartbeatResponse { ErrorCode = (short)ErrorCode.NotController };
-        var o = controller.Heartbeat(request.BrokerId, request.BrokerEpoch, request.CurrentMetadataOffset, request.WantFence, request.WantShutDown);
+        var o = controller.Heartbeat(request.BrokerId, request.BrokerEpoch, request.CurrentMetadataOffset, request.WantFence, request.WantShutDown,
+            request.OfflineLogDirs?.Count ?? 0);
         return new BrokerHeartbeatResponse { ErrorCode = (short)o.Error, IsCaughtUp = o.IsCaughtUp, IsFenced = o.IsFenced, ShouldShutDown = o.ShouldShutDown };
     }
 

@@ -21,7 +21,8 @@ public sealed partial class BrokerLifecycleManager(
     IControllerChannel controller,
     Func<long> metadataOffset,
     int heartbeatIntervalMs,
-    ILogger<BrokerLifecycleManager> logger) : IAsyncDisposable
+    ILogger<BrokerLifecycleManager> logger,
+    Func<IReadOnlyList<Uuid>>? offlineLogDirs = null) : IAsyncDisposable
 {
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource _unfenced = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -102,6 +103,7 @@ public sealed partial class BrokerLifecycleManager(
             CurrentMetadataOffset = metadataOffset(),
             WantFence = false,
             WantShutDown = wantShutDown,
+            OfflineLogDirs = [.. offlineLogDirs?.Invoke() ?? []],
         }, 1, r => (ErrorCode)r.ErrorCode, ct).ConfigureAwait(false);
         if ((ErrorCode)r.ErrorCode == ErrorCode.None)
         {

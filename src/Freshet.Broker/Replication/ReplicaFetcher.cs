@@ -363,6 +363,7 @@ public sealed partial class ReplicaFetcher : IAsyncDisposable
         if (pr.Records is { Length: > 0 } records)
         {
             var r = p.AppendAsFollower(records.Memory, s.LeaderEpoch);
+            if (r.Error is ErrorCode.None or ErrorCode.KafkaStorageError) _options.LogDirs.Report(p.Log.Dir, r.Error == ErrorCode.KafkaStorageError);
             if (r.Error != ErrorCode.None)
             {
                 LogPartitionError(_logger, p.TopicPartition, SourceBroker, $"{r.Error}: {r.ErrorMessage}");

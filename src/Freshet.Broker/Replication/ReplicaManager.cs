@@ -184,6 +184,7 @@ public sealed partial class ReplicaManager : IMetadataListener, IAsyncDisposable
                 $"The size of the current ISR {p.Isr.Length} is insufficient to satisfy the min.isr requirement of {p.Log.Config.MinInSyncReplicas} for partition {p.TopicPartition}",
                 p.Log.LogStartOffset);
         var result = p.Log.AppendAsLeader(records, p.LeaderEpoch, origin, deferSync);
+        if (result.Error is ErrorCode.None or ErrorCode.KafkaStorageError) Options.LogDirs.Report(p.Log.Dir, result.Error == ErrorCode.KafkaStorageError);
         // With a deferred fsync the high watermark waits for it: consumers never see what is not yet durable.
         // Without one, an append made with fsync per append is on disk already.
         if (result.Error == ErrorCode.None && !result.IsDuplicate) p.OnLeaderAppend(result.LastOffset + 1, moveHighWatermark: result.Sync is null);

@@ -22,6 +22,9 @@ public sealed partial class QuorumController
     // offset of each broker's registration (a broker has caught up once its metadata reaches it).
     private readonly Dictionary<int, long> _lastHeartbeatMs = [];
 
+    /// <summary>Brokers whose heartbeats report offline log directories (a disk error, a full disk): they lead nothing and join no ISR until the report clears.</summary>
+    private readonly HashSet<int> _storageFailed = [];
+
     /// <summary>Brokers this controller has not heard from since it became active (their session started at activation).</summary>
     private readonly HashSet<int> _unheard = [];
 
@@ -93,7 +96,14 @@ public sealed partial class QuorumController
     /// leaderships move to other ISR members and it leaves the ISRs; ShouldShutDown says when
     /// it leads nothing any more.
     /// </summary>
-    public BrokerHeartbeatOutcome Heartbeat(int brokerId, long brokerEpoch, long currentMetadataOffset, bool wantFence, bool wantShutDown)
+    /// <param name="offlineLogDirs">
+    /// Log directories the broker cannot write to (BrokerHeartbeat v1's OfflineLogDirs). Freshet does not
+    /// record which directory holds which replica, so any offline directory takes all of the broker's
+    /// replicas out: its leaderships move to other in-sync replicas and it leaves the ISRs (a replica
+    /// with no other in-sync copy keeps its leader), until a heartbeat reports none.
+    /// </param>
+    public BrokerHeartbeatOutcome Heartbeat(int brokerId, long brokerEpoch, long currentMetadataOffset, bool wantFence, bool wantShutDown,
+        int offlineLogDirs = 0)
     {
         lock (_lock)
         {
@@ -101,6 +111,9 @@ public sealed partial class QuorumController
             if (!image.Brokers.TryGetValue(brokerId, out var broker) || broker.Epoch != brokerEpoch)
                 return new(ErrorCode.StaleBrokerEpoch, false, true, false);
             Heard(brokerId, NowMs);
+            bool storageFailed = offlineLogDirs > 0;
+            if (storageFailed && _storageFailed.Add(brokerId)) LogStorageFailed(_logger, brokerId, offlineLogDirs);
+            else if (!storageFailed && _storageFailed.Remove(brokerId)) LogStorageRecovered(_logger, brokerId);
             // Unknown registration offset (a controller that took over after the registration): the broker's epoch is that offset.
             bool caughtUp = currentMetadataOffset >= _registrationOffsets.GetValueOrDefault(brokerId, broker.Epoch);
             var records = new List<VersionedRecord>();
@@ -120,6 +133,10 @@ public sealed partial class QuorumController
             {
                 records.Add(new VersionedRecord((short)MetadataRecordType.FenceBroker, 0, new FenceBrokerRecord { Id = brokerId, Epoch = brokerEpoch }));
                 AddLeaveRecords(image, brokerId, records);
+            }
+            else if (storageFailed && !broker.Fenced)
+            {
+                AddLeaveRecords(image, brokerId, records, keepSoleLeader: true);
             }
             if (records.Count > 0)
             {
@@ -243,7 +260,8 @@ public sealed partial class QuorumController
             {
                 if (!reg.Replicas.Contains(m.BrokerId)) return new(ErrorCode.IneligibleReplica, null);
                 if (reg.Isr.Contains(m.BrokerId)) continue; // only additions must be live
-                if (!image.Brokers.TryGetValue(m.BrokerId, out var b) || b.Fenced || b.InControlledShutdown || (m.BrokerEpoch >= 0 && b.Epoch != m.BrokerEpoch))
+                if (!image.Brokers.TryGetValue(m.BrokerId, out var b) || b.Fenced || b.InControlledShutdown || (m.BrokerEpoch >= 0 && b.Epoch != m.BrokerEpoch)
+                    || _storageFailed.Contains(m.BrokerId))
                     return new(ErrorCode.IneligibleReplica, null);
             }
             int[] isr = [.. reg.Replicas.Where(r => newIsr.Any(m => m.BrokerId == r))];
@@ -319,14 +337,20 @@ public sealed partial class QuorumController
         }
     }
 
-    private static bool IsUsable(MetadataImage image, int brokerId) =>
-        image.Brokers.TryGetValue(brokerId, out var b) && !b.Fenced && !b.InControlledShutdown;
+    private bool IsUsable(MetadataImage image, int brokerId) =>
+        image.Brokers.TryGetValue(brokerId, out var b) && !b.Fenced && !b.InControlledShutdown && !_storageFailed.Contains(brokerId);
 
     private bool UncleanAllowed(MetadataImage image, string topic) =>
         LogConfig.Create(Options.TopicDefaults, image.ConfigsOf(ConfigResourceType.Topic, topic)).UncleanLeaderElectionEnable;
 
     [LoggerMessage(EventId = 2101, Level = LogLevel.Information, Message = "Broker {BrokerId} registered with epoch {Epoch}")]
     private static partial void LogRegistered(ILogger logger, int brokerId, long epoch);
+
+    [LoggerMessage(EventId = 2109, Level = LogLevel.Warning, Message = "Broker {BrokerId} reports {Dirs} offline log directories: its leaderships and ISR places move to other replicas")]
+    private static partial void LogStorageFailed(ILogger logger, int brokerId, int dirs);
+
+    [LoggerMessage(EventId = 2110, Level = LogLevel.Information, Message = "Broker {BrokerId} reports its log directories online again")]
+    private static partial void LogStorageRecovered(ILogger logger, int brokerId);
 
     [LoggerMessage(EventId = 2108, Level = LogLevel.Warning, Message = "Fencing broker {BrokerId} (last heartbeat {Ms} ms ago): {Reason}")]
     private static partial void LogFencedUnreachable(ILogger logger, int brokerId, long ms, string reason);

@@ -65,7 +65,7 @@ public sealed partial class QuorumController
         }
     }
 
-    private static (ErrorCode, string?, int Leader, int[]? Isr) PreferredElection(MetadataImage image, PartitionRegistration reg)
+    private (ErrorCode, string?, int Leader, int[]? Isr) PreferredElection(MetadataImage image, PartitionRegistration reg)
     {
         int preferred = reg.Replicas[0];
         if (reg.Leader == preferred) return (ErrorCode.ElectionNotNeeded, "Leader is already the preferred replica.", -1, null);
@@ -74,7 +74,7 @@ public sealed partial class QuorumController
         return (ErrorCode.None, null, preferred, null);
     }
 
-    private static (ErrorCode, string?, int Leader, int[]? Isr) UncleanElection(MetadataImage image, PartitionRegistration reg)
+    private (ErrorCode, string?, int Leader, int[]? Isr) UncleanElection(MetadataImage image, PartitionRegistration reg)
     {
         if (reg.HasLeader && IsUsable(image, reg.Leader)) return (ErrorCode.ElectionNotNeeded, "The partition has a live leader.", -1, null);
         int fromIsr = reg.Replicas.FirstOrDefault(r => reg.Isr.Contains(r) && IsUsable(image, r), PartitionRegistration.NoLeader);
@@ -197,7 +197,7 @@ public sealed partial class QuorumController
     }
 
     /// <summary>The record that finishes a reassignment once every adding replica is in the ISR; null while some are not.</summary>
-    private static VersionedRecord? ReassignmentCompletion(MetadataImage image, Uuid topicId, int index, PartitionRegistration reg)
+    private VersionedRecord? ReassignmentCompletion(MetadataImage image, Uuid topicId, int index, PartitionRegistration reg)
     {
         if (!IsReassigning(reg) || !reg.AddingReplicas.All(reg.Isr.Contains)) return null;
         int[] target = [.. reg.Replicas.Where(r => !reg.RemovingReplicas.Contains(r))];
@@ -210,7 +210,7 @@ public sealed partial class QuorumController
     /// keeps only its members (never empty), and a leader outside it hands over to the first
     /// ISR member in replica order that is live.
     /// </summary>
-    private static VersionedRecord ReplaceReplicas(MetadataImage image, Uuid topicId, int index, PartitionRegistration reg, int[] replicas)
+    private VersionedRecord ReplaceReplicas(MetadataImage image, Uuid topicId, int index, PartitionRegistration reg, int[] replicas)
     {
         int[] isr = [.. replicas.Where(reg.Isr.Contains)];
         int leader = reg.Leader;

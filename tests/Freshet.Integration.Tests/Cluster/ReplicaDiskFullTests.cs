@@ -10,7 +10,7 @@ using Xunit.Abstractions;
 namespace Freshet.Integration.Tests.Cluster;
 
 /// <summary>
-/// Three nodes; one follower's log directory is a small tmpfs that fills up during an acks=all
+/// Three nodes; one replica's log directory (a follower's, or the leader's) is a small tmpfs that fills up during an acks=all
 /// produce. The replica drops out of the ISR, the cluster keeps accepting writes, and once space
 /// is freed the replica catches up, rejoins, and holds the same bytes as the leader. Needs root
 /// (to mount the tmpfs), which CI and the test script have.
@@ -27,8 +27,11 @@ public sealed class ReplicaDiskFullTests(ITestOutputHelper output)
         }
     }
 
-    [Fact]
-    public async Task AFullDiskOnOneReplicaTakesItOutOfTheIsrNotTheCluster()
+    /// <param name="full">The node whose disk fills: 3, a follower; or 1, the partition's leader (its leadership moves).</param>
+    [Theory]
+    [InlineData(3)]
+    [InlineData(1)]
+    public async Task AFullDiskOnOneReplicaTakesItOutOfTheIsrNotTheCluster(int full)
     {
         string root = Path.Combine(Path.GetTempPath(), "freshet-replica-full-" + Guid.NewGuid().ToString("N")[..8]);
         var ports = Enumerable.Range(1, 3).ToDictionary(n => n, _ => (Client: BrokerProcess.FreePort(), Controller: BrokerProcess.FreePort()));
@@ -40,8 +43,8 @@ public sealed class ReplicaDiskFullTests(ITestOutputHelper output)
             Directory.CreateDirectory(LogDir(n));
             Directory.CreateDirectory(Path.Combine(root, $"node-{n}", "meta"));
         }
-        // Node 3's partition logs on 8 MB (its metadata log elsewhere, as a separate metadata.log.dir would be).
-        DiskFullTests.Run("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", LogDir(3));
+        // One node's partition logs on 8 MB (its metadata log elsewhere, as a separate metadata.log.dir would be).
+        DiskFullTests.Run("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", LogDir(full));
         Dictionary<string, string> Props(int n) => new()
         {
             ["node.id"] = n.ToString(CultureInfo.InvariantCulture),
@@ -69,14 +72,15 @@ public sealed class ReplicaDiskFullTests(ITestOutputHelper output)
             int[] Isr() => [.. Active().Image.Partition(topic, 0)!.Isr.Order()];
             await WaitFor(() => Isr().Length == 3, "the ISR is complete");
 
-            // Leave node 3 about 1.5 MB, then send 4 MB with acks=all through the leader.
-            string ballast = Path.Combine(LogDir(3), "ballast");
-            var free = new DriveInfo(LogDir(3)).AvailableFreeSpace;
+            // Leave the node about 1.5 MB, then send 4 MB with acks=all.
+            string ballast = Path.Combine(LogDir(full), "ballast");
+            var free = new DriveInfo(LogDir(full)).AvailableFreeSpace;
             await File.WriteAllBytesAsync(ballast, new byte[free - 1_500_000]);
             const int Total = 4000;
             long errors = 0, acked = 0;
-            var config = Clients.ProducerConfig($"127.0.0.1:{ports[1].Client}");
+            var config = Clients.ProducerConfig(string.Join(",", ports.Values.Select(p => $"127.0.0.1:{p.Client}")));
             config.Acks = Acks.All;
+            config.EnableIdempotence = true; // retries after KAFKA_STORAGE_ERROR write nothing twice
             config.MessageTimeoutMs = 60_000;
             var value = new byte[1000];
             using (var producer = new ProducerBuilder<Null, byte[]>(config).Build())
@@ -96,21 +100,24 @@ public sealed class ReplicaDiskFullTests(ITestOutputHelper output)
             Assert.Equal(0, errors);
             Assert.Equal(Total, acked);
 
-            // The replica is out of the ISR; the broker is not: still registered, unfenced, serving.
-            await WaitFor(() => !Isr().Contains(3), "node 3 leaves the ISR");
-            Assert.Equal([1, 2], Isr());
-            var leaderLog = servers[1].Logs.GetLog(new TopicPartition(topic, 0))!;
-            var fullLog = servers[3].Logs.GetLog(new TopicPartition(topic, 0))!;
-            output.WriteLine($"leader log end {leaderLog.LogEndOffset}, node 3 log end {fullLog.LogEndOffset}");
-            Assert.True(fullLog.LogEndOffset < leaderLog.LogEndOffset, "node 3 stopped short of the leader");
-            Assert.False(Active().Image.Brokers[3].Fenced);
-            using (var admin = Clients.Admin($"127.0.0.1:{ports[3].Client}"))
+            // The replica is out of the ISR (and, if it led, the leadership moved); the broker is not out of
+            // the cluster: still registered, unfenced, serving.
+            await WaitFor(() => !Isr().Contains(full), $"node {full} leaves the ISR");
+            Assert.Equal([.. new[] { 1, 2, 3 }.Where(n => n != full)], Isr());
+            int leader = Active().Image.Partition(topic, 0)!.Leader;
+            Assert.NotEqual(full, leader);
+            var leaderLog = servers[leader].Logs.GetLog(new TopicPartition(topic, 0))!;
+            var fullLog = servers[full].Logs.GetLog(new TopicPartition(topic, 0))!;
+            output.WriteLine($"leader {leader} log end {leaderLog.LogEndOffset}, node {full} log end {fullLog.LogEndOffset}");
+            Assert.True(fullLog.LogEndOffset < leaderLog.LogEndOffset, $"node {full} stopped short of the leader");
+            Assert.False(Active().Image.Brokers[full].Fenced);
+            using (var admin = Clients.Admin($"127.0.0.1:{ports[full].Client}"))
                 Assert.Equal([1, 2, 3], admin.GetMetadata(TimeSpan.FromSeconds(10)).Brokers.Select(b => b.BrokerId).Order());
 
-            // Space again: node 3 catches up, rejoins, and holds exactly the leader's batches.
+            // Space again: the node catches up, rejoins, and holds exactly the leader's batches.
             File.Delete(ballast);
-            await WaitFor(() => Isr().Contains(3), "node 3 rejoins the ISR");
-            await WaitFor(() => fullLog.LogEndOffset == leaderLog.LogEndOffset, "node 3 reaches the leader's log end");
+            await WaitFor(() => Isr().Contains(full), $"node {full} rejoins the ISR");
+            await WaitFor(() => fullLog.LogEndOffset == leaderLog.LogEndOffset, $"node {full} reaches the leader's log end");
             Assert.Equal(Total, leaderLog.LogEndOffset);
             var leaderBatches = leaderLog.ReadBatches(0).ToList();
             var replicaBatches = fullLog.ReadBatches(0).ToList();
@@ -120,7 +127,7 @@ public sealed class ReplicaDiskFullTests(ITestOutputHelper output)
         finally
         {
             foreach (var s in servers.Values) await s.DisposeAsync();
-            DiskFullTests.Run("umount", "-l", LogDir(3));
+            DiskFullTests.Run("umount", "-l", LogDir(full));
             Directory.Delete(root, recursive: true);
         }
     }
