@@ -166,6 +166,33 @@ public sealed class QuorumControllerClusterTests : IDisposable
     }
 
     [Fact]
+    public void ABrokerReportingOfflineLogDirsLosesItsLeadershipsAndIsrPlacesUntilTheReportClears()
+    {
+        StartCluster(1, 2, 3);
+        CreateTopic("a", 1, 3);
+        CreateTopic("solo", 1, 1);
+        int leader = Partition("a").Leader;
+        int soloOwner = Partition("solo").Leader;
+        var id = Image.Topic("a")!.Id;
+        var o = _controller.Heartbeat(leader, _brokers[leader].Epoch, Image.Offset + 1, false, false, offlineLogDirs: 1);
+        Assert.False(o.IsFenced); // out of the partitions, not out of the cluster
+        var moved = Partition("a");
+        Assert.NotEqual(leader, moved.Leader);
+        Assert.DoesNotContain(leader, moved.Isr);
+        // A replica nobody else has keeps its only leader.
+        if (soloOwner == leader) Assert.Equal(leader, Partition("solo").Leader);
+        // While the report stands, the new leader cannot take it back into the ISR.
+        long le = _brokers[moved.Leader].Epoch;
+        IsrMember[] grow = [.. moved.Isr.Select(r => new IsrMember(r, _brokers[r].Epoch)), new IsrMember(leader, _brokers[leader].Epoch)];
+        Assert.Equal(ErrorCode.IneligibleReplica, _controller.AlterPartition(moved.Leader, le, id, 0, moved.LeaderEpoch, moved.PartitionEpoch, grow).Error);
+        // The next heartbeat reports none: it may rejoin.
+        _controller.Heartbeat(leader, _brokers[leader].Epoch, Image.Offset + 1, false, false, offlineLogDirs: 0);
+        var grown = _controller.AlterPartition(moved.Leader, le, id, 0, moved.LeaderEpoch, moved.PartitionEpoch, grow);
+        Assert.Equal(ErrorCode.None, grown.Error);
+        Assert.Contains(leader, grown.Registration!.Isr);
+    }
+
+    [Fact]
     public void AlterPartitionChecksLeaderEpochsAndEligibility()
     {
         StartCluster(1, 2, 3);
