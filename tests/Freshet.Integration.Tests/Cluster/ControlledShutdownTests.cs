@@ -11,19 +11,6 @@ namespace Freshet.Integration.Tests.Cluster;
 /// </summary>
 public sealed class ControlledShutdownTests(ITestOutputHelper output)
 {
-    private static (int Leader, int[] Isr) PartitionState(IAdminClient admin, string topic)
-    {
-        try
-        {
-            var p = admin.GetMetadata(topic, TimeSpan.FromSeconds(5)).Topics.SingleOrDefault()?.Partitions.SingleOrDefault();
-            return p is null || p.Error.IsError ? (-1, []) : (p.Leader, p.InSyncReplicas);
-        }
-        catch (KafkaException)
-        {
-            return (-1, []);
-        }
-    }
-
     [Fact]
     public async Task ALeaderStoppedWithSigtermHandsOverFirstAndNoRequestFails()
     {
@@ -33,8 +20,8 @@ public sealed class ControlledShutdownTests(ITestOutputHelper output)
         int stopped = await cluster.ActiveControllerAsync(1);
         await cluster.CreateTopicAsync(topic, [[stopped, .. Enumerable.Range(1, 3).Where(n => n != stopped)]], new() { ["min.insync.replicas"] = "2" });
         using var admin = Clients.Admin(cluster.BootstrapServers);
-        var state = PartitionState(admin, topic);
-        for (var until = DateTime.UtcNow.AddSeconds(30); (state.Isr.Length < 3 || state.Leader < 0) && DateTime.UtcNow < until; state = PartitionState(admin, topic))
+        var state = PartitionStates.Of(admin, topic);
+        for (var until = DateTime.UtcNow.AddSeconds(30); (state.Isr.Length < 3 || state.Leader < 0) && DateTime.UtcNow < until; state = PartitionStates.Of(admin, topic))
             await Task.Delay(200);
         Assert.Equal(stopped, state.Leader);
 

@@ -7,16 +7,9 @@ using Xunit.Abstractions;
 
 namespace Freshet.Integration.Tests.Cluster;
 
-/// <summary>Three `freshet server` processes: replication factor 3, min.insync.replicas=2, the partition leader (also the active controller) SIGKILLed mid-produce.</summary>
+/// <summary>Three `freshet server` processes: replication factor 3, min.insync.replicas=2, the partition leader (alone, or also the active controller) SIGKILLed mid-produce.</summary>
 public sealed class FailoverTests(ITestOutputHelper output)
 {
-    /// <summary>Leader and ISR from a broker's metadata (-1 and none while the broker has not seen the topic yet).</summary>
-    private static (int Leader, int[] Isr) PartitionState(IAdminClient admin, string topic)
-    {
-        var p = admin.GetMetadata(topic, TimeSpan.FromSeconds(10)).Topics.SingleOrDefault()?.Partitions.SingleOrDefault();
-        return p is null || p.Error.IsError ? (-1, []) : (p.Leader, p.InSyncReplicas);
-    }
-
     /// <param name="leaderIsActiveController">
     /// The partition's leader is also the active controller, so killing it loses both at once (the
     /// hardest case: the quorum elects a new leader before the dead broker can be fenced); otherwise
@@ -36,11 +29,11 @@ public sealed class FailoverTests(ITestOutputHelper output)
         using var adminClient = Clients.Admin(cluster.BootstrapServers);
         var deadline = DateTime.UtcNow.AddSeconds(30);
         // Each metadata request may go to another broker, which may not have applied the topic yet: read leader and ISR together.
-        var state = PartitionState(adminClient, topic);
+        var state = PartitionStates.Of(adminClient, topic);
         while ((state.Isr.Length < 3 || state.Leader < 0) && DateTime.UtcNow < deadline)
         {
             await Task.Delay(200);
-            state = PartitionState(adminClient, topic);
+            state = PartitionStates.Of(adminClient, topic);
         }
         int leader = state.Leader;
         output.WriteLine($"leader before: {leader}; active controller {controller}");
@@ -104,7 +97,7 @@ public sealed class FailoverTests(ITestOutputHelper output)
         // The killed node, started again, catches up and rejoins the ISR by itself.
         await cluster.Nodes[leader].StartAsync(TimeSpan.FromSeconds(90));
         deadline = DateTime.UtcNow.AddSeconds(60);
-        while (!PartitionState(adminClient, topic).Isr.Contains(leader) && DateTime.UtcNow < deadline) await Task.Delay(250);
-        Assert.Contains(leader, PartitionState(adminClient, topic).Isr);
+        while (!PartitionStates.Of(adminClient, topic).Isr.Contains(leader) && DateTime.UtcNow < deadline) await Task.Delay(250);
+        Assert.Contains(leader, PartitionStates.Of(adminClient, topic).Isr);
     }
 }

@@ -17,19 +17,6 @@ namespace Freshet.Integration.Tests.Cluster;
 /// </summary>
 public sealed class NetworkPartitionTests(ITestOutputHelper output)
 {
-    private static (int Leader, int[] Isr) PartitionState(IAdminClient admin, string topic)
-    {
-        try
-        {
-            var p = admin.GetMetadata(topic, TimeSpan.FromSeconds(5)).Topics.SingleOrDefault()?.Partitions.SingleOrDefault();
-            return p is null || p.Error.IsError ? (-1, []) : (p.Leader, p.InSyncReplicas);
-        }
-        catch (KafkaException)
-        {
-            return (-1, []);
-        }
-    }
-
     private static async Task WaitFor(Func<bool> condition, string what, int seconds = 60)
     {
         var deadline = DateTime.UtcNow.AddSeconds(seconds);
@@ -72,7 +59,7 @@ public sealed class NetworkPartitionTests(ITestOutputHelper output)
         using var admin = Clients.Admin(cluster.BootstrapServers);
         // Leader and ISR from one answer: each request may reach a broker that has not applied the topic yet.
         (int Leader, int[] Isr) ready = (-1, []);
-        await WaitFor(() => (ready = PartitionState(admin, topic)).Isr.Length == 3 && ready.Leader > 0, "the ISR is complete");
+        await WaitFor(() => (ready = PartitionStates.Of(admin, topic)).Isr.Length == 3 && ready.Leader > 0, "the ISR is complete");
         Assert.Equal(cut, ready.Leader);
 
         const int Total = 60_000;
@@ -98,8 +85,8 @@ public sealed class NetworkPartitionTests(ITestOutputHelper output)
             output.WriteLine($"acks=all on the cut-off leader: {stale}");
             Assert.Contains(stale, new[] { ErrorCode.RequestTimedOut, ErrorCode.NotEnoughReplicas, ErrorCode.NotEnoughReplicasAfterAppend, ErrorCode.NotLeaderOrFollower });
 
-            await WaitFor(() => PartitionState(admin, topic) is var s && s.Leader > 0 && s.Leader != cut, "another node leads");
-            var moved = PartitionState(admin, topic);
+            await WaitFor(() => PartitionStates.Of(admin, topic) is var s && s.Leader > 0 && s.Leader != cut, "another node leads");
+            var moved = PartitionStates.Of(admin, topic);
             output.WriteLine($"leader {moved.Leader} (ISR {string.Join(",", moved.Isr)}) {(DateTime.UtcNow - cutAt).TotalSeconds:F1} s after the cut");
             Assert.DoesNotContain(cut, moved.Isr);
             // Still cut off, still refused.
@@ -108,7 +95,7 @@ public sealed class NetworkPartitionTests(ITestOutputHelper output)
             await WaitFor(() => acked.Count >= Total * 2 / 3 || producing.IsCompleted, "two thirds are acknowledged", 120);
             cluster.Heal(cut);
             var healedAt = DateTime.UtcNow;
-            await WaitFor(() => PartitionState(admin, topic).Isr.Contains(cut), "the healed node is back in the ISR", 90);
+            await WaitFor(() => PartitionStates.Of(admin, topic).Isr.Contains(cut), "the healed node is back in the ISR", 90);
             output.WriteLine($"node {cut} back in the ISR {(DateTime.UtcNow - healedAt).TotalSeconds:F1} s after healing");
 
             await producing.WaitAsync(TimeSpan.FromSeconds(200));
@@ -123,10 +110,10 @@ public sealed class NetworkPartitionTests(ITestOutputHelper output)
 
         // Leadership back to the healed node (preferred election), then read everything from it: every
         // acknowledged record, in order, and none of what it took while cut off (it truncated them).
-        await WaitFor(() => PartitionState(admin, topic).Isr.Length == 3, "the ISR is complete again");
+        await WaitFor(() => PartitionStates.Of(admin, topic).Isr.Length == 3, "the ISR is complete again");
         var elected = await admin.ElectLeadersAsync(ElectionType.Preferred, [new TopicPartition(topic, 0)]);
         output.WriteLine($"preferred election: {elected.TopicPartitions.Single().Error.Code}");
-        await WaitFor(() => PartitionState(admin, topic).Leader == cut, "the healed node leads again");
+        await WaitFor(() => PartitionStates.Of(admin, topic).Leader == cut, "the healed node leads again");
 
         var read = SequenceReader.Read(cluster.BootstrapServers, topic, Total, TimeSpan.FromSeconds(90));
         Assert.Equal(0, read.Foreign); // the "stale-N" records the cut-off leader took are gone
