@@ -25,6 +25,12 @@ public sealed class OffsetIndex
     private int _count;
     private int _persisted; // entries already in the file
 
+    /// <summary>
+    /// Serializes the file operations: a rolled segment's background flush must not reopen the file by
+    /// its old name while retention renames it to .deleted (it would leave an empty index behind).
+    /// </summary>
+    private readonly Lock _fileLock = new();
+
     public OffsetIndex(string path, long baseOffset, int maxIndexSize)
     {
         Path = path;
@@ -102,24 +108,27 @@ public sealed class OffsetIndex
     /// <summary>Writes entries not yet in the file; rewrites it after a truncation. <paramref name="fsync"/> also syncs it.</summary>
     public void Flush(bool fsync)
     {
-        int c = _count;
-        if (_persisted == c && !fsync) return;
-        bool rewrite = _persisted < 0;
-        int from = rewrite ? 0 : _persisted;
-        using var h = File.OpenHandle(Path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
-        if (c > from)
+        lock (_fileLock)
         {
-            var buf = new byte[(c - from) * EntrySize];
-            for (int i = from; i < c; i++)
+            int c = _count;
+            if (_persisted == c && !fsync) return;
+            bool rewrite = _persisted < 0;
+            int from = rewrite ? 0 : _persisted;
+            using var h = File.OpenHandle(Path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+            if (c > from)
             {
-                BinaryPrimitives.WriteInt32BigEndian(buf.AsSpan((i - from) * EntrySize), (int)(_entries[i] >> 32));
-                BinaryPrimitives.WriteInt32BigEndian(buf.AsSpan((i - from) * EntrySize + 4), (int)_entries[i]);
+                var buf = new byte[(c - from) * EntrySize];
+                for (int i = from; i < c; i++)
+                {
+                    BinaryPrimitives.WriteInt32BigEndian(buf.AsSpan((i - from) * EntrySize), (int)(_entries[i] >> 32));
+                    BinaryPrimitives.WriteInt32BigEndian(buf.AsSpan((i - from) * EntrySize + 4), (int)_entries[i]);
+                }
+                RandomAccess.Write(h, buf, (long)from * EntrySize);
             }
-            RandomAccess.Write(h, buf, (long)from * EntrySize);
+            if (RandomAccess.GetLength(h) != (long)c * EntrySize) RandomAccess.SetLength(h, (long)c * EntrySize);
+            if (fsync) RandomAccess.FlushToDisk(h);
+            _persisted = c;
         }
-        if (RandomAccess.GetLength(h) != (long)c * EntrySize) RandomAccess.SetLength(h, (long)c * EntrySize);
-        if (fsync) RandomAccess.FlushToDisk(h);
-        _persisted = c;
     }
 
     /// <summary>
@@ -157,12 +166,18 @@ public sealed class OffsetIndex
 
     public void Rename(string newPath)
     {
-        if (File.Exists(Path)) File.Move(Path, newPath, overwrite: true);
-        Path = newPath;
+        lock (_fileLock)
+        {
+            if (File.Exists(Path)) File.Move(Path, newPath, overwrite: true);
+            Path = newPath;
+        }
     }
 
     public void DeleteFile()
     {
-        if (File.Exists(Path)) File.Delete(Path);
+        lock (_fileLock)
+        {
+            if (File.Exists(Path)) File.Delete(Path);
+        }
     }
 }

@@ -20,6 +20,12 @@ public sealed class TimeIndex
     private int _count;
     private int _persisted;
 
+    /// <summary>
+    /// Serializes the file operations: a rolled segment's background flush must not reopen the file by
+    /// its old name while retention renames it to .deleted (it would leave an empty index behind).
+    /// </summary>
+    private readonly Lock _fileLock = new();
+
     public TimeIndex(string path, long baseOffset, int maxIndexSize)
     {
         Path = path;
@@ -87,23 +93,26 @@ public sealed class TimeIndex
 
     public void Flush(bool fsync)
     {
-        int c = _count;
-        if (_persisted == c && !fsync) return;
-        int from = _persisted < 0 ? 0 : _persisted;
-        using var h = File.OpenHandle(Path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
-        if (c > from)
+        lock (_fileLock)
         {
-            var buf = new byte[(c - from) * EntrySize];
-            for (int i = from; i < c; i++)
+            int c = _count;
+            if (_persisted == c && !fsync) return;
+            int from = _persisted < 0 ? 0 : _persisted;
+            using var h = File.OpenHandle(Path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+            if (c > from)
             {
-                BinaryPrimitives.WriteInt64BigEndian(buf.AsSpan((i - from) * EntrySize), _entries[i].Timestamp);
-                BinaryPrimitives.WriteInt32BigEndian(buf.AsSpan((i - from) * EntrySize + 8), _entries[i].RelativeOffset);
+                var buf = new byte[(c - from) * EntrySize];
+                for (int i = from; i < c; i++)
+                {
+                    BinaryPrimitives.WriteInt64BigEndian(buf.AsSpan((i - from) * EntrySize), _entries[i].Timestamp);
+                    BinaryPrimitives.WriteInt32BigEndian(buf.AsSpan((i - from) * EntrySize + 8), _entries[i].RelativeOffset);
+                }
+                RandomAccess.Write(h, buf, (long)from * EntrySize);
             }
-            RandomAccess.Write(h, buf, (long)from * EntrySize);
+            if (RandomAccess.GetLength(h) != (long)c * EntrySize) RandomAccess.SetLength(h, (long)c * EntrySize);
+            if (fsync) RandomAccess.FlushToDisk(h);
+            _persisted = c;
         }
-        if (RandomAccess.GetLength(h) != (long)c * EntrySize) RandomAccess.SetLength(h, (long)c * EntrySize);
-        if (fsync) RandomAccess.FlushToDisk(h);
-        _persisted = c;
     }
 
     /// <summary>Loads the file; false (and empty) when its shape is wrong, so the caller rebuilds it.</summary>
@@ -138,12 +147,18 @@ public sealed class TimeIndex
 
     public void Rename(string newPath)
     {
-        if (File.Exists(Path)) File.Move(Path, newPath, overwrite: true);
-        Path = newPath;
+        lock (_fileLock)
+        {
+            if (File.Exists(Path)) File.Move(Path, newPath, overwrite: true);
+            Path = newPath;
+        }
     }
 
     public void DeleteFile()
     {
-        if (File.Exists(Path)) File.Delete(Path);
+        lock (_fileLock)
+        {
+            if (File.Exists(Path)) File.Delete(Path);
+        }
     }
 }

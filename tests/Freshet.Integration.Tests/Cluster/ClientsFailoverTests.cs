@@ -9,8 +9,8 @@ namespace Freshet.Integration.Tests.Cluster;
 
 /// <summary>
 /// The failover of <see cref="FailoverTests"/> with the other clients users run: a kafka-python
-/// producer (acks=all) and a kafka-python consumer work through the partition leader's SIGKILL, and
-/// kcat reads everything back from the two survivors.
+/// producer (acks=all) and a kafka-python consumer work through the partition leader's SIGKILL, a kcat
+/// producer starts right after it, and kcat reads everything back from the two survivors.
 /// </summary>
 public sealed class ClientsFailoverTests(ITestOutputHelper output)
 {
@@ -27,14 +27,20 @@ public sealed class ClientsFailoverTests(ITestOutputHelper output)
         const int Total = 20_000;
         int controller = await cluster.ActiveControllerAsync(1);
         int leader = Enumerable.Range(1, 3).First(n => n != controller);
-        await cluster.CreateTopicAsync(topic, [[leader, .. Enumerable.Range(1, 3).Where(n => n != leader)]], new() { ["min.insync.replicas"] = "2" });
+        const string kcatTopic = "kcat-failover";
+        const int KcatTotal = 5_000;
+        foreach (var t in new[] { topic, kcatTopic })
+            await cluster.CreateTopicAsync(t, [[leader, .. Enumerable.Range(1, 3).Where(n => n != leader)]], new() { ["min.insync.replicas"] = "2" });
         using (var admin = Clients.Admin(cluster.BootstrapServers))
         {
             var deadline = DateTime.UtcNow.AddSeconds(30);
-            while (admin.GetMetadata(topic, TimeSpan.FromSeconds(5)).Topics.Single().Partitions.SingleOrDefault()?.InSyncReplicas.Length != 3)
+            foreach (var t in new[] { topic, kcatTopic })
             {
-                Assert.True(DateTime.UtcNow < deadline, "the ISR did not fill");
-                await Task.Delay(200);
+                while (PartitionStates.Of(admin, t).Isr.Length != 3)
+                {
+                    Assert.True(DateTime.UtcNow < deadline, "the ISR did not fill");
+                    await Task.Delay(200);
+                }
             }
         }
 
@@ -48,6 +54,15 @@ public sealed class ClientsFailoverTests(ITestOutputHelper output)
         Assert.False(producing.IsCompleted, "the producer finished before the kill");
         await cluster.Nodes[leader].KillAsync();
         output.WriteLine($"killed node {leader} (the partition leader; active controller {controller})");
+
+        // kcat starts producing right after the kill, while the cluster still names the dead node as leader.
+        var kcatProduced = await ExternalProcess.RunAsync(kcat,
+            ["-P", "-b", cluster.BootstrapServers, "-t", kcatTopic, "-p", "0", "-X", "acks=all", "-X", "message.timeout.ms=60000"],
+            TimeSpan.FromSeconds(120), standardInput: string.Concat(Enumerable.Range(0, KcatTotal).Select(i => $"{i}\n")));
+        output.WriteLine($"kcat producer: {kcatProduced.Summary}\n{kcatProduced.StdErr}");
+        kcatProduced.EnsureSuccess();
+        // Connection errors to the dead node are reported on stderr and retried; a lost message would say "deliver".
+        Assert.DoesNotContain("deliver", kcatProduced.StdErr, StringComparison.OrdinalIgnoreCase);
 
         var produced = ClientTools.LastJsonLine((await producing).EnsureSuccess());
         output.WriteLine($"kafka-python producer: {produced}");
@@ -75,5 +90,10 @@ public sealed class ClientsFailoverTests(ITestOutputHelper output)
         }
         output.WriteLine($"kcat read {read.StdOut.Count(c => c == '\n')} records, {seen.Count} distinct");
         Assert.Equal(Total, seen.Count);
+
+        // And what kcat produced across the failover: every value, from the survivors.
+        var kcatRead = SequenceReader.Read(cluster.BootstrapWithout(leader), kcatTopic, KcatTotal, TimeSpan.FromSeconds(60));
+        Assert.Null(kcatRead.Reordering);
+        Assert.Equal(KcatTotal, kcatRead.Distinct.Count);
     }
 }
