@@ -194,7 +194,9 @@ public sealed partial class KcatTests(ITestOutputHelper output)
     {
         string kcat = await ClientTools.RequireKcatAsync(output.WriteLine);
         using var loggers = TestOutputLoggerProvider.Factory(output);
-        await using var broker = await FreshetServer.StartEmbeddedAsync(GroupBrokerProperties(initialRebalanceDelayMs: 3000), loggers);
+        // Both members must join within the initial rebalance delay; on a loaded 2-core machine starting
+        // two kcat processes can take seconds (3 s once let one member take all four partitions).
+        await using var broker = await FreshetServer.StartEmbeddedAsync(GroupBrokerProperties(initialRebalanceDelayMs: 6000), loggers);
         const string topic = "kcat-split", group = "kcat-split-g";
         await Clients.CreateTopicAsync(broker.BootstrapServers, topic, 4);
         await ProduceLinesAsync(kcat, broker, topic, 0, 400);
