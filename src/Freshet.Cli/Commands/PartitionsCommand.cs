@@ -28,16 +28,7 @@ public static class PartitionsCommand
                          --topic T --partition P --replicas 1,2,3 [--execute | --verify | --cancel] [--wait]
           elect-leaders  --election-type preferred|unclean (--topic T [--partition P] |
                          --all-topic-partitions | --path-to-json-file F)
-
-        options:
-          --json                print one JSON document instead of text
-          --timeout-ms N        how long to wait for each answer of the cluster (default 30000)
-          --bootstrap-server HOST:PORT[,...]  brokers to send the requests to (default localhost:9092);
-                                the next one is tried when one cannot be reached (PLAINTEXT only)
-          --help                this text
-
-        Run `freshet partitions <subcommand> --help` for one subcommand's details.
-        """;
+        """ + "\n\n" + CommonOptions + "\n\nRun `freshet partitions <subcommand> --help` for one subcommand's details.";
 
     private const string ReassignUsage = """
         usage: freshet partitions reassign --generate --topics-to-move-json-file F --broker-list 1,2,3

@@ -131,8 +131,7 @@ public sealed partial class QuorumController
             }
             else if (!broker.Fenced && wantFence)
             {
-                records.Add(new VersionedRecord((short)MetadataRecordType.FenceBroker, 0, new FenceBrokerRecord { Id = brokerId, Epoch = brokerEpoch }));
-                AddLeaveRecords(image, brokerId, records);
+                AddFenceRecords(image, broker, records);
             }
             else if (storageFailed && !broker.Fenced)
             {
@@ -167,11 +166,8 @@ public sealed partial class QuorumController
                     continue;
                 }
                 if (now - last < Options.BrokerSessionTimeoutMs) continue;
-                var records = new List<VersionedRecord>
-                {
-                    new((short)MetadataRecordType.FenceBroker, 0, new FenceBrokerRecord { Id = b.Id, Epoch = b.Epoch }),
-                };
-                AddLeaveRecords(image, b.Id, records);
+                var records = new List<VersionedRecord>();
+                AddFenceRecords(image, b, records);
                 image = Commit(records);
                 fenced.Add(b.Id);
                 LogSessionExpired(_logger, b.Id, now - last);
@@ -214,11 +210,8 @@ public sealed partial class QuorumController
             var image = _image;
             if (!image.Brokers.TryGetValue(brokerId, out var b) || b.Fenced || b.Epoch != brokerEpoch) return false;
             if (!_lastHeartbeatMs.TryGetValue(brokerId, out long last) || last != lastHeartbeatMs) return false;
-            var records = new List<VersionedRecord>
-            {
-                new((short)MetadataRecordType.FenceBroker, 0, new FenceBrokerRecord { Id = b.Id, Epoch = b.Epoch }),
-            };
-            AddLeaveRecords(image, b.Id, records);
+            var records = new List<VersionedRecord>();
+            AddFenceRecords(image, b, records);
             Commit(records);
             LogFencedUnreachable(_logger, brokerId, NowMs - last, reason);
             return true;
@@ -279,6 +272,13 @@ public sealed partial class QuorumController
     /// shutdown): it leaves every ISR it is in (except as the last member), and partitions it led
     /// get a new leader from the remaining ISR, or none.
     /// </summary>
+    /// <summary>Records that fence a broker: the fence itself, then its leaderships and ISR places moving to live replicas.</summary>
+    private void AddFenceRecords(MetadataImage image, BrokerRegistration broker, List<VersionedRecord> records)
+    {
+        records.Add(new VersionedRecord((short)MetadataRecordType.FenceBroker, 0, new FenceBrokerRecord { Id = broker.Id, Epoch = broker.Epoch }));
+        AddLeaveRecords(image, broker.Id, records);
+    }
+
     private void AddLeaveRecords(MetadataImage image, int brokerId, List<VersionedRecord> records, bool keepSoleLeader = false)
     {
         foreach (var topic in image.TopicsByName.Values)
