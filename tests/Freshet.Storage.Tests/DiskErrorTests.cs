@@ -14,12 +14,11 @@ public sealed class DiskErrorTests : IDisposable
 
     /// <summary>
     /// A full disk without root: the next segment's .log is a symbolic link to /dev/full, where every
-    /// write fails with ENOSPC. (Linux only; elsewhere the test has nothing to run on.)
+    /// write fails with ENOSPC. (Linux only; elsewhere the test is reported as skipped.)
     /// </summary>
-    [Fact]
+    [LinuxDevFullFact]
     public void A_write_that_fails_is_a_storage_error_and_the_log_stays_readable_and_consistent()
     {
-        if (!OperatingSystem.IsLinux() || !File.Exists("/dev/full")) return;
         using (var log = TestLogs.Create(Dir, _time))
         {
             for (int i = 0; i < 3; i++) log.Append(Batches.Make(2, Now, tag: $"b{i}"));

@@ -14,8 +14,9 @@ namespace Freshet.ProtocolGen;
 /// trying generator changes without touching the build).
 ///
 /// The schemas stay outside the repository (they are Kafka's files); only the generated code is
-/// committed. So CI, where the schemas may be absent, skips the check with a message instead of
-/// failing.
+/// committed. Without them nothing can be generated or checked: that is an error (exit 3), never a
+/// silent pass; test.sh says the check was skipped when the schemas are absent, and fails when they
+/// are required (FRESHET_REQUIRE_SCHEMAS=1, set by .ci/run).
 /// </summary>
 public static class Program
 {
@@ -55,10 +56,11 @@ public static class Program
             return 2;
         }
         schemas = Path.GetFullPath(schemas ?? Path.Combine(repo, "..", "shared"));
-        if (!Directory.Exists(schemas))
+        var missing = Sets.Select(s => Path.Combine(schemas, s.SchemaDir)).Where(d => !Directory.Exists(d)).ToList();
+        if (missing.Count > 0)
         {
-            Console.WriteLine($"schema directory {schemas} not found: nothing generated, nothing checked");
-            return 0;
+            Console.Error.WriteLine($"schema directories not found: {string.Join(", ", missing)}: nothing {(check ? "checked" : "generated")} (pass --schemas DIR)");
+            return 3;
         }
 
         output = Path.GetFullPath(output ?? repo);

@@ -1,0 +1,13 @@
+namespace Freshet.Storage.Tests.Support;
+
+/// <summary>
+/// A fact that needs Linux's /dev/full (every write to it fails with ENOSPC). Where it is missing the
+/// test is reported as skipped, with this reason, instead of passing without running.
+/// </summary>
+public sealed class LinuxDevFullFactAttribute : FactAttribute
+{
+    public LinuxDevFullFactAttribute()
+    {
+        if (!OperatingSystem.IsLinux() || !File.Exists("/dev/full")) Skip = "needs Linux's /dev/full to make writes fail with ENOSPC";
+    }
+}
