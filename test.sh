@@ -59,8 +59,8 @@ for proj in tests/*/*.csproj; do
   elif [[ $FULL -eq 0 ]]; then
     args+=(--filter "Category!=Soak")
   fi
-  dotnet "${args[@]}" 2>&1 | tee "$log" | grep -vE '^\s*(Passed |Determining|Restored|A total of|Test run for|Starting test execution|Build started|\[xUnit|Data collector .Blame. message: All tests finished|$)' || true
-  rc=${PIPESTATUS[0]}
+  dotnet "${args[@]}" 2>&1 | tee "$log" | grep -vE '^\s*(Passed |Determining|Restored|A total of|Test run for|Starting test execution|Build started|\[xUnit|Data collector .Blame. message: All tests finished|$)'
+  rc=${PIPESTATUS[0]} # dotnet test's own exit code (no `|| true` here: it would reset PIPESTATUS)
   # "Passed!  - Failed: 0, Passed: 12, Skipped: 0, Total: 12" (or "Failed!", "Skipped!")
   line=$(grep -E '(Passed|Failed|Skipped)!\s+- Failed:' "$log" | tail -1)
   if [[ -z "$line" ]]; then
