@@ -422,7 +422,7 @@ public sealed class ConsumerProtocolTests(ITestOutputHelper output) : IAsyncLife
         {
             Assert.True(sw.Elapsed < TimeSpan.FromSeconds(30), "the stuck member was never fenced");
             await Task.Delay(100);
-            var beat = await stuck.BeatAsync(ack: false, reportAll: true, expectError: true);
+            var beat = await stuck.BeatAsync(ack: false, reportAll: true, allowError: true);
             double answeredMs = Stopwatch.GetElapsedTime(told).TotalMilliseconds;
             if (beat.ErrorCode == (short)ErrorCode.UnknownMemberId)
             {
@@ -862,15 +862,15 @@ public sealed class ConsumerProtocolTests(ITestOutputHelper output) : IAsyncLife
         /// A heartbeat at the current epoch. With <paramref name="ack"/> it reports owning what it was last given
         /// (a member that applied its assignment); without, it reports nothing (null), or with
         /// <paramref name="reportAll"/> everything it was ever given (a member that did not revoke). An error
-        /// fails the test unless <paramref name="expectError"/> (then it is returned, and nothing is applied).
+        /// fails the test unless <paramref name="allowError"/> (then it is returned, and nothing is applied).
         /// </summary>
-        public async Task<ConsumerGroupHeartbeatResponse> BeatAsync(bool ack = true, bool reportAll = false, bool expectError = false)
+        public async Task<ConsumerGroupHeartbeatResponse> BeatAsync(bool ack = true, bool reportAll = false, bool allowError = false)
         {
             List<ConsumerGroupHeartbeatRequest.TopicPartitionsData>? owned = null;
             if (ack) owned = [.. _assignment.Select(t => new ConsumerGroupHeartbeatRequest.TopicPartitionsData { TopicId = t.TopicId, Partitions = [.. t.Partitions] })];
             else if (reportAll) owned = [.. _reported.Select(t => new ConsumerGroupHeartbeatRequest.TopicPartitionsData { TopicId = t.TopicId, Partitions = [.. t.Partitions] })];
             var r = await Heartbeat(c, new ConsumerGroupHeartbeatRequest { GroupId = group, MemberId = MemberId, MemberEpoch = Epoch, TopicPartitions = owned }, regex is null ? (short)0 : (short)1);
-            if (expectError && r.ErrorCode != (short)ErrorCode.None) return r;
+            if (allowError && r.ErrorCode != (short)ErrorCode.None) return r;
             Assert.Equal((short)ErrorCode.None, r.ErrorCode);
             Apply(r);
             if (ack) _reported = _assignment;
