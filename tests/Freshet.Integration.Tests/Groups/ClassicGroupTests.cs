@@ -123,8 +123,9 @@ public sealed class ClassicGroupTests(ITestOutputHelper output) : IAsyncLifetime
         using (var c = new ConsumerBuilder<Ignore, string>(config).Build())
         {
             c.Assign([new TopicPartitionOffset(topic, 0, 0), new TopicPartitionOffset(topic, 1, 0)]);
-            // Commit 60 on partition 0 and 40 on partition 1, as a group with no members may.
-            c.Commit([new TopicPartitionOffset(topic, 0, 60), new TopicPartitionOffset(topic, 1, 40)]);
+            // Commit 60 on partition 0 and 40 on partition 1, as a group with no members may (once the new
+            // broker's coordinator has loaded).
+            await Clients.CommitWhenCoordinatorReadyAsync(c, [new TopicPartitionOffset(topic, 0, 60), new TopicPartitionOffset(topic, 1, 40)]);
         }
         await broker.StopAsync();   // clean
         await broker.StartAsync();

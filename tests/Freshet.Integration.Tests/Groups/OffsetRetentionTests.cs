@@ -56,7 +56,7 @@ public sealed class OffsetRetentionTests(ITestOutputHelper output)
         var config = Clients.ConsumerConfig(broker.BootstrapServers);
         config.GroupId = "g-retain";
         using (var c = new ConsumerBuilder<Ignore, string>(config).Build())
-            c.Commit([new TopicPartitionOffset("kept", 0, 42)]);
+            await Clients.CommitWhenCoordinatorReadyAsync(c, [new TopicPartitionOffset("kept", 0, 42)]);
         using var admin = Clients.Admin(broker.BootstrapServers);
         async Task<long> CommittedAsync() =>
             (await admin.ListConsumerGroupOffsetsAsync([new ConsumerGroupTopicPartitions("g-retain", [new TopicPartition("kept", 0)])]))
