@@ -42,25 +42,42 @@ public sealed class FetchTests(ITestOutputHelper output) : IAsyncLifetime
         return topic;
     }
 
+    /// <summary>The records of every batch in a fetched partition.</summary>
+    private static int RecordsIn(FetchResponse.PartitionData part)
+    {
+        var records = part.Records!.Memory;
+        int count = 0;
+        for (int pos = 0; pos < records.Length; pos += RecordBatch.PeekSize(records.Span[pos..]))
+            count += new RecordBatch(records.Span[pos..]).RecordsCount;
+        return count;
+    }
+
     [Fact]
     public async Task EmptyFetchWaitsMaxWaitAndReturnsEarlyWhenDataArrives()
     {
         string topic = await TopicAsync(0);
         await using var c = await RawKafkaClient.ConnectAsync(_broker.BootstrapServers);
+        // No data: an empty answer once the max wait is over. The stopwatch starts before the request is
+        // sent, so it contains the broker's whole wait (load only lengthens it; 50 ms are for the coarse
+        // clock the broker's deadline is read on); the upper bound only says the answer comes at all.
         var sw = Stopwatch.StartNew();
-        var empty = await c.RequestAsync<FetchResponse>(Fetch(topic, 0, maxWaitMs: 400, minBytes: 1), 12);
-        Assert.InRange(sw.ElapsedMilliseconds, 350, 3000);
+        var empty = await c.RequestAsync<FetchResponse>(Fetch(topic, 0, maxWaitMs: 500, minBytes: 1), 12);
+        Assert.InRange(sw.ElapsedMilliseconds, 450, 30_000);
         Assert.Equal(0, empty.Responses[0].Partitions[0].Records!.Length);
         Assert.Equal(0, empty.Responses[0].Partitions[0].HighWatermark);
 
-        // A long poll that data ends early.
+        // A long poll that data ends early. The produce goes on the same connection right behind the fetch:
+        // the broker starts a connection's requests in order, and a fetch is parked waiting for data before
+        // the next request is read, so the records arrive while the fetch waits (no sleep needed).
         sw.Restart();
-        int id = await c.SendAsync(Fetch(topic, 0, maxWaitMs: 10_000, minBytes: 1), 12);
-        await Task.Delay(200);
-        await using (var p = await RawKafkaClient.ConnectAsync(_broker.BootstrapServers))
-            await p.RequestAsync<ProduceResponse>(BadInputTests.ProduceOf(topic, BadInputTests.Batch(3)), 9);
-        var got = await c.ReadResponseAsync<FetchResponse>(12, id);
-        Assert.True(sw.ElapsedMilliseconds < 5000, $"fetch returned after {sw.ElapsedMilliseconds} ms");
+        int fetchId = await c.SendAsync(Fetch(topic, 0, maxWaitMs: 30_000, minBytes: 1), 12);
+        int produceId = await c.SendAsync(BadInputTests.ProduceOf(topic, BadInputTests.Batch(3)), 9);
+        var got = await c.ReadResponseAsync<FetchResponse>(12, fetchId, TimeSpan.FromSeconds(60));
+        long ms = sw.ElapsedMilliseconds;
+        var produced = await c.ReadResponseAsync<ProduceResponse>(9, produceId);
+        Assert.Equal((short)ErrorCode.None, produced.Responses[0].PartitionResponses[0].ErrorCode);
+        // Answered with the records produced after it was sent, and woken by them: well before its 30 s max wait.
+        Assert.True(ms < 20_000, $"fetch returned after {ms} ms");
         var part = got.Responses[0].Partitions[0];
         Assert.Equal(3, part.HighWatermark);
         Assert.Equal(0, part.LogStartOffset);
@@ -70,12 +87,27 @@ public sealed class FetchTests(ITestOutputHelper output) : IAsyncLifetime
     [Fact]
     public async Task MinBytesHoldsTheAnswerUntilEnoughDataOrTimeout()
     {
-        string topic = await TopicAsync(1);
+        string topic = await TopicAsync(1); // one batch of 10 records, about 1.3 KB
         await using var c = await RawKafkaClient.ConnectAsync(_broker.BootstrapServers);
+        // A fetch asking for 8 KB, then (on the same connection, so it is parked first) a small batch that
+        // still leaves it short and a large one that is enough.
         var sw = Stopwatch.StartNew();
-        var r = await c.RequestAsync<FetchResponse>(Fetch(topic, 0, maxWaitMs: 500, minBytes: 1 << 20), 12);
-        Assert.InRange(sw.ElapsedMilliseconds, 450, 5000); // not enough bytes: waits the full max wait
-        Assert.True(r.Responses[0].Partitions[0].Records!.Length > 0); // and then returns what there is
+        int fetchId = await c.SendAsync(Fetch(topic, 0, maxWaitMs: 30_000, minBytes: 8_000), 12);
+        int small = await c.SendAsync(BadInputTests.ProduceOf(topic, BadInputTests.Batch(3)), 9);
+        int large = await c.SendAsync(BadInputTests.ProduceOf(topic, BadInputTests.Batch(100, valueSize: 100)), 9);
+        var r = await c.ReadResponseAsync<FetchResponse>(12, fetchId, TimeSpan.FromSeconds(60));
+        long ms = sw.ElapsedMilliseconds;
+        foreach (int id in new[] { small, large })
+            Assert.Equal((short)ErrorCode.None, (await c.ReadResponseAsync<ProduceResponse>(9, id)).Responses[0].PartitionResponses[0].ErrorCode);
+        // The answer was held past the first batch (there when the fetch came) until min.bytes was reached:
+        // it holds all three batches, and came with the large one, well before its 30 s max wait.
+        Assert.Equal(10 + 3 + 100, RecordsIn(r.Responses[0].Partitions[0]));
+        Assert.True(ms < 20_000, $"fetch returned after {ms} ms");
+
+        // Never enough bytes: the answer comes when the max wait is over, with what there is.
+        var timedOut = await c.RequestAsync<FetchResponse>(Fetch(topic, 0, maxWaitMs: 500, minBytes: 1 << 20), 12, TimeSpan.FromSeconds(30));
+        Assert.Equal((short)ErrorCode.None, timedOut.Responses[0].Partitions[0].ErrorCode);
+        Assert.Equal(10 + 3 + 100, RecordsIn(timedOut.Responses[0].Partitions[0]));
     }
 
     [Fact]

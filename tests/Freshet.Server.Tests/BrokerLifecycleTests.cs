@@ -9,7 +9,8 @@ namespace Freshet.Server.Tests;
 /// <summary>A second broker's lifecycle (register, unfence, controlled shutdown, session expiry) against a real node's controller listener.</summary>
 public sealed class BrokerLifecycleTests
 {
-    private static async Task<(FreshetServer, NodeClient, BrokerLifecycleManager)> StartAsync(int sessionTimeoutMs = 1500)
+    /// <summary>Heartbeats every 200 ms; a 6 s session (unless a test waits for one to end) leaves a loaded machine room for late ones.</summary>
+    private static async Task<(FreshetServer, NodeClient, BrokerLifecycleManager)> StartAsync(int sessionTimeoutMs = 6000)
     {
         var server = await FreshetServer.StartEmbeddedAsync(new Dictionary<string, string>
         {
@@ -35,7 +36,7 @@ public sealed class BrokerLifecycleTests
         await using var __ = nodes;
         await using var ___ = lifecycle;
         lifecycle.Start();
-        await lifecycle.Unfenced.WaitAsync(TimeSpan.FromSeconds(10));
+        await lifecycle.Unfenced.WaitAsync(TimeSpan.FromSeconds(30));
         var reg = server.Controller.Image.Brokers[2];
         Assert.False(reg.Fenced);
         Assert.Equal(lifecycle.BrokerEpoch, reg.Epoch);
@@ -47,7 +48,7 @@ public sealed class BrokerLifecycleTests
         Assert.Equal(Protocol.ErrorCode.None, created[0].Error);
         Assert.Equal(2, server.Controller.Image.Partition("led-by-2", 0)!.Leader);
 
-        Assert.True(await lifecycle.ControlledShutdownAsync(TimeSpan.FromSeconds(10)));
+        Assert.True(await lifecycle.ControlledShutdownAsync(TimeSpan.FromSeconds(30)));
         var p = server.Controller.Image.Partition("led-by-2", 0)!;
         Assert.Equal(1, p.Leader);
         Assert.Equal([1], p.Isr.ToArray());
@@ -57,14 +58,14 @@ public sealed class BrokerLifecycleTests
     [Fact]
     public async Task ABrokerThatStopsHeartbeatingIsFencedAndItsLeadershipsMove()
     {
-        var (server, nodes, lifecycle) = await StartAsync();
+        var (server, nodes, lifecycle) = await StartAsync(sessionTimeoutMs: 3000);
         await using var _ = server;
         await using var __ = nodes;
         lifecycle.Start();
-        await lifecycle.Unfenced.WaitAsync(TimeSpan.FromSeconds(10));
+        await lifecycle.Unfenced.WaitAsync(TimeSpan.FromSeconds(30));
         server.Controller.CreateTopics([new NewTopic("t", -1, -1, new Dictionary<int, IReadOnlyList<int>> { [0] = [2, 1] }, new Dictionary<string, string?>())], false);
         await lifecycle.DisposeAsync(); // the process "dies": no more heartbeats, no controlled shutdown
-        var deadline = DateTime.UtcNow.AddSeconds(15);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
         while (!server.Controller.Image.Brokers[2].Fenced && DateTime.UtcNow < deadline) await Task.Delay(100);
         Assert.True(server.Controller.Image.Brokers[2].Fenced);
         Assert.Equal(1, server.Controller.Image.Partition("t", 0)!.Leader);

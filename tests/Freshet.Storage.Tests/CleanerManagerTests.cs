@@ -83,11 +83,15 @@ public sealed class CleanerManagerTests : IDisposable
         TestLogs.Until(() => new OffsetCheckpointFile(Path.Combine(Root, OffsetCheckpointFile.CleanerOffset)).Read().ContainsKey(Offsets0),
             "the cleaner checkpoint file");
 
-        // A small dirty section is below min.cleanable.dirty.ratio (0.5): left for later.
+        // A small dirty section is below min.cleanable.dirty.ratio (0.5): left for later. The cleaner thread
+        // reads the clock once as each pass begins, holding the cleaner's lock for the pass: a read after the
+        // append, then the lock taken here, means a whole pass looked at the log since (not a sleep).
         log.Append(KeyedBatches.Make(Now, ("group-0", "later")));
         log.Roll();
         log.CommitAll();
-        Thread.Sleep(200);
+        long reads = _time.ReadsBy("freshet-log-cleaner");
+        TestLogs.Until(() => _time.ReadsBy("freshet-log-cleaner") > reads, "a cleaner pass after the append");
+        Assert.False(m.Cleaner.IsUncleanable(log)); // waits for that pass to end (the cleaner's lock)
         Assert.Equal(21, log.KeyedRecords().Count);
         Assert.Equal(ErrorCode.None, log.Read(0, 100, log.HighWatermark, true).Error);
     }

@@ -44,13 +44,24 @@ public sealed class ClientsFailoverTests(ITestOutputHelper output)
             }
         }
 
-        // 20,000 values at 2,000 a second: the kill lands about 3 s in.
+        // 20,000 values at 2,000 a second: the kill lands a second or so in, with most still to come.
         Task<ProcessResult> Python(params string[] args) => ExternalProcess.RunAsync(python,
             [Script, .. args, "--bootstrap", cluster.BootstrapServers, "--topic", topic, "--messages", Total.ToString(CultureInfo.InvariantCulture)],
             TimeSpan.FromSeconds(240));
         var producing = Python("produce-seq", "--rate", "2000");
         var consuming = Python("consume-seq", "--timeout", "200");
-        await Task.Delay(3000);
+        // The kill lands mid-produce: once a tenth of the values are committed (the event, rather than a
+        // sleep that a slow start of the Python process could outlast or fall short of).
+        using (var probe = new Confluent.Kafka.ConsumerBuilder<Confluent.Kafka.Ignore, Confluent.Kafka.Ignore>(Clients.ConsumerConfig(cluster.BootstrapServers)).Build())
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(90);
+            while (probe.QueryWatermarkOffsets(new Confluent.Kafka.TopicPartition(topic, 0), TimeSpan.FromSeconds(10)).High.Value < Total / 10)
+            {
+                Assert.False(producing.IsCompleted, "the producer ended before it had produced a tenth of its values");
+                Assert.True(DateTime.UtcNow < deadline, "the producer did not get going within 90 s");
+                await Task.Delay(100);
+            }
+        }
         Assert.False(producing.IsCompleted, "the producer finished before the kill");
         await cluster.Nodes[leader].KillAsync();
         output.WriteLine($"killed node {leader} (the partition leader; active controller {controller})");

@@ -104,7 +104,7 @@ public sealed class RackAwareFetchTests(ITestOutputHelper output)
             }
             // Statistics taken after the last record arrived.
             Volatile.Write(ref stats, null);
-            for (var until = DateTime.UtcNow.AddSeconds(10); Volatile.Read(ref stats) is null && DateTime.UtcNow < until;) consumer.Consume(TimeSpan.FromMilliseconds(100));
+            for (var until = DateTime.UtcNow.AddSeconds(30); Volatile.Read(ref stats) is null && DateTime.UtcNow < until;) consumer.Consume(TimeSpan.FromMilliseconds(100));
         }
         Assert.Equal(N, received.Count);
         Assert.Equal(Enumerable.Range(0, N).Select(Value), received);

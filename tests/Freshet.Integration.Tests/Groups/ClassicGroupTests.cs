@@ -61,7 +61,7 @@ public sealed class ClassicGroupTests(ITestOutputHelper output) : IAsyncLifetime
         const string topic = "static", group = "g-static";
         await Clients.CreateTopicAsync(_broker.BootstrapServers, topic, Partitions);
         var props = MemberProperties("range");
-        props["session.timeout.ms"] = "10000"; // time to restart
+        props["session.timeout.ms"] = "30000"; // time to restart (a new process, on a loaded machine)
         // An in-process member that counts the revocations it is asked for.
         int revoked = 0, assigned = 0;
         var config = Clients.ConsumerConfig(_broker.BootstrapServers);
@@ -82,10 +82,19 @@ public sealed class ClassicGroupTests(ITestOutputHelper output) : IAsyncLifetime
         using var admin = Clients.Admin(_broker.BootstrapServers);
         var before = await GroupScenario.WaitForAssignmentAsync(admin, group, topic, members: 2, Partitions);
         int revokedBefore = Volatile.Read(ref revoked);
+        string MemberIdOfA(ConsumerGroupDescription d) => d.Members.SingleOrDefault(m => m.GroupInstanceId == "static-a")?.ConsumerId ?? "";
+        string killedId = MemberIdOfA((await admin.DescribeConsumerGroupsAsync([group])).ConsumerGroupDescriptions.Single());
 
         await a.KillAsync();
         await using var a2 = GroupMemberProcess.Start("a2", _broker.BootstrapServers, group, topic, props, instanceId: "static-a");
-        await Task.Delay(4000); // the restarted member rejoins and syncs, well within the 10 s session
+        // The restarted member has rejoined once instance static-a has a new member id (the event, instead of
+        // a sleep); then the group settles as before.
+        for (var sw = System.Diagnostics.Stopwatch.StartNew(); ; await Task.Delay(250))
+        {
+            string id = MemberIdOfA((await admin.DescribeConsumerGroupsAsync([group])).ConsumerGroupDescriptions.Single());
+            if (id != "" && id != killedId) break;
+            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(60), "the restarted static member did not rejoin");
+        }
         var after = await GroupScenario.WaitForAssignmentAsync(admin, group, topic, members: 2, Partitions);
         stop.Cancel();
         await polling;
@@ -114,8 +123,9 @@ public sealed class ClassicGroupTests(ITestOutputHelper output) : IAsyncLifetime
         using (var c = new ConsumerBuilder<Ignore, string>(config).Build())
         {
             c.Assign([new TopicPartitionOffset(topic, 0, 0), new TopicPartitionOffset(topic, 1, 0)]);
-            // Commit 60 on partition 0 and 40 on partition 1, as a group with no members may.
-            c.Commit([new TopicPartitionOffset(topic, 0, 60), new TopicPartitionOffset(topic, 1, 40)]);
+            // Commit 60 on partition 0 and 40 on partition 1, as a group with no members may (once the new
+            // broker's coordinator has loaded).
+            await Clients.CommitWhenCoordinatorReadyAsync(c, [new TopicPartitionOffset(topic, 0, 60), new TopicPartitionOffset(topic, 1, 40)]);
         }
         await broker.StopAsync();   // clean
         await broker.StartAsync();

@@ -109,21 +109,40 @@ public sealed class ConsumerProtocolTests(ITestOutputHelper output) : IAsyncLife
 
         // The member that will crash: a raw protocol member that heartbeats (and acknowledges) until it holds its share, then goes silent.
         await using var conn = await ConnectAsync(group);
+        await using var watcher = await ConnectAsync(group);
         var crashing = new RawMember(conn, group, [topic]);
+        long lastBeatSent = Stopwatch.GetTimestamp();
         await crashing.JoinAsync();
         var sw = Stopwatch.StartNew();
         while (crashing.Owned.Count != Partitions / 2 || live.Assignment.Length != Partitions / 2)
         {
-            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(20), $"raw member owns {crashing.Owned.Count}, live member {live.Assignment.Length}");
+            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(30), $"raw member owns {crashing.Owned.Count}, live member {live.Assignment.Length}");
             await Task.Delay(300);
+            lastBeatSent = Stopwatch.GetTimestamp();
             await crashing.BeatAsync();
         }
         Assert.Empty(crashing.Owned.Intersect(live.Assignment.Select(tp => tp.Partition.Value)));
 
-        var silentSince = Stopwatch.StartNew();
-        await Until(() => live.Assignment.Length == Partitions, TimeSpan.FromMilliseconds(SessionTimeoutMs + 10_000), "the live member gets the silent member's partitions");
-        output.WriteLine($"partitions moved {silentSince.ElapsedMilliseconds} ms after the last heartbeat (session timeout {SessionTimeoutMs} ms)");
-        Assert.InRange(silentSince.ElapsedMilliseconds, SessionTimeoutMs - 1000, SessionTimeoutMs + 5000);
+        // Silent from here. The embedded broker's session timer runs on this process's monotonic clock and was
+        // armed when the last heartbeat arrived, after lastBeatSent: a description answered before
+        // lastBeatSent + the session timeout was made before the deadline and must still list the member
+        // (50 ms are for the coarse clock timers fire on). Load can only make answers later, never earlier.
+        int describedBefore = 0;
+        while (true)
+        {
+            var d = await DescribeAsync(watcher, group);
+            double answeredMs = Stopwatch.GetElapsedTime(lastBeatSent).TotalMilliseconds;
+            if (d.Members.All(m => m.MemberId != crashing.MemberId))
+            {
+                output.WriteLine($"fenced in an answer {answeredMs:F0} ms after the last heartbeat was sent (session timeout {SessionTimeoutMs} ms; {describedBefore} answers before that still listed it)");
+                Assert.True(answeredMs >= SessionTimeoutMs - 50, $"fenced in an answer {answeredMs:F0} ms after its last heartbeat was sent, before its {SessionTimeoutMs} ms session ended");
+                break;
+            }
+            describedBefore++;
+            Assert.True(answeredMs < SessionTimeoutMs + 30_000, "the silent member was never fenced");
+            await Task.Delay(100);
+        }
+        await Until(() => live.Assignment.Length == Partitions, TimeSpan.FromSeconds(30), "the live member gets the silent member's partitions");
 
         var late = await Heartbeat(conn, new ConsumerGroupHeartbeatRequest { GroupId = group, MemberId = crashing.MemberId, MemberEpoch = crashing.Epoch });
         Assert.Equal((short)ErrorCode.UnknownMemberId, late.ErrorCode);
@@ -207,10 +226,26 @@ public sealed class ConsumerProtocolTests(ITestOutputHelper output) : IAsyncLife
             while (true)
             {
                 after = await watchAfter.DescribeAsync();
-                if (after.ErrorCode == 0 && after.GroupState == "Stable" && sw.Elapsed > TimeSpan.FromMilliseconds(SessionTimeoutMs + 1000)) break; // past the session timeout: members that did not come back would be gone
-                Assert.True(sw.Elapsed < TimeSpan.FromSeconds(20), $"group after restart: {after.ErrorCode} {after.GroupState}");
+                if (after.ErrorCode == 0 && after.GroupState == "Stable") break;
+                Assert.True(sw.Elapsed < TimeSpan.FromSeconds(40), $"group after restart: {after.ErrorCode} {after.GroupState}");
                 await Task.Delay(200);
             }
+            // The load armed every member's session. A member of another group joins now (after the load) and
+            // stays silent: once it is fenced, a full session has passed since the load, so a or b would be
+            // gone by now had they not come back (the event replaces waiting out the session).
+            await using (var c = await ConnectAsync(group + "-control"))
+            {
+                var silent = new RawMember(c, group + "-control", [topic]);
+                await silent.JoinAsync();
+                sw.Restart();
+                while ((await DescribeAsync(c, group + "-control")).Members.Count > 0)
+                {
+                    Assert.True(sw.Elapsed < TimeSpan.FromMilliseconds(SessionTimeoutMs + 30_000), "the control group's silent member was never fenced");
+                    await Task.Delay(200);
+                }
+            }
+            after = await watchAfter.DescribeAsync();
+            Assert.Equal("Stable", after.GroupState);
             Assert.Equal(before.GroupEpoch, after.GroupEpoch);
             Assert.Equal(Summary(before), Summary(after));
             Assert.Equal(rebalancesBefore, a.Rebalances + b.Rebalances);
@@ -370,19 +405,39 @@ public sealed class ConsumerProtocolTests(ITestOutputHelper output) : IAsyncLife
         const string group = "g-stuck", topic = "stuck";
         await Clients.CreateTopicAsync(_broker.BootstrapServers, topic, 2);
         await using var c = await ConnectAsync(group);
-        var stuck = new RawMember(c, group, [topic], rebalanceTimeoutMs: 1500);
+        const int RebalanceTimeoutMs = 1500;
+        var stuck = new RawMember(c, group, [topic], rebalanceTimeoutMs: RebalanceTimeoutMs);
         await stuck.JoinAsync();
         var other = new RawMember(c, group, [topic]);
         await other.JoinAsync();
-        await stuck.BeatAsync(ack: false, reportAll: true); // told to revoke one partition; does not
+        long told = Stopwatch.GetTimestamp();
+        await stuck.BeatAsync(ack: false, reportAll: true); // told to revoke one partition (the rebalance timer starts); does not
+
+        // It keeps heartbeating, still reporting both partitions: its session stays alive, so only the
+        // rebalance timeout can fence it. The embedded broker's timers run on this process's monotonic clock,
+        // and the timer was armed after `told`: an answer given before told + the rebalance timeout was made
+        // before the deadline and must still find the member (50 ms for the coarse clock timers fire on).
         var sw = Stopwatch.StartNew();
+        while (true)
+        {
+            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(30), "the stuck member was never fenced");
+            await Task.Delay(100);
+            var beat = await stuck.BeatAsync(ack: false, reportAll: true, allowError: true);
+            double answeredMs = Stopwatch.GetElapsedTime(told).TotalMilliseconds;
+            if (beat.ErrorCode == (short)ErrorCode.UnknownMemberId)
+            {
+                Assert.True(answeredMs >= RebalanceTimeoutMs - 50, $"fenced in an answer {answeredMs:F0} ms after it was told to revoke, before its {RebalanceTimeoutMs} ms rebalance timeout");
+                break;
+            }
+            Assert.Equal((short)ErrorCode.None, beat.ErrorCode);
+        }
+        sw.Restart();
         while (other.Owned.Count < 1)
         {
-            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(10), "the stuck member's partition never moved");
+            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(30), "the stuck member's partition never moved");
             await Task.Delay(250);
             await other.BeatAsync();
         }
-        Assert.InRange(sw.ElapsedMilliseconds, 1000, 5000);
         var late = await Heartbeat(c, new ConsumerGroupHeartbeatRequest { GroupId = group, MemberId = stuck.MemberId, MemberEpoch = stuck.Epoch });
         Assert.Equal((short)ErrorCode.UnknownMemberId, late.ErrorCode);
     }
@@ -806,14 +861,16 @@ public sealed class ConsumerProtocolTests(ITestOutputHelper output) : IAsyncLife
         /// <summary>
         /// A heartbeat at the current epoch. With <paramref name="ack"/> it reports owning what it was last given
         /// (a member that applied its assignment); without, it reports nothing (null), or with
-        /// <paramref name="reportAll"/> everything it was ever given (a member that did not revoke).
+        /// <paramref name="reportAll"/> everything it was ever given (a member that did not revoke). An error
+        /// fails the test unless <paramref name="allowError"/> (then it is returned, and nothing is applied).
         /// </summary>
-        public async Task<ConsumerGroupHeartbeatResponse> BeatAsync(bool ack = true, bool reportAll = false)
+        public async Task<ConsumerGroupHeartbeatResponse> BeatAsync(bool ack = true, bool reportAll = false, bool allowError = false)
         {
             List<ConsumerGroupHeartbeatRequest.TopicPartitionsData>? owned = null;
             if (ack) owned = [.. _assignment.Select(t => new ConsumerGroupHeartbeatRequest.TopicPartitionsData { TopicId = t.TopicId, Partitions = [.. t.Partitions] })];
             else if (reportAll) owned = [.. _reported.Select(t => new ConsumerGroupHeartbeatRequest.TopicPartitionsData { TopicId = t.TopicId, Partitions = [.. t.Partitions] })];
             var r = await Heartbeat(c, new ConsumerGroupHeartbeatRequest { GroupId = group, MemberId = MemberId, MemberEpoch = Epoch, TopicPartitions = owned }, regex is null ? (short)0 : (short)1);
+            if (allowError && r.ErrorCode != (short)ErrorCode.None) return r;
             Assert.Equal((short)ErrorCode.None, r.ErrorCode);
             Apply(r);
             if (ack) _reported = _assignment;

@@ -89,7 +89,13 @@ public sealed class GroupProtocolErrorTests(ITestOutputHelper output) : IAsyncLi
         await using var c2 = await RawKafkaClient.ConnectAsync(_broker.BootstrapServers);
         var first = await c2.RequestAsync<JoinGroupResponse>(Join("g-gen"), 5);
         int pending = await c2.SendAsync(Join("g-gen", first.MemberId), 5); // waits for the rebalance
-        await Task.Delay(300);
+        // The broker has taken that join up once the group says it is rebalancing (the event, not a sleep).
+        for (var sw = System.Diagnostics.Stopwatch.StartNew(); ; await Task.Delay(50))
+        {
+            var d = await _c.RequestAsync<DescribeGroupsResponse>(new DescribeGroupsRequest { Groups = ["g-gen"] }, 5);
+            if (d.Groups[0].GroupState == "PreparingRebalance") break;
+            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(30), $"group g-gen is {d.Groups[0].GroupState}");
+        }
         Assert.Equal((short)ErrorCode.RebalanceInProgress,
             (await _c.RequestAsync<HeartbeatResponse>(new HeartbeatRequest { GroupId = "g-gen", GenerationId = gen, MemberId = id }, 3)).ErrorCode);
         Assert.Equal((short)ErrorCode.RebalanceInProgress,

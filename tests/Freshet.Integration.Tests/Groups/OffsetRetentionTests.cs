@@ -8,11 +8,29 @@ namespace Freshet.Integration.Tests.Groups;
 /// <summary>offsets.retention.minutes: an empty group's offsets, then the group itself, are removed once they are older than that.</summary>
 public sealed class OffsetRetentionTests(ITestOutputHelper output)
 {
-    /// <summary>Real time, plus a skew the test moves forward (timers still run on the real clock).</summary>
+    /// <summary>
+    /// Real time, plus a skew the test moves forward (timers still run on the real clock). It counts the
+    /// finished runs of the group coordinator's offsets-expiry check (the coordinator's only periodic timer,
+    /// its callback a method of the coordinator's), so a test can wait for the next check instead of sleeping.
+    /// </summary>
     private sealed class SkewedTime : TimeProvider
     {
+        private int _expiryChecks;
+
         public TimeSpan Skew { get; set; }
+        public int ExpiryChecks => Volatile.Read(ref _expiryChecks);
         public override DateTimeOffset GetUtcNow() => base.GetUtcNow() + Skew;
+
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
+        {
+            if (period == Timeout.InfiniteTimeSpan || callback.Target is not Freshet.Broker.Groups.GroupCoordinator)
+                return base.CreateTimer(callback, state, dueTime, period);
+            return base.CreateTimer(s =>
+            {
+                callback(s);
+                Interlocked.Increment(ref _expiryChecks);
+            }, state, dueTime, period);
+        }
     }
 
     [Fact]
@@ -38,21 +56,28 @@ public sealed class OffsetRetentionTests(ITestOutputHelper output)
         var config = Clients.ConsumerConfig(broker.BootstrapServers);
         config.GroupId = "g-retain";
         using (var c = new ConsumerBuilder<Ignore, string>(config).Build())
-            c.Commit([new TopicPartitionOffset("kept", 0, 42)]);
+            await Clients.CommitWhenCoordinatorReadyAsync(c, [new TopicPartitionOffset("kept", 0, 42)]);
         using var admin = Clients.Admin(broker.BootstrapServers);
         async Task<long> CommittedAsync() =>
             (await admin.ListConsumerGroupOffsetsAsync([new ConsumerGroupTopicPartitions("g-retain", [new TopicPartition("kept", 0)])]))
             .Single().Partitions.Single().Offset.Value;
         Assert.Equal(42, await CommittedAsync());
 
-        // Thirty seconds on: younger than a minute, kept.
+        // Thirty seconds on: younger than a minute, kept. Two more finished checks mean one ran wholly
+        // with the new skew (the event, instead of sleeping through the check interval).
         time.Skew = TimeSpan.FromSeconds(30);
-        await Task.Delay(2500);
+        int checks = time.ExpiryChecks;
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (time.ExpiryChecks < checks + 2)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"{time.ExpiryChecks - checks} offsets-expiry checks in 30 s (every second)");
+            await Task.Delay(100);
+        }
         Assert.Equal(42, await CommittedAsync());
 
         // Two minutes on: expired, and the group is gone with them.
         time.Skew = TimeSpan.FromMinutes(2);
-        var deadline = DateTime.UtcNow.AddSeconds(20);
+        deadline = DateTime.UtcNow.AddSeconds(30);
         long committed;
         do
         {

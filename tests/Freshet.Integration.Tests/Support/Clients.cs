@@ -35,6 +35,29 @@ public static class Clients
         SocketConnectionSetupTimeoutMs = 10_000,
     };
 
+    /// <summary>
+    /// A synchronous commit, retried while the group's coordinator is being found or is loading: right after a
+    /// broker started (or created __consumer_offsets) that can take a loaded machine seconds, and librdkafka
+    /// gives a commit only a couple of quick retries, so an application retries it, as this does for up to 30 s.
+    /// </summary>
+    public static async Task CommitWhenCoordinatorReadyAsync<TKey, TValue>(IConsumer<TKey, TValue> consumer, List<TopicPartitionOffset> offsets)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            try
+            {
+                consumer.Commit(offsets);
+                return;
+            }
+            catch (KafkaException e) when (e.Error.Code is ErrorCode.GroupLoadInProgress or ErrorCode.NotCoordinatorForGroup or ErrorCode.GroupCoordinatorNotAvailable
+                                           && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(200);
+            }
+        }
+    }
+
     public static async Task CreateTopicAsync(string bootstrap, string topic, int partitions, Dictionary<string, string>? configs = null)
     {
         using var admin = Admin(bootstrap);

@@ -82,9 +82,11 @@ public sealed class FollowerFetchTests
         await ProduceCommittedAsync(c, "a", 4);
 
         // Rack 2 is broker 2's: the leader names it at once (no long poll), with no records and its own offsets.
+        // Nothing new arrives, so a long-polled answer would come only after the 30 s max wait; 20 s leaves a
+        // loaded machine ample time for one that comes at once.
         var sw = Stopwatch.StartNew();
-        var redirected = Part(await FetchAsync(c, 1, 0, rack: "rack2", maxWaitMs: 10_000));
-        Assert.True(sw.ElapsedMilliseconds < 5_000, $"the redirect took {sw.ElapsedMilliseconds} ms");
+        var redirected = Part(await FetchAsync(c, 1, 0, rack: "rack2", maxWaitMs: 30_000));
+        Assert.True(sw.ElapsedMilliseconds < 20_000, $"the redirect took {sw.ElapsedMilliseconds} ms");
         Assert.Equal((short)ErrorCode.None, redirected.ErrorCode);
         Assert.Equal(2, redirected.PreferredReadReplica);
         Assert.Equal(0, redirected.Records!.Length);
@@ -205,12 +207,16 @@ public sealed class FollowerFetchTests
         // A consumer long-polling the follower at its high watermark is answered as soon as the
         // follower learns the new one from the leader's fetch responses, long before its max wait.
         var sw = Stopwatch.StartNew();
-        var waiting = FetchAsync(c, 2, 3, maxWaitMs: 20_000);
-        await Task.Delay(200);
-        Assert.False(waiting.IsCompleted);
+        int taken = c.Taken(0, 2, ApiKey.Fetch);
+        var waiting = FetchAsync(c, 2, 3, maxWaitMs: 30_000);
+        // Parked on broker 2 before the cut is lifted (the event, not a sleep): the answer below must wake it.
+        await ReplicationCluster.Until(() => c.Taken(0, 2, ApiKey.Fetch) > taken, "the consumer's fetch parked on broker 2");
+        Assert.False(waiting.IsCompleted); // broker 2 cannot commit past 3 while broker 3 is cut off
         c.Cut(3, 1, cut: false);
         var woken = Part(await waiting);
-        Assert.True(sw.ElapsedMilliseconds < 10_000, $"answered after {sw.ElapsedMilliseconds} ms");
+        // The records and the high watermark of 6 prove it was answered after the cut was lifted; the bound
+        // (20 s, under its 30 s max wait) that it was woken rather than timed out.
+        Assert.True(sw.ElapsedMilliseconds < 20_000, $"answered after {sw.ElapsedMilliseconds} ms");
         Assert.Equal(["b-0", "b-1", "b-2"], Values(woken));
         Assert.Equal(6, woken.HighWatermark);
     }
@@ -220,22 +226,38 @@ public sealed class FollowerFetchTests
     [InlineData(ReplicaSelector.Leader)]
     public async Task With_a_replica_selector_followers_learn_a_new_high_watermark_without_waiting_out_their_long_poll(ReplicaSelector selector)
     {
-        // Followers' fetches wait up to 4 s for data. Once every replica has a record, the leader's high
-        // watermark moves on the last follower fetch; without a selector (Kafka's behaviour since 2.6,
-        // KAFKA-9952) the followers hear of it when their next long poll ends, with one they hear at once.
-        var options = new ReplicationOptions { ReplicaFetchWaitMaxMs = 4_000, ReplicaFetchBackoffMs = 50, AlterPartitionRetryBackoffMs = 20 };
+        // Once every replica has a record, the leader's high watermark moves on the last follower fetch;
+        // without a selector (Kafka's behaviour since 2.6, KAFKA-9952) the followers hear of it when their
+        // next long poll ends, with one they hear at once. The followers' long polls are 30 s with a
+        // selector (so "at once" can be given a generous bound well under it) and 4 s without (so the
+        // test does not wait long for the poll to end).
+        bool pushes = selector == ReplicaSelector.RackAware;
+        int followerWaitMs = pushes ? 30_000 : 4_000;
+        var options = new ReplicationOptions { ReplicaFetchWaitMaxMs = followerWaitMs, ReplicaFetchBackoffMs = 50, AlterPartitionRetryBackoffMs = 20 };
         await using var c = await StartAsync(selector, options: options);
         await ProduceCommittedAsync(c, "a", 1);
+        int taken = c.Taken(0, 2, ApiKey.Fetch);
         var waiting = FetchAsync(c, 2, 3, maxWaitMs: 30_000); // a consumer long-polling follower 2 at its end
-        await Task.Delay(300);
+        await ReplicationCluster.Until(() => c.Taken(0, 2, ApiKey.Fetch) > taken, "the consumer's fetch parked on broker 2");
         var sw = Stopwatch.StartNew();
         Assert.Equal(0, (await c.ProduceAsync(1, Tp, ReplicationCluster.Batch("b"), acks: -1)).ErrorCode);
         Assert.Equal(6, c.Nodes[1].Log(Tp).HighWatermark);
         var p = Part(await waiting);
         long ms = sw.ElapsedMilliseconds;
         Assert.Equal(["b-0", "b-1", "b-2"], Values(p));
-        if (selector == ReplicaSelector.RackAware) Assert.True(ms < 2_000, $"the follower's consumer waited {ms} ms");
-        else Assert.True(ms >= 2_000, $"the follower's consumer got the records after {ms} ms: the high watermark reached it before the follower's long poll ended");
+        if (pushes)
+        {
+            // Well before the follower's 30 s long poll could have ended.
+            Assert.True(ms < 15_000, $"the follower's consumer waited {ms} ms");
+        }
+        else
+        {
+            // Follower 2 can only be told of the high watermark of 6 by a fetch it sends at offset 6, after
+            // taking the batch produced once this stopwatch ran; the leader holds that fetch for its whole
+            // 4 s wait (nothing new comes), so this clock contains that wait (load only lengthens it; the
+            // 100 ms are for the coarse clock the broker's deadline is read on).
+            Assert.True(ms >= followerWaitMs - 100, $"the follower's consumer got the records after {ms} ms: the high watermark reached it before the follower's long poll ended");
+        }
     }
 
     [Fact]

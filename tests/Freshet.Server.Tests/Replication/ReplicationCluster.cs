@@ -41,6 +41,7 @@ public sealed class ReplicationCluster : IAsyncDisposable
     private readonly string _root = Path.Combine(Path.GetTempPath(), "freshet-repl-tests", Guid.NewGuid().ToString("N"));
     private readonly Lock _imageLock = new();
     private readonly HashSet<(int From, int To)> _cut = [];
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(int From, int To, ApiKey Api), int> _taken = new();
     private MetadataImage _image = MetadataImage.Empty("repl-test", 1);
 
     /// <param name="selector">replica.selector.class of every broker.</param>
@@ -93,6 +94,14 @@ public sealed class ReplicationCluster : IAsyncDisposable
     {
         lock (_cut) return _cut.Contains((from, to));
     }
+
+    /// <summary>
+    /// How many <paramref name="api"/> requests from <paramref name="from"/> (0: a test client) node
+    /// <paramref name="to"/> has taken up: their handler ran until it first had to wait, so a long poll
+    /// counted here is parked (registered for the data it waits for) or already answered. Tests wait for
+    /// this instead of sleeping before they make the data arrive.
+    /// </summary>
+    public int Taken(int from, int to, ApiKey api) => _taken.GetValueOrDefault((from, to, api));
 
     /// <summary>A client for requests sent by <paramref name="from"/> (0: a test client).</summary>
     public INodeClient ClientOf(int from) => new LoopbackNodeClient(this, from);
@@ -232,7 +241,7 @@ public sealed class ReplicationCluster : IAsyncDisposable
         return [.. log.ReadBatches(log.LogStartOffset).SelectMany(b => b)];
     }
 
-    public static async Task Until(Func<bool> condition, string what, int timeoutMs = 15_000)
+    public static async Task Until(Func<bool> condition, string what, int timeoutMs = 30_000)
     {
         var sw = Stopwatch.StartNew();
         while (!condition())
@@ -353,7 +362,10 @@ public sealed class ReplicationCluster : IAsyncDisposable
                 ListenerName = Listener,
                 ConnectionClosed = ct,
             };
-            var response = await node.Dispatcher.DispatchAsync(context, decoded);
+            // The handler runs synchronously up to its first wait (a fetch registers for the data it waits for first).
+            var handling = node.Dispatcher.DispatchAsync(context, decoded);
+            cluster._taken.AddOrUpdate((from, nodeId, (ApiKey)request.ApiKey), 1, (_, n) => n + 1);
+            var response = await handling;
             if (cluster.IsCut(from, nodeId) || node.Stopped) throw new NodeUnreachableException(nodeId, "link cut while waiting");
             ct.ThrowIfCancellationRequested();
             return MessageExtensions.Parse<TResponse>(Encode(response!, version), version);

@@ -79,8 +79,8 @@ public sealed class ReplicationTests
         c.Cut(3, 1); // follower 3 cannot fetch
         var produce = c.ProduceAsync(1, Tp, ReplicationCluster.Batch("b"), acks: -1, timeoutMs: 20_000);
         var leader = c.Nodes[1].Partition(Tp);
-        await ReplicationCluster.Until(() => c.Nodes[2].Log(Tp).LogEndOffset == 6, "follower 2 has the batch");
-        await Task.Delay(300);
+        // The leader has taken follower 2's fetch at 6 and, under the same lock, decided its high watermark.
+        await ReplicationCluster.Until(() => leader.GetFollowerState(2)!.LogEndOffset == 6, "the leader saw follower 2 take the batch");
         // Node 3 is in the ISR and counts as caught up (no lag time has passed): the high watermark waits for it.
         Assert.False(produce.IsCompleted);
         Assert.Equal(3, leader.HighWatermark);
@@ -126,8 +126,8 @@ public sealed class ReplicationTests
         c.Cut(3, 1);
         c.Clock.Advance(c.Replication.ReplicaLagTimeMaxMs + 1);
         var produce = c.ProduceAsync(1, Tp, ReplicationCluster.Batch("y"), acks: -1, timeoutMs: 20_000);
-        await ReplicationCluster.Until(() => c.Nodes[2].Log(Tp).LogEndOffset == 21, "follower 2 has the batch");
-        await Task.Delay(200);
+        // The leader has taken follower 2's fetch at 21 and, under the same lock, decided its high watermark.
+        await ReplicationCluster.Until(() => leader.GetFollowerState(2)!.LogEndOffset == 21, "the leader saw follower 2 take the batch");
         Assert.False(produce.IsCompleted);
         Assert.Equal(18, leader.HighWatermark);
 
@@ -148,7 +148,12 @@ public sealed class ReplicationTests
         c.Cut(3, 1, cut: false);
         for (int i = 0; i < 3; i++) Assert.Equal(0, (await c.ProduceAsync(1, Tp, ReplicationCluster.Batch($"f{i}"), acks: -1)).ErrorCode);
         await AllCaughtUp(c, 1, 2, 3);
-        await Task.Delay(200);
+        // The leader has taken a fetch of node 3's at its log end: the ISR expansion check of that fetch
+        // ran under the same lock (a proposal would be pending now, or already recorded below).
+        long end = c.Nodes[1].Log(Tp).LogEndOffset;
+        var leader = c.Nodes[1].Partition(Tp);
+        await ReplicationCluster.Until(() => leader.GetFollowerState(3)!.LogEndOffset == end, "the leader saw node 3 caught up");
+        Assert.False(leader.IsIsrChangePending);
         Assert.Single(c.AlterPartitions); // only the shrink
         Assert.Equal([1, 2], c.Registration(Tp).Isr.ToArray());
         c.SetFenced(3, false);
@@ -258,22 +263,25 @@ public sealed class ReplicationTests
         int epoch = c.Registration(Tp).LeaderEpoch;
         var topicId = c.Image.Topic(Tp.Topic)!.Id;
         // A consumer long-polls at the end of the log (nothing to read: it waits up to 20 s)...
+        int taken = c.Taken(0, 1, ApiKey.Fetch);
         var consumer = c.ClientOf(0).SendAsync<FetchResponse>(1, new FetchRequest
         {
-            MaxWaitMs = 20_000,
+            MaxWaitMs = 30_000,
             MinBytes = 1,
             ReplicaId = -1,
             Topics = [new() { Topic = Tp.Topic, TopicId = topicId, Partitions = [new() { Partition = 0, CurrentLeaderEpoch = epoch, FetchOffset = end, PartitionMaxBytes = 1 << 20 }] }],
         }, 12, CancellationToken.None);
-        await Task.Delay(300);
+        // Parked on broker 1 (the event, not a sleep) before the leadership moves.
+        await ReplicationCluster.Until(() => c.Taken(0, 1, ApiKey.Fetch) > taken, "the consumer's fetch parked on broker 1");
         Assert.False(consumer.IsCompleted);
         // ...and the leadership moves to broker 2: the wait ends with the error a new fetch would get.
         var sw = System.Diagnostics.Stopwatch.StartNew();
         c.ChangePartition(Tp, leader: 2);
-        var r = (await consumer.WaitAsync(TimeSpan.FromSeconds(10))).Responses.Single().Partitions.Single();
+        var r = (await consumer).Responses.Single().Partitions.Single();
         Assert.Equal((short)ErrorCode.FencedLeaderEpoch, r.ErrorCode);
         Assert.Equal(0, r.Records?.Length ?? 0);
-        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), $"answered after {sw.Elapsed}");
+        // Woken by the change, not timed out: well under its 30 s max wait.
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(20), $"answered after {sw.Elapsed}");
     }
 
     [Fact]

@@ -79,7 +79,7 @@ public static class TestLogs
         var sw = Stopwatch.StartNew();
         while (log.RecoveryPoint < offset)
         {
-            Assert.True(sw.ElapsedMilliseconds < 10_000, $"recovery point stuck at {log.RecoveryPoint}, expected {offset}");
+            Assert.True(sw.ElapsedMilliseconds < 30_000, $"recovery point stuck at {log.RecoveryPoint}, expected {offset}");
             Thread.Sleep(5);
         }
     }
@@ -106,7 +106,7 @@ public static class TestLogs
         fs.WriteByte((byte)~b);
     }
 
-    public static void Until(Func<bool> condition, string what, int timeoutMs = 10_000)
+    public static void Until(Func<bool> condition, string what, int timeoutMs = 30_000)
     {
         var sw = Stopwatch.StartNew();
         while (!condition())
