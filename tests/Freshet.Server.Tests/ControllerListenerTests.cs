@@ -113,7 +113,10 @@ public sealed class ControllerListenerTests
             var self = server.Controller.Image.Brokers[1];
             var fence = await client.SendAsync<BrokerHeartbeatResponse>(1, new BrokerHeartbeatRequest
             {
-                BrokerId = 1, BrokerEpoch = self.Epoch, CurrentMetadataOffset = server.Controller.Image.Offset, WantFence = true,
+                BrokerId = 1,
+                BrokerEpoch = self.Epoch,
+                CurrentMetadataOffset = server.Controller.Image.Offset,
+                WantFence = true,
             }, 1, CancellationToken.None);
             Assert.True(fence.IsFenced);
             var md = await client.SendAsync<MetadataResponse>(0, new MetadataRequest { Topics = [] }, 12, CancellationToken.None);

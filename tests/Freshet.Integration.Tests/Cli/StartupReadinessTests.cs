@@ -67,6 +67,8 @@ public sealed partial class StartupReadinessTests(ITestOutputHelper output)
     /// <summary>
     /// A request that waits for a node that never gets ready is not answered with what the node has:
     /// when the node is stopped (SIGTERM during start-up), the held connection is closed unanswered.
+    /// A client that gives up first (closes its connection, as after a request timeout) is let go at
+    /// once: the node closes its side too, nothing waits for readiness on its behalf.
     /// </summary>
     [Fact]
     public async Task ANodeStoppedBeforeItIsReadyClosesHeldConnectionsUnanswered()
@@ -84,6 +86,15 @@ public sealed partial class StartupReadinessTests(ITestOutputHelper output)
         await using var raw = await RawKafkaClient.ConnectWhenListeningAsync(client, Wait, () => ready.IsFaulted);
         await SendApiVersionsAndMetadataAsync(raw);
         Assert.True(await WaitUntilAsync(() => ProcessTable.EstablishedTo(client) >= 1, () => ready.IsCompleted), node.Output);
+
+        await using (var quitter = await RawKafkaClient.ConnectAsync(node.BootstrapServers))
+        {
+            await SendApiVersionsAndMetadataAsync(quitter);
+            Assert.True(await WaitUntilAsync(() => ProcessTable.EstablishedTo(client) >= 2, () => ready.IsCompleted), node.Output);
+        }
+        // The quitter's side is closed; a node that did not notice would keep its socket in CLOSE_WAIT until it got ready.
+        Assert.True(await WaitUntilAsync(() => ProcessTable.ClosedByClientOnly(client) == 0 && ProcessTable.EstablishedTo(client) == 1, () => ready.IsCompleted),
+            $"CLOSE_WAIT {ProcessTable.ClosedByClientOnly(client)}, established {ProcessTable.EstablishedTo(client)}");
 
         await node.StopAsync(TimeSpan.FromSeconds(30));
         Assert.Contains("Stopped before it was ready", node.Output, StringComparison.Ordinal);
