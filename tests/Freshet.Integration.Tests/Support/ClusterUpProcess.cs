@@ -173,6 +173,9 @@ public static class ProcessTable
     /// <summary>Established TCP connections (IPv4) whose local port is <paramref name="port"/>: a listener's accepted clients.</summary>
     public static int EstablishedTo(int port) => SocketsOn(port, "01");
 
+    /// <summary>Whether a socket listens on <paramref name="port"/> (IPv4): a server still there.</summary>
+    public static bool Listening(int port) => SocketsOn(port, "0A") > 0;
+
     /// <summary>
     /// Accepted connections on <paramref name="port"/> whose client has closed but the server has not (CLOSE_WAIT):
     /// a server that never noticed a client leaving.
@@ -184,7 +187,7 @@ public static class ProcessTable
         int count = 0;
         foreach (var line in File.ReadLines("/proc/net/tcp").Skip(1))
         {
-            // "  sl  local_address rem_address   st ...": addresses as hex IP:PORT, state 01 ESTABLISHED, 08 CLOSE_WAIT.
+            // "  sl  local_address rem_address   st ...": addresses as hex IP:PORT, state 01 ESTABLISHED, 08 CLOSE_WAIT, 0A LISTEN.
             var f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
             if (f.Length > 3 && f[3] == state && int.Parse(f[1][(f[1].IndexOf(':') + 1)..], NumberStyles.HexNumber, CultureInfo.InvariantCulture) == port) count++;
         }
