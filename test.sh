@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Freshet's test suite. On a fresh machine it first installs what the tests need:
-# kcat and kafka-python (Debian packages) and the npm modules of tests/clients (kafkajs).
+# kcat, kafka-python and confluent-kafka-python (Debian packages) and the npm modules of tests/clients (kafkajs).
 #
 #   ./test.sh            fast suite (default; about 10 minutes on 2 cores)
 #   ./test.sh --full     also the long soaks (tests with [Trait("Category", "Soak")]; FRESHET_SOAK_ROUNDS sets their length)
@@ -26,6 +26,8 @@ SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
 need=()
 command -v kcat >/dev/null 2>&1 || need+=(kcat)
 /usr/bin/python3 -c 'import kafka' >/dev/null 2>&1 || need+=(python3-kafka)
+# Debian's confluent-kafka 1.7 on Debian's librdkafka 2.0.2 (older than the one Confluent.Kafka bundles)
+/usr/bin/python3 -c 'import confluent_kafka' >/dev/null 2>&1 || need+=(python3-confluent-kafka)
 # kafka-python's optional codecs (the package itself brings only gzip)
 /usr/bin/python3 -c 'import snappy' >/dev/null 2>&1 || need+=(python3-snappy)
 /usr/bin/python3 -c 'import lz4' >/dev/null 2>&1 || need+=(python3-lz4)

@@ -24,12 +24,20 @@ namespace Freshet.Network;
 /// Failure policy (Kafka's): a frame over socket.request.max.bytes, a negative size, an API or
 /// version this broker does not serve, or a body that does not decode closes this connection
 /// only; an unsupported ApiVersions version is answered at version 0 with UNSUPPORTED_VERSION.
+///
+/// Before the node is ready (<see cref="SocketServer.EnableRequestProcessing"/>) a connection on a
+/// client listener reads and keeps what arrives, up to <see cref="HeldBytesLimit"/>, without
+/// decoding it: its requests run in order once the node is ready, and a client that gives up and
+/// closes first ends the connection with nothing answered.
 /// </summary>
 internal sealed partial class KafkaConnection : IAsyncDisposable
 {
     private const int MinFrameSize = 8; // api key, version, correlation id
     private const int CoalesceLimit = 256 * 1024;
     private const int CopyChunk = 64 * 1024;
+
+    /// <summary>Bytes a connection buffers while its requests are held; past this it stops reading (TCP pushes back).</summary>
+    private const int HeldBytesLimit = 64 * 1024;
 
     private readonly Socket _socket;
     private readonly NetworkStream _stream;
@@ -41,12 +49,16 @@ internal sealed partial class KafkaConnection : IAsyncDisposable
     private readonly CancellationTokenSource _closed = new();
     private readonly PooledBufferWriter _out = new(64 * 1024);
     private readonly List<(int Position, ExternalRecordSet Records)> _outSplices = [];
+    private readonly Task? _requestsEnabled;
     private int _disposed;
 
     private readonly record struct Pending(RequestContext Context, ValueTask<IApiMessage?> Task, byte[]? Frame, byte[]? Precomputed);
 
-    public KafkaConnection(Socket socket, string id, string listenerName, RequestDispatcher dispatcher, NetworkOptions options, ILogger logger)
+    /// <param name="requestsEnabled">Completes when requests may run (the node is ready); null: at once.</param>
+    public KafkaConnection(Socket socket, string id, string listenerName, RequestDispatcher dispatcher, NetworkOptions options, ILogger logger,
+        Task? requestsEnabled = null)
     {
+        _requestsEnabled = requestsEnabled;
         _socket = socket;
         Id = id;
         ListenerName = listenerName;
@@ -109,6 +121,7 @@ internal sealed partial class KafkaConnection : IAsyncDisposable
     private async Task ReadLoopAsync()
     {
         var ct = _closed.Token;
+        if (_requestsEnabled is { IsCompleted: false } gate && !await HoldUntilEnabledAsync(gate, ct).ConfigureAwait(false)) return;
         while (!ct.IsCancellationRequested)
         {
             var result = await _reader.ReadAsync(ct).ConfigureAwait(false);
@@ -136,6 +149,39 @@ internal sealed partial class KafkaConnection : IAsyncDisposable
             {
                 if (buffer.Length > 0) LogTruncatedFrame(_logger, Id, buffer.Length);
                 return;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Waits for the node to be ready while reading what the client sends (without consuming it), so
+    /// a client that closes meanwhile is noticed: false then, and its requests are dropped unanswered.
+    /// A pending read is cancelled when the gate opens; the bytes it had stay in the pipe for the read loop.
+    /// </summary>
+    private async Task<bool> HoldUntilEnabledAsync(Task gate, CancellationToken ct)
+    {
+        while (true)
+        {
+            var read = _reader.ReadAsync(ct).AsTask();
+            if (await Task.WhenAny(gate, read).ConfigureAwait(false) == gate)
+            {
+                if (!read.IsCompleted) _reader.CancelPendingRead();
+                var pending = await read.ConfigureAwait(false);
+                _reader.AdvanceTo(pending.Buffer.Start); // nothing consumed or examined: the read loop sees it all at once
+                return true;
+            }
+            var result = await read.ConfigureAwait(false);
+            Touch();
+            if (result.IsCompleted)
+            {
+                LogClosedWhileHeld(_logger, Id, result.Buffer.Length);
+                return false;
+            }
+            _reader.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+            if (result.Buffer.Length >= HeldBytesLimit)
+            {
+                await gate.WaitAsync(ct).ConfigureAwait(false);
+                return true;
             }
         }
     }
@@ -398,6 +444,9 @@ internal sealed partial class KafkaConnection : IAsyncDisposable
 
     [LoggerMessage(EventId = 4003, Level = LogLevel.Error, Message = "Connection {Connection} failed")]
     private static partial void LogUnexpected(ILogger logger, string connection, Exception e);
+
+    [LoggerMessage(EventId = 4005, Level = LogLevel.Debug, Message = "Connection {Connection} closed by the client before the node was ready, {Bytes} bytes of requests unanswered")]
+    private static partial void LogClosedWhileHeld(ILogger logger, string connection, long bytes);
 
     [LoggerMessage(EventId = 4004, Level = LogLevel.Debug, Message = "Connection {Connection} closed by the client with {Bytes} bytes of an unfinished request")]
     private static partial void LogTruncatedFrame(ILogger logger, string connection, long bytes);

@@ -10,6 +10,13 @@ namespace Freshet.Network;
 /// Accepts client connections on every listener (Kafka's SocketServer): one accept loop per
 /// listener, one <see cref="KafkaConnection"/> per socket, max.connections enforced at accept,
 /// and idle connections (connections.max.idle.ms) closed by a sweep.
+/// <para>
+/// Readiness gate: as Kafka enables request processing on a broker's listeners only once the
+/// broker has caught up with the metadata and been unfenced, requests on every listener but the
+/// early ones (the controller listeners, which the quorum needs in order to get ready) wait in
+/// their connections until <see cref="EnableRequestProcessing"/>, then run in order. Before that,
+/// a client would be told a cluster with no brokers and no topics.
+/// </para>
 /// </summary>
 public sealed partial class SocketServer : IAsyncDisposable
 {
@@ -22,6 +29,8 @@ public sealed partial class SocketServer : IAsyncDisposable
     private readonly List<(ListenerEndpoint Listener, Socket Socket, IPEndPoint Bound)> _bound = [];
     private readonly List<Task> _acceptLoops = [];
     private readonly CancellationTokenSource _stop = new();
+    private readonly TaskCompletionSource _requestsEnabled = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private IReadOnlySet<string> _earlyListeners = new HashSet<string>();
     private Task? _sweeper;
     private long _nextId;
 
@@ -84,12 +93,22 @@ public sealed partial class SocketServer : IAsyncDisposable
             socket.SetRawSocketOption(0xffff /* SOL_SOCKET */, 4 /* SO_REUSEADDR */, BitConverter.GetBytes(enable));
     }
 
-    /// <summary>Starts serving connections (once the broker is ready to answer them).</summary>
-    public void StartAccepting()
+    /// <summary>
+    /// Starts accepting connections on every listener. Requests on <paramref name="earlyListeners"/>
+    /// are served at once; on the other listeners they wait until <see cref="EnableRequestProcessing"/>.
+    /// </summary>
+    public void StartAccepting(IEnumerable<string> earlyListeners)
     {
+        _earlyListeners = earlyListeners.ToHashSet(StringComparer.Ordinal);
         foreach (var (l, socket, _) in _bound) _acceptLoops.Add(Task.Run(() => AcceptLoopAsync(l, socket)));
         _sweeper = Task.Run(SweepIdleAsync);
     }
+
+    /// <summary>The node is ready: requests held on the client listeners run now, new ones at once.</summary>
+    public void EnableRequestProcessing() => _requestsEnabled.TrySetResult();
+
+    /// <summary>Whether <see cref="EnableRequestProcessing"/> was called.</summary>
+    public bool RequestProcessingEnabled => _requestsEnabled.Task.IsCompleted;
 
     private static IPAddress Resolve(string host)
     {
@@ -129,7 +148,8 @@ public sealed partial class SocketServer : IAsyncDisposable
             if (_options.SocketSendBufferBytes > 0) socket.SendBufferSize = _options.SocketSendBufferBytes;
             if (_options.SocketReceiveBufferBytes > 0) socket.ReceiveBufferSize = _options.SocketReceiveBufferBytes;
             string id = $"{listener.Name}-{Interlocked.Increment(ref _nextId)}";
-            var connection = new KafkaConnection(socket, id, listener.Name, _listenerDispatchers.GetValueOrDefault(listener.Name, _dispatcher), _options, _loggers.CreateLogger<KafkaConnection>());
+            var connection = new KafkaConnection(socket, id, listener.Name, _listenerDispatchers.GetValueOrDefault(listener.Name, _dispatcher), _options,
+                _loggers.CreateLogger<KafkaConnection>(), _earlyListeners.Contains(listener.Name) ? null : _requestsEnabled.Task);
             var run = Task.Run(async () =>
             {
                 try { await connection.RunAsync().ConfigureAwait(false); }

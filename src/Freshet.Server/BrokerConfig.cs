@@ -9,7 +9,9 @@ namespace Freshet.Server;
 /// <summary>
 /// A node's configuration: Kafka's server.properties keys, with Kafka's defaults except where
 /// noted (listeners binds localhost, log.dirs is ./data). Built from a properties file plus
-/// overrides; unknown keys are reported (not fatal, as in Kafka), bad values are fatal.
+/// overrides; unknown keys are reported (not fatal, as in Kafka), bad values are fatal, and so is
+/// any security Freshet cannot give yet (<see cref="SecuritySettings"/>: TLS, SASL, ACLs), which
+/// would otherwise leave a listener its operator believes secured open to anyone.
 /// To add a setting: define it in <see cref="Definition"/> and read it in the constructor.
 /// </summary>
 public sealed class BrokerConfig
@@ -25,7 +27,7 @@ public sealed class BrokerConfig
         "num.network.threads", "num.io.threads", "num.replica.fetchers", "num.recovery.threads.per.data.dir",
         "background.threads", "queued.max.requests", "socket.listen.backlog.size",
         "transaction.state.log.replication.factor", "transaction.state.log.min.isr",
-"listener.security.protocol.map", "log.segment.delete.delay.ms", "log.cleaner.threads",
+        "log.segment.delete.delay.ms", "log.cleaner.threads",
     };
 
     private static ConfigDef BuildDefinition()
@@ -44,6 +46,7 @@ public sealed class BrokerConfig
             .Define("metadata.log.segment.ms", ConfigType.Long, "604800000", "A new metadata log segment at least this often.", ConfigDef.AtLeast(1), readOnly: true)
             .Define("broker.rack", ConfigType.String, null, "Rack of this broker.", readOnly: true)
             .Define("cluster.id", ConfigType.String, null, "Freshet: the cluster id new log directories are formatted with (kafka-storage format -t); the same on every node of a cluster, and it must match directories already formatted.", readOnly: true)
+            .Define("listener.security.protocol.map", ConfigType.List, "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL", "Security protocol of each listener name (NAME:PROTOCOL, comma separated). Freshet serves PLAINTEXT only: a listener mapped to SSL, SASL_PLAINTEXT or SASL_SSL is refused at start-up. Set, it must name every listener (as in Kafka); unset, a name it lacks is PLAINTEXT.", readOnly: true)
             .Define("controller.listener.names", ConfigType.List, "", "Listeners that serve the controller APIs (the quorum and brokers' calls), not clients.", readOnly: true)
             .Define("controller.quorum.bootstrap.servers", ConfigType.List, "", "Kafka's dynamic quorum (KIP-853) is not supported: Freshet's quorum is the static controller.quorum.voters. Accepted only together with controller.quorum.voters.", readOnly: true)
             .Define("controller.quorum.voters", ConfigType.List, "", "The controller quorum: id@host:port of every voter; empty for a single combined node.", readOnly: true)
@@ -124,7 +127,7 @@ public sealed class BrokerConfig
     public BrokerConfig(IReadOnlyDictionary<string, string> properties)
     {
         _values = new Dictionary<string, string>(properties, StringComparer.Ordinal);
-        Unknown = properties.Keys.Where(k => !Definition.Contains(k) && !IgnoredKeys.Contains(k)).Order(StringComparer.Ordinal).ToList();
+        Unknown = properties.Keys.Where(k => !Definition.Contains(k) && !IgnoredKeys.Contains(k) && !SecuritySettings.IsSecurityKey(k)).Order(StringComparer.Ordinal).ToList();
         foreach (var (k, v) in properties)
         {
             if (Definition.TryGet(k, out var key) && key.Validate(v) is { } error) throw new ArgumentException(error);
@@ -165,6 +168,7 @@ public sealed class BrokerConfig
             ?? (ProcessRoles.Contains("broker")
                 ? throw new ArgumentException("every listener is a controller listener: brokers need one for clients and each other")
                 : ""); // a controller-only node talks to brokers only through its controller listener
+        RefuseSecurity(properties);
         NumPartitions = GetInt("num.partitions");
         DefaultReplicationFactor = (short)GetInt("default.replication.factor");
         AutoCreateTopicsEnable = GetBool("auto.create.topics.enable");
@@ -322,6 +326,48 @@ public sealed class BrokerConfig
     private long GetLong(string key) => ConfigValues.ParseLong(Get(key)!);
     private bool GetBool(string key) => ConfigValues.ParseBool(Get(key)!);
     private IReadOnlyList<string> GetList(string key) => ConfigValues.ParseList(Get(key) ?? "");
+
+    /// <summary>
+    /// Fails closed (<see cref="SecuritySettings"/>): a listener whose security protocol is not PLAINTEXT, or any
+    /// TLS, SASL or ACL setting, stops start-up with one message naming every one of them.
+    /// </summary>
+    private void RefuseSecurity(IReadOnlyDictionary<string, string> properties)
+    {
+        const string MapKey = "listener.security.protocol.map";
+        bool explicitMap = _values.ContainsKey(MapKey);
+        var map = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var entry in GetList(MapKey))
+        {
+            int colon = entry.IndexOf(':', StringComparison.Ordinal);
+            string protocol = colon > 0 ? entry[(colon + 1)..].Trim().ToUpperInvariant() : "";
+            if (colon <= 0 || !SecuritySettings.Protocols.Contains(protocol))
+                throw new ArgumentException($"Invalid value {entry} for configuration {MapKey}: expected NAME:PROTOCOL with PROTOCOL one of {string.Join(", ", SecuritySettings.Protocols)}");
+            map[entry[..colon].Trim().ToUpperInvariant()] = protocol;
+        }
+        var problems = new List<string>();
+        var named = Listeners.Select(l => (l.Name, Key: "listeners"))
+            .Concat(AdvertisedListeners.Select(l => (l.Name, Key: "advertised.listeners")))
+            .Concat(ControllerListenerNames.Select(n => (Name: n.ToUpperInvariant(), Key: "controller.listener.names")))
+            .Concat(Get("inter.broker.listener.name") is { } ibl ? [(Name: ibl.ToUpperInvariant(), Key: "inter.broker.listener.name")] : []);
+        foreach (var (name, key) in named.DistinctBy(n => n.Name))
+        {
+            if (!map.TryGetValue(name, out var protocol))
+            {
+                // Kafka wants every listener in an explicit map. Without one, Freshet (PLAINTEXT only) takes any
+                // name but SSL and the SASL ones for PLAINTEXT, where Kafka maps only controller listeners so.
+                if (explicitMap) throw new ArgumentException($"listener {name} (in {key}) is not in {MapKey}: map it, e.g. {name}:PLAINTEXT");
+                protocol = "PLAINTEXT";
+            }
+            if (protocol != "PLAINTEXT")
+                problems.Add($"listener {name} (in {key}) has security protocol {protocol}{(explicitMap ? $" ({MapKey})" : "")}");
+        }
+        foreach (var (key, protects) in SecuritySettings.Refused(properties))
+            problems.Add($"{key} is set ({protects})");
+        if (problems.Count > 0)
+            throw new ArgumentException($"{SecuritySettings.NotSupported}, and this configuration asks for them: {string.Join("; ", problems)}. "
+                + "Started, the node would serve every listener in plain text to anyone, with no authentication or authorization, so it refuses to start; "
+                + "to run Freshet unsecured, use PLAINTEXT listeners and remove the security settings");
+    }
 
     private static List<(string, string, int)> ParseListeners(string value, string key)
     {

@@ -102,9 +102,15 @@ public sealed partial class FreshetServer : IAsyncDisposable
         return StartAsync(new FreshetServerOptions { Properties = props, Loggers = loggers, DeleteDataOnDispose = properties?.ContainsKey("log.dirs") != true });
     }
 
-    public static Task<FreshetServer> StartAsync(FreshetServerOptions options) => Task.Run(() => Start(options));
+    /// <summary>
+    /// Starts a node and returns once it is ready: its broker caught up with the metadata and unfenced
+    /// (clients' requests, held until then, are served from here on). Cancelling <paramref name="cancel"/>
+    /// while it waits for the quorum stops it (connections held so far are closed unanswered) and throws
+    /// <see cref="OperationCanceledException"/>.
+    /// </summary>
+    public static Task<FreshetServer> StartAsync(FreshetServerOptions options, CancellationToken cancel = default) => Task.Run(() => Start(options, cancel), CancellationToken.None);
 
-    private static FreshetServer Start(FreshetServerOptions options)
+    private static FreshetServer Start(FreshetServerOptions options, CancellationToken cancel)
     {
         var sw = Stopwatch.StartNew();
         var loggers = options.Loggers ?? NullLoggerFactory.Instance;
@@ -136,6 +142,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
             CleanerIoBufferSize = config.CleanerIoBufferSize,
         }, time, loggers);
         var parts = new Parts();
+        ReplicaManager? started = null;
         try
         {
             logs.Startup();
@@ -266,10 +273,13 @@ public sealed partial class FreshetServer : IAsyncDisposable
                 new FileQuorumStateStore(Path.Combine(config.MetadataLogDir, LocalMetadataLog.Partition.ToString(), "quorum-state"), voters.Keys),
                 parts.Loader, new Random());
             replicas.Start();
-            parts.Sockets.StartAccepting();
+            started = replicas;
+            // Connections are accepted from here on, but only the controller listeners serve requests before
+            // the node is ready (EnableRequestProcessing below): the quorum needs them to get there.
+            parts.Sockets.StartAccepting(earlyListeners: config.ControllerListenerNames);
             // The replica manager sees the metadata once it is whole: a partial image would make it
             // delete the logs of topics it has not read yet as strays.
-            while (!parts.Loader.CaughtUp.Wait(TimeSpan.FromSeconds(10)))
+            while (!parts.Loader.CaughtUp.Wait(TimeSpan.FromSeconds(10), cancel))
                 LogWaitingForQuorum(logger, config.NodeId, raft.State.Leader.ToString());
             if (isBroker) controller.AddListenerWithCurrentImage(replicas);
             if (isBroker)
@@ -280,12 +290,17 @@ public sealed partial class FreshetServer : IAsyncDisposable
                 parts.Lifecycle = new BrokerLifecycleManager(new BrokerIdentity(config.NodeId, clusterId, advertised, config.Rack), channel,
                     () => controller.Image.Offset, config.BrokerHeartbeatIntervalMs, loggers.CreateLogger<BrokerLifecycleManager>(),
                     () => [.. brokerOptions.LogDirs.Offline.Select(d => directoryIds.GetValueOrDefault(Path.TrimEndingDirectorySeparator(Path.GetFullPath(d)), Uuid.Zero))]);
+                var lifecycle = parts.Lifecycle;
+                var visible = new OwnRegistrationWatch(config.NodeId, () => lifecycle.BrokerEpoch);
+                controller.AddListenerWithCurrentImage(visible);
                 parts.Lifecycle.Start();
-                // Serve clients once the controller has unfenced this broker: at once on a node that is its own
-                // controller; in a cluster, once a quorum of controllers is up and this broker has caught up.
-                while (!parts.Lifecycle.Unfenced.Wait(TimeSpan.FromSeconds(10)))
+                // Serve clients once the controller has unfenced this broker (at once on a node that is its own
+                // controller; in a cluster, once a quorum of controllers is up and this broker has caught up),
+                // and this node's image shows it: a Metadata answer then lists at least this broker.
+                while (!Task.WhenAll(parts.Lifecycle.Unfenced, visible.Unfenced).Wait(TimeSpan.FromSeconds(10), cancel))
                     LogWaitingForQuorum(logger, config.NodeId, raft.State.Leader.ToString());
             }
+            parts.Sockets.EnableRequestProcessing();
             // A controller-only node advertises nothing to clients: it is reached on its controller listener.
             var first = advertised.Count > 0 ? advertised[0]
                 : parts.Sockets.BoundEndpoints.Select(b => new BrokerEndpoint(b.Name, b.EndPoint.Address.ToString(), b.EndPoint.Port, 0)).First();
@@ -299,7 +314,9 @@ public sealed partial class FreshetServer : IAsyncDisposable
         }
         catch
         {
+            // Closes the connections held for readiness, unanswered.
             parts.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            started?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             logs.DisposeAsync().AsTask().GetAwaiter().GetResult();
             syncer.Dispose();
             throw;
@@ -383,19 +400,25 @@ public sealed partial class FreshetServer : IAsyncDisposable
             string h = host;
             if (string.IsNullOrEmpty(h) || h is "0.0.0.0" or "::")
                 h = System.Net.Dns.GetHostName();
-            result.Add(new BrokerEndpoint(name, h, realPort, SecurityProtocolOf(name)));
+            // Security protocol id 0: PLAINTEXT, the only one BrokerConfig lets a listener have.
+            result.Add(new BrokerEndpoint(name, h, realPort, 0));
         }
         return result;
     }
 
-    /// <summary>Security protocol ids as Kafka numbers them: PLAINTEXT 0, SSL 1, SASL_PLAINTEXT 2, SASL_SSL 3.</summary>
-    private static short SecurityProtocolOf(string listener) => listener switch
+    /// <summary>Completes once this node's image shows its own broker registration (this process's epoch) unfenced.</summary>
+    private sealed class OwnRegistrationWatch(int nodeId, Func<long> brokerEpoch) : IMetadataListener
     {
-        "SSL" => 1,
-        "SASL_PLAINTEXT" => 2,
-        "SASL_SSL" => 3,
-        _ => 0,
-    };
+        private readonly TaskCompletionSource _unfenced = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task Unfenced => _unfenced.Task;
+
+        public void OnMetadataUpdate(MetadataImage previous, MetadataImage current)
+        {
+            if (!_unfenced.Task.IsCompleted && current.Brokers.TryGetValue(nodeId, out var b) && !b.Fenced && b.Epoch == brokerEpoch())
+                _unfenced.TrySetResult();
+        }
+    }
 
     /// <summary>The quorum's voters: controller.quorum.voters, or this node alone when it is a single combined node.</summary>
     private static IReadOnlyDictionary<int, VoterEndpoint?> QuorumTopology(BrokerConfig config)

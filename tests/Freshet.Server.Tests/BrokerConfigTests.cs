@@ -120,6 +120,75 @@ public sealed class BrokerConfigTests
         Assert.Equal(8, p.Count);
     }
 
+    /// <summary>
+    /// Fail closed: a listener Kafka would secure, or a TLS, SASL or ACL setting, stops start-up with a message
+    /// that says Freshet lacks them and names the trigger; before, each was an unknown key and the listener
+    /// was served in plain text to anyone.
+    /// </summary>
+    [Theory]
+    [InlineData("listeners", "SASL_SSL://127.0.0.1:9093", "listener SASL_SSL (in listeners) has security protocol SASL_SSL")]
+    [InlineData("listeners", "PLAINTEXT://127.0.0.1:9092,SSL://127.0.0.1:9093", "listener SSL (in listeners) has security protocol SSL")]
+    [InlineData("listeners", "SASL_PLAINTEXT://127.0.0.1:9093", "listener SASL_PLAINTEXT (in listeners) has security protocol SASL_PLAINTEXT")]
+    [InlineData("advertised.listeners", "SSL://kafka.example:9093", "listener SSL (in advertised.listeners) has security protocol SSL")]
+    [InlineData("ssl.keystore.location", "/etc/kafka/broker.jks", "ssl.keystore.location is set (TLS")]
+    [InlineData("ssl.client.auth", "required", "ssl.client.auth is set (TLS")]
+    [InlineData("sasl.enabled.mechanisms", "SCRAM-SHA-512", "sasl.enabled.mechanisms is set (SASL")]
+    [InlineData("sasl.mechanism.inter.broker.protocol", "PLAIN", "sasl.mechanism.inter.broker.protocol is set (SASL between brokers)")]
+    [InlineData("listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config", "x required;", "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config is set (SASL")]
+    [InlineData("listener.name.external.ssl.keystore.location", "/k.jks", "listener.name.external.ssl.keystore.location is set (TLS")]
+    [InlineData("security.inter.broker.protocol", "SSL", "security.inter.broker.protocol is set")]
+    [InlineData("authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer", "authorizer.class.name is set (ACL")]
+    [InlineData("super.users", "User:admin", "super.users is set (ACL")]
+    [InlineData("allow.everyone.if.no.acl.found", "false", "allow.everyone.if.no.acl.found is set (ACL")]
+    [InlineData("principal.builder.class", "com.example.Builder", "principal.builder.class is set")]
+    [InlineData("connections.max.reauth.ms", "3600000", "connections.max.reauth.ms is set (SASL")]
+    [InlineData("delegation.token.secret.key", "s3cret", "delegation.token.secret.key is set (delegation-token")]
+    public void SecurityFreshetCannotGiveIsRefusedNamingItsSetting(string key, string value, string expected)
+    {
+        var e = Assert.Throws<ArgumentException>(() => Config((key, value)));
+        Assert.StartsWith("Freshet does not support TLS, SASL or ACLs yet", e.Message, StringComparison.Ordinal);
+        Assert.Contains(expected, e.Message, StringComparison.Ordinal);
+        Assert.Contains("refuses to start", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ListenerProtocolsComeFromTheSecurityProtocolMap()
+    {
+        // A name mapped to a secured protocol is refused whatever it is called.
+        var e = Assert.Throws<ArgumentException>(() => Config(("listeners", "PLAINTEXT://:9092,EXTERNAL://:9093"),
+            ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,EXTERNAL:SASL_SSL")));
+        Assert.Contains("listener EXTERNAL (in listeners) has security protocol SASL_SSL (listener.security.protocol.map)", e.Message, StringComparison.Ordinal);
+        // Kafka's shipped server.properties maps every protocol name; only the listeners in use count, and a name mapped to PLAINTEXT is plain.
+        var c = Config(("listeners", "PLAINTEXT://:9092,CONTROLLER://:19092,SSL://:9093"), ("controller.listener.names", "CONTROLLER"),
+            ("advertised.listeners", "PLAINTEXT://localhost:9092,SSL://localhost:9093"),
+            ("listener.security.protocol.map", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"));
+        Assert.Empty(c.Unknown);
+        Assert.Equal(["CONTROLLER", "PLAINTEXT", "SSL"], c.Listeners.Select(l => l.Name).Order(StringComparer.Ordinal));
+        // An explicit map must name every listener, as in Kafka; an unknown protocol is a bad value.
+        var missing = Assert.Throws<ArgumentException>(() => Config(("listeners", "PLAINTEXT://:9092,INTERNAL://:9094"), ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT")));
+        Assert.Contains("listener INTERNAL (in listeners) is not in listener.security.protocol.map", missing.Message, StringComparison.Ordinal);
+        var bad = Assert.Throws<ArgumentException>(() => Config(("listener.security.protocol.map", "PLAINTEXT:TLS")));
+        Assert.Contains("Invalid value PLAINTEXT:TLS for configuration listener.security.protocol.map", bad.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void EverySecurityTriggerIsNamedInOneMessage()
+    {
+        var e = Assert.Throws<ArgumentException>(() => Config(("listeners", "SASL_SSL://:9093"), ("advertised.listeners", "SASL_SSL://kafka.example:9093"),
+            ("ssl.keystore.location", "/k.jks"), ("sasl.enabled.mechanisms", "PLAIN"), ("authorizer.class.name", "kafka.security.authorizer.AclAuthorizer")));
+        foreach (var trigger in new[] { "listener SASL_SSL (in listeners)", "ssl.keystore.location is set", "sasl.enabled.mechanisms is set", "authorizer.class.name is set" })
+            Assert.Contains(trigger, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void SecuritySettingsThatAskForNothingAreAcceptedAndOtherUnknownKeysOnlyWarned()
+    {
+        var c = Config(("security.inter.broker.protocol", "PLAINTEXT"), ("authorizer.class.name", ""), ("no.such.setting", "x"),
+            ("listener.name.plaintext.max.connections", "100"), ("zookeeper.ssl.client.enable", "true"));
+        // Not security Freshet could give: unknown keys, warned at start-up as before (ZooKeeper's TLS protects a connection Freshet never opens).
+        Assert.Equal(["listener.name.plaintext.max.connections", "no.such.setting", "zookeeper.ssl.client.enable"], c.Unknown);
+    }
+
     [Fact]
     public void MetaPropertiesFormatsOnceAndRefusesAnotherNode()
     {

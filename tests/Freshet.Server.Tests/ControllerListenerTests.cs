@@ -105,6 +105,48 @@ public sealed class ControllerListenerTests
         Assert.Equal([1], md.Brokers.Select(b => b.NodeId));
     }
 
+    /// <summary>
+    /// Metadata never answers an empty broker list (librdkafka takes one for a partial answer and gives up):
+    /// with every broker fenced in the node's image, here its own broker fenced on its own controller
+    /// listener, the broker answering lists itself.
+    /// </summary>
+    [Fact]
+    public async Task MetadataListsTheAnsweringBrokerWhenEveryBrokerIsFenced()
+    {
+        await using var server = await FreshetServer.StartEmbeddedAsync(new Dictionary<string, string>
+        {
+            ["listeners"] = "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0",
+            ["controller.listener.names"] = "CONTROLLER",
+            // The node's own heartbeats, which would unfence it again, come every 5 s; its session lasts a minute.
+            ["broker.heartbeat.interval.ms"] = "5000",
+            ["broker.session.timeout.ms"] = "60000",
+        });
+        var ports = listeners(server);
+        await using var client = new NodeClient(id => ("127.0.0.1", id == 0 ? ports["PLAINTEXT"] : ports["CONTROLLER"]),
+            new NodeClientOptions { ClientId = "fencer" }, NullLogger<NodeClient>.Instance);
+        for (int attempt = 0; attempt < 5; attempt++)
+        {
+            var self = server.Controller.Image.Brokers[1];
+            var fence = await client.SendAsync<BrokerHeartbeatResponse>(1, new BrokerHeartbeatRequest
+            {
+                BrokerId = 1,
+                BrokerEpoch = self.Epoch,
+                CurrentMetadataOffset = server.Controller.Image.Offset,
+                WantFence = true,
+            }, 1, CancellationToken.None);
+            Assert.True(fence.IsFenced);
+            var md = await client.SendAsync<MetadataResponse>(0, new MetadataRequest { Topics = [] }, 12, CancellationToken.None);
+            // Its own heartbeat unfenced it before the answer: not the case under test, fence it again.
+            if (!server.Controller.Image.Brokers[1].Fenced) continue;
+            Assert.Empty(server.Controller.Image.ActiveBrokers);
+            var listed = Assert.Single(md.Brokers);
+            Assert.Equal(1, listed.NodeId);
+            Assert.Equal(ports["PLAINTEXT"], listed.Port);
+            return;
+        }
+        Assert.Fail("the node's own heartbeats unfenced it before every answer");
+    }
+
     [Fact]
     public async Task DescribeQuorumReportsWallClockTimestamps()
     {

@@ -57,6 +57,11 @@ public sealed class MetadataHandler(RequestDispatcher dispatcher, BrokerOptions 
             if (ep is null) continue;
             response.Brokers.Add(new MetadataResponse.MetadataResponseBroker { NodeId = b.Id, Host = ep.Host, Port = ep.Port, Rack = b.Rack });
         }
+        // Every broker fenced in this node's image (its own session expired while it kept serving, say). Kafka
+        // would list none, which librdkafka takes for a partial answer and gives up on; the broker answering
+        // is reachable, so it lists itself (its partitions' leaders are still reported unavailable).
+        if (response.Brokers.Count == 0 && SelfEndpoint(context.ListenerName) is { } self)
+            response.Brokers.Add(new MetadataResponse.MetadataResponseBroker { NodeId = options.NodeId, Host = self.Host, Port = self.Port, Rack = options.Rack });
 
         bool all = request.Topics is null || v == 0 && request.Topics.Count == 0;
         bool includeOps = v >= 8 && request.IncludeTopicAuthorizedOperations;
@@ -113,6 +118,9 @@ public sealed class MetadataHandler(RequestDispatcher dispatcher, BrokerOptions 
         }
         return response;
     }
+
+    private BrokerEndpoint? SelfEndpoint(string listener) =>
+        options.AdvertisedListeners.FirstOrDefault(e => e.Name == listener) ?? (options.AdvertisedListeners.Count == 1 ? options.AdvertisedListeners[0] : null);
 
     private static BrokerEndpoint? EndpointFor(BrokerRegistration b, string listener) =>
         b.Endpoints.FirstOrDefault(e => e.Name == listener) ?? (b.Endpoints.Length == 1 ? b.Endpoints[0] : null);

@@ -28,9 +28,15 @@ public static class ClusterCommand
         Starts --nodes `freshet server` processes, each in combined broker+controller mode:
         node N listens for clients on 127.0.0.1:(port+N-1) and for the controller quorum on
         127.0.0.1:(controller-port+N-1), keeps its data in <data>/node-N, and all of them share
-        one cluster id (kept in <data>/node-1 across runs). Prints the bootstrap address once every
-        node is ready, forwards each node's output prefixed with its name, and stops them all
-        (SIGTERM: controlled shutdown) on Ctrl-C or SIGTERM. --override applies to every node.
+        one cluster id (kept in <data>/node-1 across runs). Prints each node's pid as it starts and
+        the bootstrap address once every node is ready, forwards each node's output prefixed with its
+        name, and stops them all (SIGTERM: controlled shutdown) on Ctrl-C or SIGTERM, exiting with 0.
+        --override applies to every node.
+
+        A node that fails to start (its port taken, a bad setting) stops the others; the command
+        prints that node's error and exits with 1. A node that exits once the cluster is up (killed
+        to try failover, say) is reported on stderr and the others keep running, as a real
+        cluster's would; when no node is left the command exits with 1.
 
         Each node runs what `freshet server` would run on a machine of its own, e.g. node 1 of 3:
           freshet server --override node.id=1 --override cluster.id=<id> \
@@ -59,7 +65,7 @@ public static class ClusterCommand
         string clusterId = MetaProperties.Read(Path.Combine(data, "node-1"))?.ClusterId ?? MetaProperties.NewClusterId();
         string voters = string.Join(",", Enumerable.Range(1, nodes).Select(n => $"{n}@127.0.0.1:{controllerPort + n - 1}"));
         string bootstrap = string.Join(",", Enumerable.Range(1, nodes).Select(n => $"127.0.0.1:{port + n - 1}"));
-        var children = new List<(int Node, Process Process, TaskCompletionSource Ready)>();
+        var children = new List<Node>();
         using var stop = new CancellationTokenSource();
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
@@ -83,52 +89,124 @@ public static class ClusterCommand
                 ];
                 foreach (var a in nodeArgs) psi.ArgumentList.Add(a);
                 foreach (var o in overrides) { psi.ArgumentList.Add("--override"); psi.ArgumentList.Add(o); }
-                var process = Process.Start(psi) ?? throw new CommandFailedException($"could not start node {n}");
-                var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                string name = $"node-{n}";
-                process.OutputDataReceived += (_, e) =>
-                {
-                    if (e.Data is null) return;
-                    if (e.Data.StartsWith("Freshet is ready", StringComparison.Ordinal)) ready.TrySetResult();
-                    Console.Out.WriteLine($"[{name}] {e.Data}");
-                };
-                process.ErrorDataReceived += (_, e) => { if (e.Data is not null) Console.Error.WriteLine($"[{name}] {e.Data}"); };
-                process.BeginOutputReadLine();
-                process.BeginErrorReadLine();
-                children.Add((n, process, ready));
+                var node = new Node(n, Process.Start(psi) ?? throw new CommandFailedException($"could not start node {n}"));
+                children.Add(node);
+                node.Forward();
+                Console.Out.WriteLine($"freshet cluster: node {n} started (pid {node.Process.Id}): clients on 127.0.0.1:{port + n - 1}, "
+                    + $"controller quorum on 127.0.0.1:{controllerPort + n - 1}, data in {Path.Combine(data, $"node-{n}")}");
             }
-            var allReady = Task.WhenAll(children.Select(c => c.Ready.Task));
             var stopped = Task.Delay(Timeout.Infinite, stop.Token).ContinueWith(_ => { }, TaskScheduler.Default);
-            foreach (var (n, p, _) in children)
+            var allReady = Task.WhenAll(children.Select(c => c.Ready.Task));
+            var firstExit = Task.WhenAny(children.Select(c => c.Exited));
+
+            // Start-up: every node ready, or one gone (its port taken, a bad setting, a crash): then the cluster
+            // cannot be what was asked for, so the others are stopped and the command fails with that node's error.
+            var first = await Task.WhenAny(allReady, firstExit, stopped).ConfigureAwait(false);
+            if (first == stopped) return 0;
+            if (first != allReady)
             {
-                // A node that dies (say, killed to try failover) leaves the others running; Ctrl-C stops them.
-                _ = p.WaitForExitAsync().ContinueWith(_ =>
-                {
-                    if (!stop.IsCancellationRequested) Console.Error.WriteLine($"freshet cluster: node {n} exited with code {p.ExitCode}");
-                }, TaskScheduler.Default);
+                var failed = children.First(c => c.Exited.IsCompleted);
+                Console.Error.WriteLine($"freshet cluster: node {failed.Id} failed to start (exit code {failed.Process.ExitCode}); stopping the other nodes");
+                foreach (var line in failed.LastLines()) Console.Error.WriteLine($"  [node-{failed.Id}] {line}");
+                return 1;
             }
-            if (await Task.WhenAny(allReady, stopped).ConfigureAwait(false) == allReady)
-                Console.Out.WriteLine($"Freshet cluster of {nodes} nodes is ready: bootstrap.servers={bootstrap} (cluster {clusterId}; Ctrl-C stops it)");
-            await Task.WhenAny(stopped, Task.WhenAll(children.Select(c => c.Process.WaitForExitAsync()))).ConfigureAwait(false);
-            return stop.IsCancellationRequested ? 0 : 1;
+            Console.Out.WriteLine($"Freshet cluster of {nodes} nodes is ready: bootstrap.servers={bootstrap} (cluster {clusterId}; Ctrl-C stops it)");
+
+            // Up: a node that exits (killed to try failover, or failed) is reported and the others keep running,
+            // as the nodes of a real cluster would; Ctrl-C or SIGTERM stops them. When none is left, the command fails.
+            var running = children.ToList();
+            while (running.Count > 0)
+            {
+                var exited = await Task.WhenAny(running.Select(c => c.Exited).Append(stopped)).ConfigureAwait(false);
+                if (exited == stopped) return 0;
+                foreach (var gone in running.Where(c => c.Exited.IsCompleted).ToList())
+                {
+                    running.Remove(gone);
+                    Console.Error.WriteLine($"freshet cluster: node {gone.Id} (pid {gone.Process.Id}) exited with code {gone.Process.ExitCode} while the cluster was up; "
+                        + (running.Count > 0 ? $"{running.Count} of {nodes} nodes still running (Ctrl-C stops them)" : "no node is left"));
+                    if (gone.Process.ExitCode != 0)
+                        foreach (var line in gone.LastLines()) Console.Error.WriteLine($"  [node-{gone.Id}] {line}");
+                }
+            }
+            Console.Error.WriteLine("freshet cluster: every node has exited");
+            return 1;
         }
         finally
         {
-            foreach (var (_, p, _) in children.Where(c => !c.Process.HasExited))
+            await StopAsync(children).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>SIGTERM to every node still running (a node still starting gives up at once), then SIGKILL to any still there after 60 s.</summary>
+    private static async Task StopAsync(List<Node> children)
+    {
+        foreach (var c in children.Where(c => !c.Process.HasExited))
+        {
+            using var kill = Process.Start("kill", ["-TERM", c.Process.Id.ToString(CultureInfo.InvariantCulture)]);
+            await kill.WaitForExitAsync().ConfigureAwait(false);
+        }
+        foreach (var c in children)
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+            try { await c.Exited.WaitAsync(timeout.Token).ConfigureAwait(false); }
+            catch (OperationCanceledException)
             {
-                using var kill = Process.Start("kill", ["-TERM", p.Id.ToString(CultureInfo.InvariantCulture)]);
-                await kill.WaitForExitAsync().ConfigureAwait(false);
+                Console.Error.WriteLine($"freshet cluster: node {c.Id} did not stop within 60 s; killing it");
+                c.Process.Kill();
+                await c.Process.WaitForExitAsync().ConfigureAwait(false);
             }
-            foreach (var (n, p, _) in children)
+            c.Process.Dispose();
+        }
+    }
+
+    /// <summary>One node's process: its output forwarded with a [node-N] prefix, and its last lines kept to explain a failure.</summary>
+    private sealed class Node(int id, Process process)
+    {
+        private const int Kept = 12;
+        private readonly Queue<string> _stderr = new();
+        private readonly Queue<string> _problems = new();
+
+        public int Id { get; } = id;
+        public Process Process { get; } = process;
+        public TaskCompletionSource Ready { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>Completes when the process has exited and its output has been read to the end.</summary>
+        public Task Exited { get; private set; } = Task.CompletedTask;
+
+        public void Forward()
+        {
+            string name = $"node-{Id}";
+            Process.OutputDataReceived += (_, e) =>
             {
-                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-                try { await p.WaitForExitAsync(timeout.Token).ConfigureAwait(false); }
-                catch (OperationCanceledException)
-                {
-                    Console.Error.WriteLine($"freshet cluster: node {n} did not stop within 60 s; killing it");
-                    p.Kill();
-                }
-                p.Dispose();
+                if (e.Data is null) return;
+                if (e.Data.StartsWith("Freshet is ready", StringComparison.Ordinal)) Ready.TrySetResult();
+                // The console logger's warnings, errors and critical errors ("warn:", "fail:", "crit:" after the time).
+                if (e.Data.Contains(" fail: ", StringComparison.Ordinal) || e.Data.Contains(" crit: ", StringComparison.Ordinal)) Keep(_problems, e.Data);
+                Console.Out.WriteLine($"[{name}] {e.Data}");
+            };
+            Process.ErrorDataReceived += (_, e) =>
+            {
+                if (e.Data is null) return;
+                Keep(_stderr, e.Data);
+                Console.Error.WriteLine($"[{name}] {e.Data}");
+            };
+            Process.BeginOutputReadLine();
+            Process.BeginErrorReadLine();
+            Exited = Process.WaitForExitAsync();
+        }
+
+        /// <summary>What explains an exit: the error lines the node logged and what it printed on stderr (`freshet server: ...`).</summary>
+        public List<string> LastLines()
+        {
+            lock (_stderr) return [.. _problems, .. _stderr];
+        }
+
+        private void Keep(Queue<string> lines, string line)
+        {
+            lock (_stderr)
+            {
+                lines.Enqueue(line);
+                while (lines.Count > Kept) lines.Dequeue();
             }
         }
     }

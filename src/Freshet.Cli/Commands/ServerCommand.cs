@@ -61,7 +61,13 @@ public static class ServerCommand
         FreshetServer started;
         try
         {
-            started = await FreshetServer.StartAsync(new FreshetServerOptions { Properties = props, Loggers = loggers }).ConfigureAwait(false);
+            started = await FreshetServer.StartAsync(new FreshetServerOptions { Properties = props, Loggers = loggers }, stop.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            // Ctrl-C or SIGTERM while waiting for the quorum (freshet cluster up stopping a cluster that cannot form).
+            Console.Out.WriteLine("Stopped before it was ready");
+            return 0;
         }
         catch (ArgumentException e)
         {

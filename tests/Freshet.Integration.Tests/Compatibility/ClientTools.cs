@@ -12,7 +12,7 @@ namespace Freshet.Integration.Tests.Compatibility;
 /// </summary>
 public static class ClientTools
 {
-    public const string InstallHint = "run ./test.sh from the repository root once: it installs kcat and python3-kafka (apt) and the npm modules of tests/clients (kafkajs)";
+    public const string InstallHint = "run ./test.sh from the repository root once: it installs kcat, python3-kafka and python3-confluent-kafka (apt) and the npm modules of tests/clients (kafkajs)";
 
     /// <summary>The Debian interpreter: python3-kafka installs into its dist-packages, which a pyenv or venv python3 earlier on PATH does not see.</summary>
     public const string DebianPython = "/usr/bin/python3";
@@ -46,6 +46,13 @@ public static class ClientTools
         return v.ExitCode == 0 ? (DebianPython, v.StdOut.Trim()) : (null, $"{DebianPython} cannot import kafka (package python3-kafka): {v.StdErr.Trim()}");
     });
 
+    private static readonly Lazy<Task<(string? Path, string Problem)>> s_confluentPython = new(async () =>
+    {
+        if (!File.Exists(DebianPython)) return (null, $"{DebianPython} does not exist");
+        var v = await ExternalProcess.RunAsync(DebianPython, ["-c", "import confluent_kafka; print(confluent_kafka.version()[0], 'on librdkafka', confluent_kafka.libversion()[0])"], TimeSpan.FromSeconds(20));
+        return v.ExitCode == 0 ? (DebianPython, "confluent-kafka " + v.StdOut.Trim()) : (null, $"{DebianPython} cannot import confluent_kafka (package python3-confluent-kafka): {v.StdErr.Trim()}");
+    });
+
     private static readonly Lazy<Task<(string? Path, string Problem)>> s_node = new(() =>
     {
         string? node = ExternalProcess.FindOnPath("node");
@@ -61,6 +68,9 @@ public static class ClientTools
 
     /// <summary>/usr/bin/python3 when it imports kafka; fails the test otherwise. <paramref name="version"/> gets kafka-python's version.</summary>
     public static async Task<string> RequirePythonKafkaAsync(Action<string>? version = null) => Require(await s_python.Value, version);
+
+    /// <summary>/usr/bin/python3 when it imports confluent_kafka (Debian's python3-confluent-kafka, on Debian's librdkafka); fails the test otherwise.</summary>
+    public static async Task<string> RequireConfluentKafkaPythonAsync(Action<string>? version = null) => Require(await s_confluentPython.Value, version);
 
     /// <summary>Path of node when tests/clients/node_modules has kafkajs; fails the test otherwise.</summary>
     public static async Task<string> RequireNodeKafkaJsAsync(Action<string>? version = null) => Require(await s_node.Value, version);

@@ -46,11 +46,55 @@ public sealed class BrokerProcess : IAsyncDisposable
         return port;
     }
 
+    /// <summary>
+    /// The first of <paramref name="count"/> consecutive free loopback ports (what `freshet cluster up --port` takes),
+    /// not overlapping the range that starts at <paramref name="avoid"/>.
+    /// </summary>
+    public static int FreePortRange(int count, int? avoid = null)
+    {
+        for (int attempt = 0; ; attempt++)
+        {
+            int first = FreePort();
+            bool overlaps = avoid is { } a && first < a + count && a < first + count;
+            if (!overlaps && first + count - 1 <= 65535 && Enumerable.Range(first + 1, count - 1).All(IsFree)) return first;
+            if (attempt == 50) throw new InvalidOperationException($"no {count} consecutive free ports found");
+        }
+    }
+
+    /// <summary>Whether a loopback port can be bound now.</summary>
+    public static bool IsFree(int port)
+    {
+        try
+        {
+            var l = new TcpListener(IPAddress.Loopback, port);
+            l.Start();
+            l.Stop();
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>Path of freshet.dll next to the test assembly (the Cli project is referenced).</summary>
     public static string FreshetDll => Path.Combine(AppContext.BaseDirectory, "freshet.dll");
 
     /// <summary>Starts the process and waits for its ready line; returns the time it took.</summary>
     public async Task<TimeSpan> StartAsync(TimeSpan? timeout = null)
+    {
+        var sw = Stopwatch.StartNew();
+        await Launch().WaitAsync(timeout ?? TimeSpan.FromSeconds(60));
+        return sw.Elapsed;
+    }
+
+    /// <summary>Whether the process has printed its ready line (false again after a stop or kill).</summary>
+    public bool IsReady => _ready?.Task.IsCompletedSuccessfully == true && _process is not null;
+
+    private TaskCompletionSource? _ready;
+
+    /// <summary>Starts the process without waiting: the task completes at its ready line, and fails if it exits first.</summary>
+    public Task Launch()
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         psi.ArgumentList.Add(FreshetDll);
@@ -63,6 +107,7 @@ public sealed class BrokerProcess : IAsyncDisposable
             psi.ArgumentList.Add($"{k}={v}");
         }
         var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _ready = ready;
         var p = new Process { StartInfo = psi, EnableRaisingEvents = true };
         p.OutputDataReceived += (_, e) =>
         {
@@ -82,13 +127,11 @@ public sealed class BrokerProcess : IAsyncDisposable
             catch (Exception e) when (e is InvalidOperationException or ObjectDisposedException) { }
             ready.TrySetException(new InvalidOperationException($"broker exited during start-up:\n{Output}"));
         };
-        var sw = Stopwatch.StartNew();
         p.Start();
         p.BeginOutputReadLine();
         p.BeginErrorReadLine();
         _process = p;
-        await ready.Task.WaitAsync(timeout ?? TimeSpan.FromSeconds(60));
-        return sw.Elapsed;
+        return ready.Task;
     }
 
     /// <summary>SIGKILL: no shutdown code runs, as after a power cut of the process (the page cache survives).</summary>

@@ -29,6 +29,29 @@ public sealed class RawKafkaClient : IAsyncDisposable
         return new RawKafkaClient(tcp);
     }
 
+    /// <summary>
+    /// Connects the moment a port accepts: a refused attempt is retried after a millisecond until
+    /// <paramref name="timeout"/>, or until <paramref name="gaveUp"/> says the server is gone.
+    /// </summary>
+    public static async Task<RawKafkaClient> ConnectWhenListeningAsync(int port, TimeSpan timeout, Func<bool>? gaveUp = null)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            var tcp = new TcpClient { NoDelay = true };
+            try
+            {
+                await tcp.ConnectAsync(System.Net.IPAddress.Loopback, port);
+                return new RawKafkaClient(tcp);
+            }
+            catch (SocketException) when (DateTime.UtcNow < deadline && gaveUp?.Invoke() != true)
+            {
+                tcp.Dispose();
+                await Task.Delay(1);
+            }
+        }
+    }
+
     public static (string Host, int Port) Split(string bootstrap)
     {
         int colon = bootstrap.LastIndexOf(':');

@@ -8,6 +8,12 @@ JSON object on the last line of stdout; the C# test parses and checks it. Client
   kafka_python_client.py admin --bootstrap H:P --topic T [--topic T2 ...] --partitions 3
       KafkaAdminClient: create_topics, create the first again (expects TopicAlreadyExistsError),
       list_topics, describe_topics.
+  kafka_python_client.py create --bootstrap H:P[,H:P] --topic T --partitions 3 --timeout S
+      For a broker that may still be starting: KafkaAdminClient (waiting up to S seconds for the
+      broker's answers, where kafka-python's defaults give up after 2 to 30) creates T once, then
+      prints the create error code, T's partitions as describe_topics reports them (asked again while
+      the broker it asks has not applied the new topic yet), and the brokers kafka-python's cluster
+      metadata lists.
   kafka_python_client.py roundtrip --bootstrap H:P --topic T --partitions 3 --messages N
                                    [--codec none|gzip|snappy|lz4|zstd] [--api-version 0.10.1]
       KafkaAdminClient creates the topic (unless it exists), KafkaProducer sends N keyed messages
@@ -75,6 +81,27 @@ def cmd_admin(args):
             }
         return {"kafka_python": kafka.__version__, "api_version": ".".join(map(str, admin.config["api_version"])),
                 "create_errors": create_errors, "duplicate_create": duplicate, "listed": listed, "described": described}
+    finally:
+        admin.close()
+
+
+def cmd_create(args):
+    wait_ms = int(args.timeout * 1000)
+    admin = KafkaAdminClient(bootstrap_servers=args.bootstrap, client_id="freshet-compat-create",
+                             api_version_auto_timeout_ms=wait_ms, request_timeout_ms=wait_ms)
+    try:
+        created = admin.create_topics([NewTopic(args.topic, args.partitions, 1)], timeout_ms=wait_ms)
+        (_topic, code, message) = created.topic_errors[0]
+        # The controller has committed the topic; the broker describe_topics asks may apply it a moment later.
+        deadline = time.monotonic() + args.timeout
+        described = admin.describe_topics([args.topic])[0]
+        while described["error_code"] != 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            described = admin.describe_topics([args.topic])[0]
+        brokers = sorted([[b.nodeId, b.host, b.port] for b in admin._client.cluster.brokers()])
+        return {"kafka_python": kafka.__version__, "create_error": code, "create_message": message,
+                "describe_error": described["error_code"],
+                "partitions": sorted(p["partition"] for p in described["partitions"]), "brokers": brokers}
     finally:
         admin.close()
 
@@ -257,7 +284,7 @@ def cmd_consume_seq(args):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["admin", "roundtrip", "group", "produce-seq", "consume-seq"])
+    parser.add_argument("command", choices=["admin", "create", "roundtrip", "group", "produce-seq", "consume-seq"])
     parser.add_argument("--bootstrap")
     parser.add_argument("--topic", action="append", default=[])
     parser.add_argument("--partitions", type=int, default=3)
@@ -277,7 +304,7 @@ def main():
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command != "admin":
         args.topic = args.topic[0]
-    result = {"admin": cmd_admin, "roundtrip": cmd_roundtrip, "group": cmd_group,
+    result = {"admin": cmd_admin, "create": cmd_create, "roundtrip": cmd_roundtrip, "group": cmd_group,
               "produce-seq": cmd_produce_seq, "consume-seq": cmd_consume_seq}[args.command](args)
     print(json.dumps(result))
 
