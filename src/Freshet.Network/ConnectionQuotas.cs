@@ -80,9 +80,10 @@ internal sealed class ConnectionQuotas
         while (true)
         {
             Task released;
+            Limit limit;
             lock (_lock)
             {
-                var limit = Blocking(listener);
+                limit = Blocking(listener);
                 if (limit == Limit.None)
                 {
                     var pool = _pools[listener];
@@ -93,12 +94,12 @@ internal sealed class ConnectionQuotas
                     _listenerCounts[listener]++;
                     return Limit.None;
                 }
-                if (!told)
-                {
-                    told = true;
-                    onBlocked(limit);
-                }
                 released = _released.Task;
+            }
+            if (!told)
+            {
+                told = true;
+                onBlocked(limit);
             }
             await released.WaitAsync(ct).ConfigureAwait(false);
         }
@@ -127,11 +128,6 @@ internal sealed class ConnectionQuotas
     public int Excess(string listener)
     {
         lock (_lock) return Math.Max(0, _pools[listener].Total - _maxConnections);
-    }
-
-    public int Count(string listener)
-    {
-        lock (_lock) return _listenerCounts[listener];
     }
 
     private Limit Blocking(string listener)

@@ -200,12 +200,19 @@ public sealed partial class SocketServer : IAsyncDisposable
         if (excess == 0) return;
         var others = _connections.Values.Select(v => v.Connection)
             .Where(c => c.ListenerName != listener && _quotas.SharePool(c.ListenerName, listener)).ToList();
-        excess -= others.Count(c => c.Closed.IsCancellationRequested); // already on their way out
-        foreach (var c in others.Where(c => !c.Closed.IsCancellationRequested).OrderBy(c => c.LastActivityTicks).Take(excess))
+        excess -= others.Count(IsClosing); // already on their way out
+        foreach (var c in others.Where(c => !IsClosing(c)).OrderBy(c => c.LastActivityTicks).Take(excess))
         {
             LogClosingForInterBroker(_logger, c.Id, listener, _quotas.MaxConnections);
             c.Close();
         }
+    }
+
+    /// <summary>Closed or closing (a connection that has ended is removed from the table just after it is disposed).</summary>
+    private static bool IsClosing(KafkaConnection c)
+    {
+        try { return c.Closed.IsCancellationRequested; }
+        catch (ObjectDisposedException) { return true; }
     }
 
     private async Task SweepIdleAsync()
