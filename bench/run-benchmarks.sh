@@ -2,7 +2,8 @@
 # Produces the numbers in BENCHMARKS.md, all in one run on one machine:
 #   1. `freshet bench` (its own broker process: throughput, raw fetch, latency, CPU per GB, memory, start-up)
 #   2. the same with log.flush.per.append=true
-#   3. ../shared/bench/run-peers.sh --kafka against a Freshet broker on 127.0.0.1:9092, beside NATS JetStream and Redis Streams
+#   3. `freshet bench --phases connections`: the broker's resident memory with 0, 1,000 and 10,000 idle connections
+#   4. ../shared/bench/run-peers.sh --kafka against a Freshet broker on 127.0.0.1:9092, beside NATS JetStream and Redis Streams
 # Usage: bench/run-benchmarks.sh [--messages N]   (default 2000000 for freshet bench; peers use their own default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,8 @@ echo "== freshet bench (default flush policy: no fsync per append, like Kafka)"
 $FRESHET bench --messages "$N" --partitions 1,8
 echo "== freshet bench, log.flush.per.append=true"
 $FRESHET bench --messages $((N / 4)) --partitions 1 --seconds 5 --server-override log.flush.per.append=true
+echo "== freshet bench, idle connections (open-files limit $(ulimit -n))"
+$FRESHET bench --phases connections --connections 1000,10000
 PEERS="${PEERS_DIR:-../shared/bench}"
 if [[ -x "$PEERS/run-peers.sh" ]]; then
   DATA=$(mktemp -d -t freshet-peers.XXXXXX)

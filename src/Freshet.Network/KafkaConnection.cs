@@ -47,7 +47,9 @@ internal sealed partial class KafkaConnection : IAsyncDisposable
     private readonly NetworkOptions _options;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _closed = new();
-    private readonly PooledBufferWriter _out = new(64 * 1024);
+    // Rented on the first response and returned whenever the write queue runs dry: an idle
+    // connection holds no output buffer.
+    private readonly PooledBufferWriter _out = new();
     private readonly List<(int Position, ExternalRecordSet Records)> _outSplices = [];
     private readonly Task? _requestsEnabled;
     private int _disposed;
@@ -66,7 +68,10 @@ internal sealed partial class KafkaConnection : IAsyncDisposable
         _options = options;
         _logger = logger;
         _stream = new NetworkStream(socket, ownsSocket: false);
-        _reader = PipeReader.Create(_stream, new StreamPipeReaderOptions(bufferSize: 64 * 1024, minimumReadSize: 16 * 1024, leaveOpen: true));
+        // Zero-byte reads: a read waits for data with no buffer, and the pipe rents one only when bytes
+        // have arrived; frames are copied out, so once a read's bytes are consumed the pipe returns
+        // it. An idle connection holds no receive buffer (thousands of them would otherwise hold 64 KiB each).
+        _reader = PipeReader.Create(_stream, new StreamPipeReaderOptions(bufferSize: 64 * 1024, minimumReadSize: 16 * 1024, leaveOpen: true, useZeroByteReads: true));
         _queue = Channel.CreateBounded<Pending>(new BoundedChannelOptions(Math.Max(1, options.MaxInFlightRequestsPerConnection))
         {
             SingleReader = true,
@@ -316,6 +321,7 @@ internal sealed partial class KafkaConnection : IAsyncDisposable
                         await FlushAsync(ct).ConfigureAwait(false);
                 }
                 await FlushAsync(ct).ConfigureAwait(false);
+                if (!_queue.Reader.TryPeek(out _)) _out.Reset(); // nothing more to answer: give the buffer back while idle
             }
         }
         catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)

@@ -64,8 +64,10 @@ public sealed class BrokerConfig
             .Define("socket.request.max.bytes", ConfigType.Int, "104857600", "Largest request accepted; a larger one closes the connection.", ConfigDef.AtLeast(1))
             .Define("socket.send.buffer.bytes", ConfigType.Int, "102400", "SO_SNDBUF of client sockets; -1 for the OS default.")
             .Define("socket.receive.buffer.bytes", ConfigType.Int, "102400", "SO_RCVBUF of client sockets; -1 for the OS default.")
-            .Define("connections.max.idle.ms", ConfigType.Long, "600000", "Idle connections are closed after this long.")
-            .Define("max.connections", ConfigType.Int, "2147483647", "Most client connections at once.", ConfigDef.AtLeast(0))
+            .Define("connections.max.idle.ms", ConfigType.Long, "600000", "A connection with no request or response for this long is closed; -1: never.")
+            .Define("max.connections", ConfigType.Int, "2147483647", "Connections the listeners hold at most (controller listeners are counted apart). At the limit they stop accepting until a connection closes (new ones wait in the listen backlog), except the inter-broker listener when there are others: it accepts, and the least recently used connection of another listener is closed. listener.name.<listener>.max.connections limits one listener the same way.", ConfigDef.AtLeast(0))
+            .Define("max.connections.per.ip", ConfigType.Int, "2147483647", "Connections one address may hold; a further one from it is closed at once. 0 is allowed only with max.connections.per.ip.overrides.", ConfigDef.AtLeast(0))
+            .Define("max.connections.per.ip.overrides", ConfigType.String, "", "Per-address limits that replace max.connections.per.ip: host:count or address:count, comma separated.", v => ParseIpOverrides(v, out var error) is null ? error : null)
             .Define("log.retention.hours", ConfigType.Int, "168", "Retention in hours, when log.retention.ms and .minutes are unset.")
             .Define("log.retention.minutes", ConfigType.Int, null, "Retention in minutes, when log.retention.ms is unset.")
             .Define("log.roll.hours", ConfigType.Int, "168", "Segment age in hours, when log.roll.ms is unset.", ConfigDef.AtLeast(1))
@@ -127,7 +129,6 @@ public sealed class BrokerConfig
     public BrokerConfig(IReadOnlyDictionary<string, string> properties)
     {
         _values = new Dictionary<string, string>(properties, StringComparer.Ordinal);
-        Unknown = properties.Keys.Where(k => !Definition.Contains(k) && !IgnoredKeys.Contains(k) && !SecuritySettings.IsSecurityKey(k)).Order(StringComparer.Ordinal).ToList();
         foreach (var (k, v) in properties)
         {
             if (Definition.TryGet(k, out var key) && key.Validate(v) is { } error) throw new ArgumentException(error);
@@ -135,6 +136,10 @@ public sealed class BrokerConfig
         NodeId = GetInt("node.id");
         ProcessRoles = GetList("process.roles");
         Listeners = ParseListeners(Get("listeners")!, "listeners");
+        ListenerMaxConnections = ParseListenerLimits(properties, Listeners);
+        Unknown = properties.Keys.Where(k => !Definition.Contains(k) && !IgnoredKeys.Contains(k) && !SecuritySettings.IsSecurityKey(k)
+                && !Listeners.Any(l => k == ListenerMaxConnectionsKey(l.Name)))
+            .Order(StringComparer.Ordinal).ToList();
         LogDirs = Get("log.dirs") is { } dirs ? ConfigValues.ParseList(dirs) : [Get("log.dir")!];
         if (LogDirs.Count == 0) throw new ArgumentException("log.dirs is empty");
         MetadataLogDir = Get("metadata.log.dir") ?? LogDirs[0];
@@ -178,6 +183,11 @@ public sealed class BrokerConfig
         SocketReceiveBufferBytes = GetInt("socket.receive.buffer.bytes");
         ConnectionsMaxIdleMs = GetLong("connections.max.idle.ms");
         MaxConnections = GetInt("max.connections");
+        MaxConnectionsPerIp = GetInt("max.connections.per.ip");
+        MaxConnectionsPerIpOverrides = ParseIpOverrides(Get("max.connections.per.ip.overrides") ?? "", out string? overridesError)
+            ?? throw new ArgumentException(overridesError);
+        if (MaxConnectionsPerIp == 0 && MaxConnectionsPerIpOverrides.Count == 0)
+            throw new ArgumentException("max.connections.per.ip can be set to zero only if max.connections.per.ip.overrides is set (no address could connect)");
         RetentionCheckIntervalMs = GetLong("log.retention.check.interval.ms");
         FlushSchedulerIntervalMs = GetLong("log.flush.scheduler.interval.ms");
         CheckpointIntervalMs = GetInt("log.flush.offset.checkpoint.interval.ms");
@@ -287,6 +297,15 @@ public sealed class BrokerConfig
     public int SocketReceiveBufferBytes { get; }
     public long ConnectionsMaxIdleMs { get; }
     public int MaxConnections { get; }
+
+    /// <summary>listener.name.&lt;listener&gt;.max.connections, for the listeners that set one.</summary>
+    public IReadOnlyDictionary<string, int> ListenerMaxConnections { get; }
+
+    /// <summary>max.connections.per.ip</summary>
+    public int MaxConnectionsPerIp { get; }
+
+    /// <summary>max.connections.per.ip.overrides: host or address, and its limit.</summary>
+    public IReadOnlyDictionary<string, int> MaxConnectionsPerIpOverrides { get; }
     public long RetentionCheckIntervalMs { get; }
     public long FlushSchedulerIntervalMs { get; }
     public int CheckpointIntervalMs { get; }
@@ -382,6 +401,41 @@ public sealed class BrokerConfig
             result.Add((item[..sep].ToUpperInvariant(), host, port));
         }
         if (result.Count == 0) throw new ArgumentException($"{key} is empty");
+        return result;
+    }
+
+    /// <summary>Kafka's per-listener key: the listener's name in lower case after listener.name.</summary>
+    public static string ListenerMaxConnectionsKey(string listener) => $"listener.name.{listener.ToLowerInvariant()}.max.connections";
+
+    private static Dictionary<string, int> ParseListenerLimits(IReadOnlyDictionary<string, string> properties, IEnumerable<(string Name, string Host, int Port)> listeners)
+    {
+        var result = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var (name, _, _) in listeners)
+        {
+            string key = ListenerMaxConnectionsKey(name);
+            if (!properties.TryGetValue(key, out var v)) continue;
+            if (!int.TryParse(v.Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture, out int max) || max < 0)
+                throw new ArgumentException($"Invalid value {v} for configuration {key}: Value must be at least 0");
+            result[name] = max;
+        }
+        return result;
+    }
+
+    /// <summary>max.connections.per.ip.overrides: "host:count,..." (the last colon separates, so IPv6 addresses work); null and an error for a bad entry.</summary>
+    private static Dictionary<string, int>? ParseIpOverrides(string value, out string? error)
+    {
+        error = null;
+        var result = new Dictionary<string, int>(StringComparer.OrdinalIgnoreCase);
+        foreach (var item in ConfigValues.ParseList(value))
+        {
+            int colon = item.LastIndexOf(':');
+            if (colon <= 0 || !int.TryParse(item.AsSpan(colon + 1).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int max))
+            {
+                error = $"Invalid value {item} for configuration max.connections.per.ip.overrides: expected host:count, count at least 0";
+                return null;
+            }
+            result[item[..colon].Trim()] = max;
+        }
         return result;
     }
 

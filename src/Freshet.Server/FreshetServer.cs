@@ -149,10 +149,17 @@ public sealed partial class FreshetServer : IAsyncDisposable
             var raftConfig = new RaftConfig { NodeId = config.NodeId, Voters = [.. voters.Keys], ClusterId = clusterId };
             var network = new NetworkOptions
             {
-                Listeners = [.. config.Listeners.Select(l => new ListenerEndpoint(l.Name, l.Host, l.Port))],
+                Listeners = [.. config.Listeners.Select(l => new ListenerEndpoint(l.Name, l.Host, l.Port)
+                {
+                    MaxConnections = config.ListenerMaxConnections.GetValueOrDefault(l.Name, int.MaxValue),
+                })],
                 SocketRequestMaxBytes = config.SocketRequestMaxBytes,
                 ConnectionsMaxIdleMs = config.ConnectionsMaxIdleMs,
                 MaxConnections = config.MaxConnections,
+                MaxConnectionsPerIp = config.MaxConnectionsPerIp,
+                MaxConnectionsPerIpOverrides = NetworkOptions.ResolvePerIpOverrides(config.MaxConnectionsPerIpOverrides),
+                InterBrokerListenerName = config.InterBrokerListenerName,
+                ControllerListenerNames = config.ControllerListenerNames.ToHashSet(StringComparer.Ordinal),
                 SocketSendBufferBytes = config.SocketSendBufferBytes,
                 SocketReceiveBufferBytes = config.SocketReceiveBufferBytes,
             };

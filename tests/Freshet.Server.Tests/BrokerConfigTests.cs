@@ -64,6 +64,39 @@ public sealed class BrokerConfigTests
     }
 
     [Fact]
+    public void ConnectionLimitsTakeKafkasNamesDefaultsAndRules()
+    {
+        var d = Config();
+        Assert.Equal(int.MaxValue, d.MaxConnections);
+        Assert.Equal(int.MaxValue, d.MaxConnectionsPerIp);
+        Assert.Empty(d.MaxConnectionsPerIpOverrides);
+        Assert.Empty(d.ListenerMaxConnections);
+        Assert.Equal(600_000, d.ConnectionsMaxIdleMs);
+
+        var c = Config(("listeners", "PLAINTEXT://127.0.0.1:9092,Internal://127.0.0.1:9093"), ("max.connections", "100"),
+            ("listener.name.internal.max.connections", "7"), ("listener.name.nosuch.max.connections", "3"),
+            ("max.connections.per.ip", "0"), ("max.connections.per.ip.overrides", "hostName1:100, 127.0.0.2 : 0,::1:5"));
+        Assert.Equal(100, c.MaxConnections);
+        Assert.Equal(new Dictionary<string, int> { ["INTERNAL"] = 7 }, c.ListenerMaxConnections);
+        Assert.Equal(0, c.MaxConnectionsPerIp);
+        Assert.Equal(new Dictionary<string, int> { ["hostName1"] = 100, ["127.0.0.2"] = 0, ["::1"] = 5 }, c.MaxConnectionsPerIpOverrides);
+        // A listener's key is known; one for a listener that does not exist is reported, as any unknown key.
+        Assert.Equal(["listener.name.nosuch.max.connections"], c.Unknown);
+
+        // Kafka's rule: 0 per address locks every client out unless some address has an override.
+        var zero = Assert.Throws<ArgumentException>(() => Config(("max.connections.per.ip", "0")));
+        Assert.Contains("max.connections.per.ip can be set to zero only if max.connections.per.ip.overrides is set", zero.Message, StringComparison.Ordinal);
+        foreach (var bad in new[] { "hostName1", "hostName1:many", ":5", "a:1,b:-2" })
+        {
+            var e = Assert.Throws<ArgumentException>(() => Config(("max.connections.per.ip.overrides", bad)));
+            Assert.Contains("max.connections.per.ip.overrides", e.Message, StringComparison.Ordinal);
+        }
+        var listener = Assert.Throws<ArgumentException>(() => Config(("listener.name.plaintext.max.connections", "-1")));
+        Assert.Contains("listener.name.plaintext.max.connections", listener.Message, StringComparison.Ordinal);
+        Assert.Throws<ArgumentException>(() => Config(("max.connections.per.ip", "-1")));
+    }
+
+    [Fact]
     public void ReplicaSelectorClassTakesKafkasSelectorNamesAndRefusesOtherClasses()
     {
         Assert.Equal(ReplicaSelector.Leader, Config().ReplicaSelector);

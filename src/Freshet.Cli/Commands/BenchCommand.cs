@@ -20,7 +20,8 @@ public static class BenchCommand
         usage: freshet bench [--bootstrap-server host:port] [--messages 2000000] [--size 100]
                              [--partitions 1,8] [--rate 20000] [--seconds 10] [--acks all|1] [--replication-factor 1]
                              [--server-override key=value]... [--consumer-property key=value]...
-                             [--phases throughput,latency,groups] [--group-protocols classic,consumer] [--json]
+                             [--phases throughput,latency,groups,connections] [--group-protocols classic,consumer]
+                             [--connections 1000,10000] [--json]
 
         For each partition count: produces --messages records of --size random bytes (acks=all,
         linger.ms=5) as fast as the client goes, then reads them all back; then runs a latency
@@ -34,6 +35,10 @@ public static class BenchCommand
         group.initial.rebalance.delay.ms=0, group.consumer.session.timeout.ms=6000 and
         group.consumer.heartbeat.interval.ms=500; with --bootstrap-server the broker's own settings apply).
         A fetch-raw phase reads the same data with bare Fetch requests to show the broker's own rate.
+        The connections phase (not run unless named) opens --connections idle connections in steps, each
+        sending ApiVersions and Metadata and then staying open, and reports the broker's resident memory
+        (VmRSS) at each step and per idle connection; it needs the broker the bench starts, and a file
+        descriptor limit above the largest step for the bench and the broker.
         Without --bootstrap-server a broker process is started and its start-up time, CPU seconds
         per GB and peak resident memory are reported too.
         """;
@@ -54,8 +59,12 @@ public static class BenchCommand
         short replicationFactor = (short)cl.GetInt("replication-factor", 1);
         if (replicationFactor < 1) throw new UsageException("--replication-factor must be at least 1");
         var phases = (cl.Get("phases") ?? "throughput,latency,groups").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).ToHashSet();
-        if (phases.Except(["throughput", "latency", "groups"]).FirstOrDefault() is { } unknownPhase)
-            throw new UsageException($"unknown phase '{unknownPhase}' (throughput, latency, groups)");
+        if (phases.Except(["throughput", "latency", "groups", "connections"]).FirstOrDefault() is { } unknownPhase)
+            throw new UsageException($"unknown phase '{unknownPhase}' (throughput, latency, groups, connections)");
+        var connectionCounts = (cl.Get("connections") ?? "1000,10000").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+            .Select(s => int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n > 0 ? n : throw new UsageException($"--connections expects positive counts, got '{s}'")).ToList();
+        if (phases.Contains("connections") && bootstrap is not null)
+            throw new UsageException("the connections phase reads the broker's memory from /proc: run it without --bootstrap-server (the bench starts its own broker)");
         var groupProtocols = (cl.Get("group-protocols") ?? "classic").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
         bool json = cl.Has("json");
         var serverOverrides = cl.GetAll("server-override");
@@ -129,6 +138,14 @@ public static class BenchCommand
                 rows.Add(row);
                 Print(row, json);
                 await admin.DeleteTopicsAsync([topic]);
+            }
+            if (phases.Contains("connections"))
+            {
+                await ConnectionsBench.RunAsync(bootstrap, connectionCounts, child!.RssBytes, child!.CpuSeconds, step =>
+                {
+                    if (json) Console.Out.WriteLine(JsonSerializer.Serialize(new { phase = "connections", step.Connections, step.RssBytes, step.BytesPerConnection, step.KernelTcpBytes, step.OpenSeconds, step.BrokerCpuSeconds }));
+                    else Console.Out.WriteLine(ConnectionsBench.Format(step));
+                });
             }
             if (phases.Contains("groups"))
             {
@@ -420,10 +437,15 @@ public static class BenchCommand
         }
 
         /// <summary>Peak resident set size (VmHWM in /proc/pid/status).</summary>
-        public long PeakRssBytes()
+        public long PeakRssBytes() => Status("VmHWM:");
+
+        /// <summary>Resident set size now (VmRSS in /proc/pid/status).</summary>
+        public long RssBytes() => Status("VmRSS:");
+
+        private long Status(string field)
         {
             foreach (var line in File.ReadLines($"/proc/{Pid}/status"))
-                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                if (line.StartsWith(field, StringComparison.Ordinal))
                     return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
             return -1;
         }

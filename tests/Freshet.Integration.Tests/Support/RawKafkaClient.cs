@@ -21,11 +21,21 @@ public sealed class RawKafkaClient : IAsyncDisposable
         _stream = tcp.GetStream();
     }
 
-    public static async Task<RawKafkaClient> ConnectAsync(string bootstrap)
+    /// <param name="from">The local address to connect from (any 127.x.y.z is this machine's: a second "client address" on loopback).</param>
+    public static async Task<RawKafkaClient> ConnectAsync(string bootstrap, System.Net.IPAddress? from = null)
     {
         var (host, port) = Split(bootstrap);
-        var tcp = new TcpClient { NoDelay = true };
-        await tcp.ConnectAsync(host, port);
+        var tcp = from is null ? new TcpClient() : new TcpClient(new System.Net.IPEndPoint(from, 0));
+        tcp.NoDelay = true;
+        try
+        {
+            await tcp.ConnectAsync(host, port);
+        }
+        catch
+        {
+            tcp.Dispose();
+            throw;
+        }
         return new RawKafkaClient(tcp);
     }
 
