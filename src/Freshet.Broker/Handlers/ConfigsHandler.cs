@@ -116,16 +116,30 @@ public sealed class ConfigsHandler(RequestDispatcher dispatcher, BrokerOptions o
 
     public IncrementalAlterConfigsResponse HandleIncrementalAlter(RequestContext context, IncrementalAlterConfigsRequest request)
     {
+        var response = new IncrementalAlterConfigsResponse();
+        var duplicates = DuplicateResources(request.Resources.Select(r => (r.ResourceType, r.ResourceName)));
+        foreach (var (type, name) in duplicates)
+            response.Responses.Add(new() { ErrorCode = (short)ErrorCode.InvalidRequest, ErrorMessage = "Duplicate resource.", ResourceType = type, ResourceName = name });
         var resources = request.Resources
+            .Where(r => !duplicates.Contains((r.ResourceType, r.ResourceName)))
             .Select(r => ((ConfigResourceType)r.ResourceType, r.ResourceName,
                 (IReadOnlyList<ConfigChange>)r.Configs.Select(c => new ConfigChange(c.Name, (AlterConfigOp)c.ConfigOperation, c.Value)).ToList()))
             .ToList();
-        var response = new IncrementalAlterConfigsResponse();
         foreach (var r in controller.IncrementalAlterConfigs(resources, request.ValidateOnly))
             response.Responses.Add(new IncrementalAlterConfigsResponse.AlterConfigsResourceResponse
             {
                 ErrorCode = (short)r.Error, ErrorMessage = r.Message, ResourceType = (sbyte)r.Type, ResourceName = r.Name,
             });
         return response;
+    }
+
+    /// <summary>Resources named more than once in one alter request: Kafka changes none of them and answers each once with INVALID_REQUEST.</summary>
+    private static HashSet<(sbyte Type, string Name)> DuplicateResources(IEnumerable<(sbyte Type, string Name)> resources)
+    {
+        var seen = new HashSet<(sbyte, string)>();
+        var duplicates = new HashSet<(sbyte, string)>();
+        foreach (var r in resources)
+            if (!seen.Add(r)) duplicates.Add(r);
+        return duplicates;
     }
 }

@@ -4,13 +4,18 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Metadata.Controller;
 
-/// <summary>A topic to create: -1 partitions or replication factor means the broker default; explicit assignments replace both.</summary>
+/// <summary>
+/// A topic to create: -1 partitions or replication factor means the broker default; explicit
+/// assignments replace both. <paramref name="DuplicateAssignment"/>: a partition index the request
+/// assigned more than once (the topic is then refused), or -1.
+/// </summary>
 public sealed record NewTopic(
     string Name,
     int NumPartitions,
     short ReplicationFactor,
     IReadOnlyDictionary<int, IReadOnlyList<int>>? Assignments,
-    IReadOnlyDictionary<string, string?> Configs);
+    IReadOnlyDictionary<string, string?> Configs,
+    int DuplicateAssignment = -1);
 
 /// <summary>Outcome for one topic of CreateTopics.</summary>
 public sealed record CreateTopicResult(string Name, ErrorCode Error, string? Message, Uuid TopicId, int NumPartitions, short ReplicationFactor);

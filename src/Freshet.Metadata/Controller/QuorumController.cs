@@ -222,6 +222,11 @@ public sealed partial class QuorumController
         {
             if (t.NumPartitions != -1 || t.ReplicationFactor != -1)
                 return Fail(t.Name, ErrorCode.InvalidRequest, "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.");
+            if (t.DuplicateAssignment >= 0)
+                return Fail(t.Name, ErrorCode.InvalidReplicaAssignment, $"Found multiple manual partition assignments for partition {t.DuplicateAssignment}");
+            // Explicit assignments count towards the per-request cap like counted partitions do.
+            if (partitionsInRequest + given.Count > Options.MaxPartitionsPerRequest)
+                return Fail(t.Name, ErrorCode.PolicyViolation, $"Unable to create {given.Count} partitions: at most {Options.MaxPartitionsPerRequest} partitions may be created per request.");
             assignment = [];
             for (int p = 0; p < given.Count; p++)
             {
