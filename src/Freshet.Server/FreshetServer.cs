@@ -179,6 +179,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
                 DefaultNumPartitions = config.NumPartitions,
                 DefaultReplicationFactor = config.DefaultReplicationFactor,
                 TopicDefaults = config.TopicDefaults,
+                StaticBrokerConfigs = BrokerConfig.Definition.Keys.Select(k => k.Name).ToHashSet(StringComparer.Ordinal),
                 BrokerSessionTimeoutMs = config.BrokerSessionTimeoutMs,
                 Time = time,
             }, new RaftMetadataLog(raft), loggers.CreateLogger<QuorumController>());
@@ -437,6 +438,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
         ApiKey.DeleteTopics => r => ((DeleteTopicsResponse)r).Responses.Any(t => t.ErrorCode == (short)ErrorCode.NotController) ? ErrorCode.NotController : ErrorCode.None,
         ApiKey.CreatePartitions => r => ((CreatePartitionsResponse)r).Results.Any(t => t.ErrorCode == (short)ErrorCode.NotController) ? ErrorCode.NotController : ErrorCode.None,
         ApiKey.IncrementalAlterConfigs => r => ((IncrementalAlterConfigsResponse)r).Responses.Any(t => t.ErrorCode == (short)ErrorCode.NotController) ? ErrorCode.NotController : ErrorCode.None,
+        ApiKey.AlterConfigs => r => ((AlterConfigsResponse)r).Responses.Any(t => t.ErrorCode == (short)ErrorCode.NotController) ? ErrorCode.NotController : ErrorCode.None,
         ApiKey.ElectLeaders => r => (ErrorCode)((ElectLeadersResponse)r).ErrorCode,
         ApiKey.AlterPartitionReassignments => r => (ErrorCode)((AlterPartitionReassignmentsResponse)r).ErrorCode,
         ApiKey.ListPartitionReassignments => r => (ErrorCode)((ListPartitionReassignmentsResponse)r).ErrorCode,

@@ -52,7 +52,7 @@ public sealed class TopicsHandler(RequestDispatcher dispatcher, BrokerOptions op
             {
                 var requested = topics.First(t => t.Name == r.Name);
                 var overrides = requested.Configs.Where(kv => kv.Value is not null).ToDictionary(kv => kv.Key, kv => kv.Value!);
-                var config = LogConfig.Create(options.TopicDefaults, overrides);
+                var config = LogConfig.Create(DynamicBrokerConfigs.TopicDefaults(options.TopicDefaults, controller.Image, nodeId: null), overrides);
                 tr.Configs = [.. LogConfig.Definition.Keys.Select(k => new CreateTopicsResponse.CreatableTopicConfigs
                 {
                     Name = k.Name,

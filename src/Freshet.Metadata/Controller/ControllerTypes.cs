@@ -62,6 +62,9 @@ public sealed record ControllerOptions
     /// <summary>Broker-level defaults for topic configs (to validate min.insync.replicas against RF and similar).</summary>
     public IReadOnlyDictionary<string, string> TopicDefaults { get; init; } = new Dictionary<string, string>();
 
+    /// <summary>Every broker config name (server.properties), so that a read-only one is told apart from an unknown one.</summary>
+    public IReadOnlySet<string> StaticBrokerConfigs { get; init; } = new HashSet<string>();
+
     /// <summary>Producer ids handed out per AllocateProducerIds (Kafka's block size).</summary>
     public int ProducerIdBlockSize { get; init; } = 1000;
 
