@@ -1,5 +1,5 @@
-using System.Globalization;
 using System.Collections.Immutable;
+using System.Globalization;
 using Freshet.Metadata.Image;
 using Freshet.Metadata.Log;
 using Freshet.Protocol;
