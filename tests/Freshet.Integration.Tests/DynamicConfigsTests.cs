@@ -172,4 +172,34 @@ public sealed class DynamicConfigsTests(ITestOutputHelper output) : IAsyncLifeti
         Assert.Equal("3600000", (await DescribeAsync(Broker1))["log.roll.ms"].Value);
         await ReplaceAsync(Broker1, validateOnly: false);
     }
+
+    /// <summary>Dynamic broker configs live in the metadata log: a restarted broker has them, and applies them.</summary>
+    [Fact]
+    public async Task DynamicBrokerConfigsSurviveARestart()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "freshet-dyn-" + Guid.NewGuid().ToString("N")[..8]);
+        var props = new Dictionary<string, string> { ["log.dirs"] = dir, ["listeners"] = "PLAINTEXT://127.0.0.1:0" };
+        try
+        {
+            await using (var first = await FreshetServer.StartEmbeddedAsync(props, _loggers))
+            {
+                using var admin = Clients.Admin(first.BootstrapServers);
+                await admin.IncrementalAlterConfigsAsync(new Dictionary<ConfigResource, List<ConfigEntry>>
+                {
+                    [Broker1] = [new ConfigEntry { Name = "log.retention.ms", Value = "7200000", IncrementalOperation = AlterConfigOpType.Set }],
+                });
+            }
+            await using var second = await FreshetServer.StartEmbeddedAsync(props, _loggers);
+            await Clients.CreateTopicAsync(second.BootstrapServers, "after-restart", 1);
+            using var admin2 = Clients.Admin(second.BootstrapServers);
+            var broker = (await admin2.DescribeConfigsAsync([Broker1])).Single().Entries["log.retention.ms"];
+            Assert.Equal(("7200000", ConfigSource.DynamicBrokerConfig), (broker.Value, broker.Source));
+            var topic = (await admin2.DescribeConfigsAsync([new ConfigResource { Type = ResourceType.Topic, Name = "after-restart" }])).Single().Entries["retention.ms"];
+            Assert.Equal(("7200000", ConfigSource.DynamicBrokerConfig), (topic.Value, topic.Source));
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
 }
