@@ -57,6 +57,12 @@ public sealed record BrokerOptions
     /// </summary>
     public Func<long> BrokerEpoch { get; init; } = static () => -1;
 
+    /// <summary>The active controller (the metadata quorum's leader) as this node knows it, or null.</summary>
+    public Func<int?> ActiveControllerId { get; init; } = static () => null;
+
+    /// <summary>The controllers (the quorum's voters) and their controller-listener addresses, for DescribeCluster on a controller listener.</summary>
+    public IReadOnlyList<(int Id, string Host, int Port)> Controllers { get; init; } = [];
+
     /// <summary>Log directories appends found unwritable, reported to the controller in heartbeats.</summary>
     public Replication.LogDirHealth LogDirs { get; init; } = new();
 }

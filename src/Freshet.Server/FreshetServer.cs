@@ -193,6 +193,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
                 DefaultNumPartitions = config.NumPartitions,
                 DefaultReplicationFactor = config.DefaultReplicationFactor,
                 TopicDefaults = config.TopicDefaults,
+                StaticBrokerConfigs = BrokerConfig.Definition.Keys.Select(k => k.Name).ToHashSet(StringComparer.Ordinal),
                 BrokerSessionTimeoutMs = config.BrokerSessionTimeoutMs,
                 Time = time,
             }, new RaftMetadataLog(raft), loggers.CreateLogger<QuorumController>());
@@ -221,6 +222,8 @@ public sealed partial class FreshetServer : IAsyncDisposable
                 Replication = config.Replication,
                 ReplicaSelector = config.ReplicaSelector,
                 BrokerEpoch = () => parts.Lifecycle?.BrokerEpoch ?? -1,
+                ActiveControllerId = () => raft.State.Leader.LeaderId,
+                Controllers = ControllerEndpoints(config, voters),
             };
             parts.BrokerNodes = new NodeClient(id => BrokerAddress(cache, config.InterBrokerListenerName, id),
                 new NodeClientOptions { ClientId = $"freshet-{config.NodeId}-replica-fetcher" }, loggers.CreateLogger<NodeClient>());
@@ -256,7 +259,9 @@ public sealed partial class FreshetServer : IAsyncDisposable
             dispatcher.Register(ApiKey.DescribeQuorum, operations.Forwarding(controllerDispatcher.HandlerOf(ApiKey.DescribeQuorum)!,
                 r => ((DescribeQuorumResponse)r).Topics.SelectMany(t => t.Partitions).Any(p => p.ErrorCode == (short)ErrorCode.NotLeaderOrFollower)
                     ? ErrorCode.NotController : ErrorCode.None));
-            new MetadataHandler(dispatcher, brokerOptions, cache, operations).Register();
+            var metadataHandler = new MetadataHandler(dispatcher, brokerOptions, cache, operations);
+            metadataHandler.Register();
+            if (isController) metadataHandler.RegisterControllerListener(controllerDispatcher);
             new ProduceHandler(dispatcher, replicas, cache).Register();
             new FetchHandler(dispatcher, brokerOptions, replicas, cache).Register();
             new OffsetsHandler(dispatcher, replicas, cache).Register();
@@ -427,6 +432,18 @@ public sealed partial class FreshetServer : IAsyncDisposable
         }
     }
 
+    /// <summary>The voters' controller-listener addresses; a single node without a voter list is its own controller (at its controller listener, if it has one).</summary>
+    private static List<(int Id, string Host, int Port)> ControllerEndpoints(BrokerConfig config, IReadOnlyDictionary<int, VoterEndpoint?> voters)
+    {
+        var result = new List<(int, string, int)>();
+        foreach (var (id, endpoint) in voters.OrderBy(v => v.Key))
+        {
+            if (endpoint is { } e) result.Add((id, e.Host, e.Port));
+            else if (config.Listeners.FirstOrDefault(l => config.ControllerListenerNames.Contains(l.Name)) is { } own) result.Add((id, own.Host, own.Port));
+        }
+        return result;
+    }
+
     /// <summary>The quorum's voters: controller.quorum.voters, or this node alone when it is a single combined node.</summary>
     private static IReadOnlyDictionary<int, VoterEndpoint?> QuorumTopology(BrokerConfig config)
     {
@@ -451,6 +468,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
         ApiKey.DeleteTopics => r => ((DeleteTopicsResponse)r).Responses.Any(t => t.ErrorCode == (short)ErrorCode.NotController) ? ErrorCode.NotController : ErrorCode.None,
         ApiKey.CreatePartitions => r => ((CreatePartitionsResponse)r).Results.Any(t => t.ErrorCode == (short)ErrorCode.NotController) ? ErrorCode.NotController : ErrorCode.None,
         ApiKey.IncrementalAlterConfigs => r => ((IncrementalAlterConfigsResponse)r).Responses.Any(t => t.ErrorCode == (short)ErrorCode.NotController) ? ErrorCode.NotController : ErrorCode.None,
+        ApiKey.AlterConfigs => r => ((AlterConfigsResponse)r).Responses.Any(t => t.ErrorCode == (short)ErrorCode.NotController) ? ErrorCode.NotController : ErrorCode.None,
         ApiKey.ElectLeaders => r => (ErrorCode)((ElectLeadersResponse)r).ErrorCode,
         ApiKey.AlterPartitionReassignments => r => (ErrorCode)((AlterPartitionReassignmentsResponse)r).ErrorCode,
         ApiKey.ListPartitionReassignments => r => (ErrorCode)((ListPartitionReassignmentsResponse)r).ErrorCode,

@@ -33,6 +33,12 @@ public readonly record struct LogAppendResult(
     /// </summary>
     public PendingSync? Sync { get; init; }
 
+    /// <summary>
+    /// The records that made a refused append fail, by their index in the batch (Produce v8+
+    /// RecordErrors, KIP-467), so a client can fail exactly those; null when the whole batch is at fault.
+    /// </summary>
+    public IReadOnlyList<(int BatchIndex, string Message)>? RecordErrors { get; init; }
+
     public static LogAppendResult Failed(ErrorCode error, string? message, long logStartOffset) =>
         new(error, message, -1, -1, -1, logStartOffset, 0, false);
 }
@@ -490,6 +496,18 @@ public sealed partial class PartitionLog : IDisposable
     /// <see cref="LogAppendResult.Sync"/> for <see cref="SyncAsync"/>, so that a network thread
     /// appending in request order never blocks on the disk.
     /// </param>
+    /// <summary>INVALID_RECORD for a batch with keyless records in a compacted topic, with one record error per such record (as Kafka's LogValidator reports them).</summary>
+    private LogAppendResult NullKeysRefused(ReadOnlySpan<byte> batchRecords)
+    {
+        var indexes = new List<int>();
+        RecordBatchValidator.FindNullKeys(batchRecords, indexes);
+        string message = $"Compacted topic cannot accept message without key in topic partition {TopicPartition}.";
+        var errors = indexes.Select(i => (i, message)).ToList();
+        string summary = $"One or more records have been rejected due to {errors.Count} record errors in total, and only showing the first three errors at most: ["
+            + string.Join(", ", errors.Take(3).Select(e => $"RecordError(batchIndex={e.i}, message='{e.message}')")) + "]";
+        return LogAppendResult.Failed(ErrorCode.InvalidRecord, summary, LogStartOffset) with { RecordErrors = errors };
+    }
+
     public LogAppendResult AppendAsLeader(Memory<byte> records, int leaderEpoch, AppendOrigin origin = AppendOrigin.Client, bool deferSync = false)
     {
         var config = Config;
@@ -523,10 +541,10 @@ public sealed partial class PartitionLog : IDisposable
                 if (rb.IsControl && origin == AppendOrigin.Client)
                     return LogAppendResult.Failed(ErrorCode.InvalidRecord, "clients may not write control batches", LogStartOffset);
                 // Kafka's rule: compaction keeps the latest record per key, so a record without one has no
-                // place in a compacted topic. Refused for the whole request, nothing stored.
+                // place in a compacted topic. Refused for the whole request, nothing stored; each keyless
+                // record is named by its index in the batch so the producer fails just those.
                 if (v.HasNullKey && config.Compact && origin == AppendOrigin.Client)
-                    return LogAppendResult.Failed(ErrorCode.InvalidRecord,
-                        $"Compacted topic cannot accept message without key in topic partition {TopicPartition}.", LogStartOffset);
+                    return NullKeysRefused(rb.Compression == CompressionType.None ? rb.Records : scratch.WrittenSpan);
                 if (config.MessageTimestampType == TimestampType.CreateTime && rb.TimestampType == TimestampType.CreateTime)
                 {
                     long maxTs = v.MaxTimestamp;

@@ -15,7 +15,7 @@ public sealed class ApiCoverageTests(ITestOutputHelper output)
     [
         ApiKey.Produce, ApiKey.Fetch, ApiKey.ListOffsets, ApiKey.Metadata, ApiKey.ApiVersions, ApiKey.CreateTopics,
         ApiKey.DeleteTopics, ApiKey.DeleteRecords, ApiKey.InitProducerId, ApiKey.DescribeConfigs, ApiKey.CreatePartitions,
-        ApiKey.IncrementalAlterConfigs, ApiKey.DescribeCluster, ApiKey.DescribeLogDirs,
+        ApiKey.AlterConfigs, ApiKey.IncrementalAlterConfigs, ApiKey.DescribeCluster, ApiKey.DescribeLogDirs,
         ApiKey.ElectLeaders, ApiKey.AlterPartitionReassignments, ApiKey.ListPartitionReassignments, ApiKey.DescribeQuorum,
         ApiKey.FindCoordinator, ApiKey.JoinGroup, ApiKey.SyncGroup, ApiKey.Heartbeat, ApiKey.LeaveGroup, ApiKey.OffsetCommit, ApiKey.OffsetFetch,
         ApiKey.ListGroups, ApiKey.DescribeGroups, ApiKey.DeleteGroups, ApiKey.OffsetDelete,

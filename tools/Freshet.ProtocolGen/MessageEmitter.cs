@@ -347,8 +347,8 @@ public static class MessageEmitter
         }
         w.Line("UnknownTaggedFields = null;");
         if (flex.Truth == Truth.Sometimes) w.Open($"if ({flex.Expr})");
-        w.Line("uint _tagCount = reader.ReadUnsignedVarInt();");
-        w.Open("for (uint _t = 0; _t < _tagCount; _t++)");
+        w.Line("int _tagCount = reader.ReadTaggedFieldCount();");
+        w.Open("for (int _t = 0; _t < _tagCount; _t++)");
         w.Line("int _tag = (int)reader.ReadUnsignedVarInt();");
         w.Line("int _end = reader.ReadTaggedFieldEnd();");
         w.Open("switch (_tag)");

@@ -673,7 +673,7 @@ public sealed partial class GroupCoordinator
     /// (admin tools, consumers without group management); otherwise a member at its current epoch
     /// (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH as Kafka answers).
     /// </summary>
-    partial void ValidateConsumerGroupCommit(Group g, int epoch, string memberId, ref ErrorCode result)
+    partial void ValidateConsumerGroupCommit(Group g, int epoch, string memberId, short apiVersion, ref ErrorCode result)
     {
         if (g is not ConsumerGroup cg) return;
         if (epoch < 0 && cg.IsEmpty)
@@ -686,6 +686,15 @@ public sealed partial class GroupCoordinator
             result = ErrorCode.UnknownMemberId;
             return;
         }
+        // A member of the consumer protocol commits with OffsetCommit v9+ (the member epoch); an
+        // older version from one is UNSUPPORTED_VERSION, as in Kafka's ConsumerGroup.validateOffsetCommit.
+        if (apiVersion < 9)
+        {
+            result = ErrorCode.UnsupportedVersion;
+            return;
+        }
+        // Any other epoch than the member's own: the member missed a revocation or a new
+        // assignment (the partitions it commits may be someone else's by now).
         result = epoch == m.MemberEpoch ? ErrorCode.None : ErrorCode.StaleMemberEpoch;
     }
 

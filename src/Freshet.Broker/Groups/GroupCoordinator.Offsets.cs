@@ -15,7 +15,7 @@ public sealed partial class GroupCoordinator
     public sealed record CommitRequest(string Topic, int Partition, long Offset, int LeaderEpoch, string? Metadata);
 
     public async Task<Dictionary<(string Topic, int Partition), ErrorCode>> CommitOffsetsAsync(
-        string groupId, int generationOrEpoch, string memberId, string? instanceId, IReadOnlyList<CommitRequest> commits)
+        string groupId, int generationOrEpoch, string memberId, string? instanceId, IReadOnlyList<CommitRequest> commits, short apiVersion)
     {
         var results = new Dictionary<(string, int), ErrorCode>();
         void All(ErrorCode e)
@@ -37,10 +37,23 @@ public sealed partial class GroupCoordinator
         var records = new List<(byte[] Key, byte[]? Value)>();
         var accepted = new List<(TopicPartition Tp, CommittedOffset Offset)>();
         long now = NowMs;
-        Group g = _groups.GetOrAdd(groupId, id => new ClassicGroup(id, PartitionFor(id)));
+        Group g;
+        if (generationOrEpoch < 0)
+        {
+            // A commit outside group management (an admin, or a consumer with assigned
+            // partitions): a "simple" group is made for it if there is none.
+            g = _groups.GetOrAdd(groupId, id => new ClassicGroup(id, PartitionFor(id)));
+        }
+        else if (!_groups.TryGetValue(groupId, out g!))
+        {
+            // A generation or member epoch for a group that does not exist: Kafka answers
+            // GROUP_ID_NOT_FOUND from OffsetCommit v9 on, ILLEGAL_GENERATION before.
+            All(apiVersion >= 9 ? ErrorCode.GroupIdNotFound : ErrorCode.IllegalGeneration);
+            return results;
+        }
         lock (g.Lock)
         {
-            var error = ValidateCommitter(g, generationOrEpoch, memberId, instanceId);
+            var error = ValidateCommitter(g, generationOrEpoch, memberId, instanceId, apiVersion);
             if (error != ErrorCode.None)
             {
                 All(error);
@@ -76,31 +89,55 @@ public sealed partial class GroupCoordinator
         return results;
     }
 
-    /// <summary>Kafka's checks of who may commit: members of the current generation, or anyone while the group has no members.</summary>
-    private ErrorCode ValidateCommitter(Group g, int generationOrEpoch, string memberId, string? instanceId)
+    /// <summary>
+    /// Kafka's checks of who may commit (ClassicGroup.validateOffsetCommit): anyone while the group
+    /// is empty and the commit carries no generation; otherwise a member of the group (by member id,
+    /// or by group.instance.id for static members) at the group's current generation, and not
+    /// while the group waits for its leader's assignment (CompletingRebalance). A commit with no
+    /// generation, member or instance id to a group with members is refused (UNKNOWN_MEMBER_ID).
+    /// During PreparingRebalance a member of the current generation may still commit: the offsets
+    /// are still its own until the rebalance completes, which is what lets consumers commit in
+    /// their revocation callbacks. Once the generation moved on, an old one is ILLEGAL_GENERATION,
+    /// so a member that lost partitions cannot move their offsets afterwards.
+    /// </summary>
+    private ErrorCode ValidateCommitter(Group g, int generationOrEpoch, string memberId, string? instanceId, short apiVersion)
     {
         if (g.IsDead) return ErrorCode.CoordinatorNotAvailable;
         if (g is ClassicGroup cg)
         {
             if (generationOrEpoch < 0 && cg.State == ClassicGroupState.Empty) return ErrorCode.None; // standalone consumer or admin
+            if (generationOrEpoch >= 0 || memberId.Length > 0 || instanceId is not null)
+            {
+                if (instanceId is not null)
+                {
+                    if (!cg.StaticMembers.TryGetValue(instanceId, out var sid)) return ErrorCode.UnknownMemberId;
+                    if (sid != memberId) return ErrorCode.FencedInstanceId;
+                }
+                else if (!cg.Members.ContainsKey(memberId))
+                {
+                    return ErrorCode.UnknownMemberId;
+                }
+                if (generationOrEpoch != cg.GenerationId) return ErrorCode.IllegalGeneration;
+            }
+            else if (cg.State != ClassicGroupState.Empty)
+            {
+                return ErrorCode.UnknownMemberId;
+            }
             if (cg.State == ClassicGroupState.CompletingRebalance) return ErrorCode.RebalanceInProgress;
-            if (instanceId is not null && (!cg.StaticMembers.TryGetValue(instanceId, out var sid) || sid != memberId)) return ErrorCode.FencedInstanceId;
-            if (!cg.Members.ContainsKey(memberId)) return cg.State == ClassicGroupState.Empty ? ErrorCode.IllegalGeneration : ErrorCode.UnknownMemberId;
-            if (generationOrEpoch != cg.GenerationId) return ErrorCode.IllegalGeneration;
             return ErrorCode.None;
         }
-        return ValidateOtherCommitter(g, generationOrEpoch, memberId);
+        return ValidateOtherCommitter(g, generationOrEpoch, memberId, apiVersion);
     }
 
     /// <summary>Commit validation for non-classic groups (the KIP-848 member epoch rules); empty groups accept any commit.</summary>
-    private ErrorCode ValidateOtherCommitter(Group g, int epoch, string memberId)
+    private ErrorCode ValidateOtherCommitter(Group g, int epoch, string memberId, short apiVersion)
     {
         ErrorCode e = g.IsEmpty && epoch < 0 ? ErrorCode.None : ErrorCode.UnknownMemberId;
-        ValidateConsumerGroupCommit(g, epoch, memberId, ref e);
+        ValidateConsumerGroupCommit(g, epoch, memberId, apiVersion, ref e);
         return e;
     }
 
-    partial void ValidateConsumerGroupCommit(Group g, int epoch, string memberId, ref ErrorCode result);
+    partial void ValidateConsumerGroupCommit(Group g, int epoch, string memberId, short apiVersion, ref ErrorCode result);
 
     /// <summary>
     /// Committed offsets of a group: the requested partitions (-1 and no error for those without a

@@ -48,7 +48,6 @@ public sealed class MetadataHandler(RequestDispatcher dispatcher, BrokerOptions 
         var response = new MetadataResponse
         {
             ClusterId = image.ClusterId,
-            ControllerId = options.NodeId,
             ClusterAuthorizedOperations = v is >= 8 and <= 10 && request.IncludeClusterAuthorizedOperations ? AllClusterOperations : NotRequested,
         };
         foreach (var b in image.ActiveBrokers)
@@ -62,6 +61,7 @@ public sealed class MetadataHandler(RequestDispatcher dispatcher, BrokerOptions 
         // is reachable, so it lists itself (its partitions' leaders are still reported unavailable).
         if (response.Brokers.Count == 0 && SelfEndpoint(context.ListenerName) is { } self)
             response.Brokers.Add(new MetadataResponse.MetadataResponseBroker { NodeId = options.NodeId, Host = self.Host, Port = self.Port, Rack = options.Rack });
+        response.ControllerId = ControllerIdAmong(response.Brokers.Select(b => b.NodeId));
 
         bool all = request.Topics is null || v == 0 && request.Topics.Count == 0;
         bool includeOps = v >= 8 && request.IncludeTopicAuthorizedOperations;
@@ -154,29 +154,90 @@ public sealed class MetadataHandler(RequestDispatcher dispatcher, BrokerOptions 
         return topic;
     }
 
+    /// <summary>
+    /// The "controller" a client is told of (Metadata and DescribeCluster on a broker listener). A
+    /// KRaft cluster's clients cannot reach the controllers, so Kafka names some live broker there (one
+    /// that forwards controller requests), never a node missing from the broker list. Freshet names the
+    /// active controller when it is one of those brokers (combined mode), else this node, else the
+    /// first listed broker; -1 when none is listed.
+    /// </summary>
+    private int ControllerIdAmong(IEnumerable<int> listed)
+    {
+        var ids = listed.ToList();
+        if (options.ActiveControllerId() is { } active && ids.Contains(active)) return active;
+        if (ids.Contains(options.NodeId)) return options.NodeId;
+        return ids.Count > 0 ? ids.Min() : -1;
+    }
+
+    /// <summary>
+    /// DescribeCluster on a broker listener: the brokers (EndpointType 1). A request for the
+    /// controllers (2) belongs on a controller listener: MISMATCHED_ENDPOINT_TYPE (INVALID_REQUEST at
+    /// v0), as Kafka answers; an unknown type UNSUPPORTED_ENDPOINT_TYPE.
+    /// </summary>
     public DescribeClusterResponse HandleDescribeCluster(RequestContext context, DescribeClusterRequest request)
     {
         var image = cache.Image;
         var response = new DescribeClusterResponse
         {
             ClusterId = image.ClusterId,
-            ControllerId = options.NodeId,
             EndpointType = request.EndpointType,
             ClusterAuthorizedOperations = request.IncludeClusterAuthorizedOperations ? AllClusterOperations : NotRequested,
         };
-        // EndpointType 1 = brokers, 2 = controllers; in combined mode this node is both.
-        if (request.EndpointType is not (1 or 2))
-        {
-            response.ErrorCode = (short)ErrorCode.UnsupportedEndpointType;
-            response.ErrorMessage = $"Unsupported endpoint type {request.EndpointType}";
-            return response;
-        }
+        if (EndpointTypeError(context, request, expected: BrokerEndpoints, response)) return response;
         foreach (var b in image.ActiveBrokers)
         {
             var ep = EndpointFor(b, context.ListenerName);
             if (ep is null) continue;
             response.Brokers.Add(new DescribeClusterResponse.DescribeClusterBroker { BrokerId = b.Id, Host = ep.Host, Port = ep.Port, Rack = b.Rack });
         }
+        response.ControllerId = ControllerIdAmong(response.Brokers.Select(b => b.BrokerId));
         return response;
     }
+
+    private const sbyte BrokerEndpoints = 1, ControllerEndpoints = 2;
+
+    /// <summary>Kafka's endpoint-type checks (AuthHelper.computeDescribeClusterResponse); true when the response carries the error.</summary>
+    private static bool EndpointTypeError(RequestContext context, DescribeClusterRequest request, sbyte expected, DescribeClusterResponse response)
+    {
+        bool v0 = context.ApiVersion == 0;
+        if (request.EndpointType is not (BrokerEndpoints or ControllerEndpoints))
+        {
+            response.ErrorCode = (short)(v0 ? ErrorCode.InvalidRequest : ErrorCode.UnsupportedEndpointType);
+            response.ErrorMessage = $"Unsupported endpoint type {request.EndpointType}";
+            return true;
+        }
+        if (request.EndpointType != expected)
+        {
+            response.ErrorCode = (short)(v0 ? ErrorCode.InvalidRequest : ErrorCode.MismatchedEndpointType);
+            response.ErrorMessage = $"The request was sent to an endpoint of type {Name(expected)}, but we wanted an endpoint of type {Name(request.EndpointType)}";
+            return true;
+        }
+        return false;
+
+        static string Name(sbyte t) => t == BrokerEndpoints ? "BROKER" : "CONTROLLER";
+    }
+
+    /// <summary>
+    /// DescribeCluster on a controller listener (Kafka's ControllerApis): the controllers (the
+    /// quorum's voters at their controller-listener addresses) and the active controller.
+    /// </summary>
+    public DescribeClusterResponse HandleDescribeControllers(RequestContext context, DescribeClusterRequest request)
+    {
+        var response = new DescribeClusterResponse
+        {
+            ClusterId = cache.Image.ClusterId,
+            EndpointType = request.EndpointType,
+            ClusterAuthorizedOperations = request.IncludeClusterAuthorizedOperations ? AllClusterOperations : NotRequested,
+        };
+        if (EndpointTypeError(context, request, expected: ControllerEndpoints, response)) return response;
+        foreach (var (id, host, port) in options.Controllers)
+            response.Brokers.Add(new DescribeClusterResponse.DescribeClusterBroker { BrokerId = id, Host = host, Port = port, Rack = null });
+        int? leader = options.ActiveControllerId();
+        response.ControllerId = leader is { } l && options.Controllers.Any(c => c.Id == l) ? l : -1;
+        return response;
+    }
+
+    /// <summary>Registers DescribeCluster for the controller listener.</summary>
+    public void RegisterControllerListener(RequestDispatcher controllerListener) =>
+        controllerListener.Register(ApiKey.DescribeCluster, (c, r) => new(HandleDescribeControllers(c, (DescribeClusterRequest)r)));
 }

@@ -21,7 +21,7 @@ public sealed class OffsetCommitHandler(RequestDispatcher dispatcher, GroupCoord
         var commits = request.Topics.SelectMany(t => t.Partitions.Select(p => new GroupCoordinator.CommitRequest(
             t.Name, p.PartitionIndex, p.CommittedOffset, v >= 6 ? p.CommittedLeaderEpoch : -1, p.CommittedMetadata))).ToList();
         var results = await groups.CommitOffsetsAsync(request.GroupId, v >= 1 ? request.GenerationIdOrMemberEpoch : -1,
-            v >= 1 ? request.MemberId : "", v >= 7 ? request.GroupInstanceId : null, commits).ConfigureAwait(false);
+            v >= 1 ? request.MemberId : "", v >= 7 ? request.GroupInstanceId : null, commits, v).ConfigureAwait(false);
         var response = new OffsetCommitResponse();
         foreach (var t in request.Topics)
         {

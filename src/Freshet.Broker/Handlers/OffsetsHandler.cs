@@ -35,6 +35,15 @@ public sealed class OffsetsHandler(RequestDispatcher dispatcher, ReplicaManager 
     {
         short v = context.ApiVersion;
         var response = new ListOffsetsResponse();
+        // A partition asked for more than once is answered INVALID_REQUEST each time (v1+), as Kafka does.
+        HashSet<(string, int)>? duplicates = null;
+        if (v >= 1)
+        {
+            var seen = new HashSet<(string, int)>();
+            foreach (var topic in request.Topics)
+                foreach (var rp in topic.Partitions)
+                    if (!seen.Add((topic.Name, rp.PartitionIndex))) (duplicates ??= []).Add((topic.Name, rp.PartitionIndex));
+        }
         foreach (var topic in request.Topics)
         {
             var tr = new ListOffsetsResponse.ListOffsetsTopicResponse { Name = topic.Name };
@@ -43,6 +52,11 @@ public sealed class OffsetsHandler(RequestDispatcher dispatcher, ReplicaManager 
             {
                 var pr = new ListOffsetsResponse.ListOffsetsPartitionResponse { PartitionIndex = rp.PartitionIndex };
                 tr.Partitions.Add(pr);
+                if (duplicates is not null && duplicates.Contains((topic.Name, rp.PartitionIndex)))
+                {
+                    pr.ErrorCode = (short)ErrorCode.InvalidRequest;
+                    continue;
+                }
                 var (p, error) = Lookup(topic.Name, rp.PartitionIndex);
                 if (error == ErrorCode.None && v >= 4) error = p!.CheckLeaderEpoch(rp.CurrentLeaderEpoch);
                 if (error != ErrorCode.None)

@@ -45,6 +45,9 @@ public sealed class ProduceHandler(RequestDispatcher dispatcher, ReplicaManager 
                 if (error != ErrorCode.None)
                 {
                     anyError = true;
+                    // v8+: the records at fault (KIP-467); the client fails those and retries or fails the rest.
+                    if (v >= 8 && result.RecordErrors is { } recordErrors)
+                        pr.RecordErrors = [.. recordErrors.Select(e => new ProduceResponse.BatchIndexAndErrorMessage { BatchIndex = e.BatchIndex, BatchIndexErrorMessage = e.Message })];
                     if (error is ErrorCode.NotLeaderOrFollower or ErrorCode.FencedLeaderEpoch) AddLeaderHint(v, response, pr, topic.Name, pd.Index, partition, context.ListenerName);
                     else if (partition is not null) pr.CurrentLeader = new() { LeaderId = partition.LeaderId, LeaderEpoch = partition.LeaderEpoch };
                     continue;

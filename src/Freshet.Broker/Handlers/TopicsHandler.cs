@@ -22,12 +22,18 @@ public sealed class TopicsHandler(RequestDispatcher dispatcher, BrokerOptions op
     public CreateTopicsResponse HandleCreateTopics(RequestContext context, CreateTopicsRequest request)
     {
         short v = context.ApiVersion;
-        var topics = request.Topics.Select(t => new NewTopic(
-            t.Name,
-            t.NumPartitions,
-            t.ReplicationFactor,
-            t.Assignments.Count == 0 ? null : t.Assignments.ToDictionary(a => a.PartitionIndex, a => (IReadOnlyList<int>)a.BrokerIds),
-            t.Configs.GroupBy(c => c.Name).ToDictionary(g => g.Key, g => g.Last().Value))).ToList();
+        var topics = request.Topics.Select(t =>
+        {
+            Dictionary<int, IReadOnlyList<int>>? assignments = null;
+            int duplicate = -1;
+            foreach (var a in t.Assignments)
+            {
+                // A partition assigned twice is the client's mistake, answered per topic (not a reason to drop the connection).
+                if (!(assignments ??= []).TryAdd(a.PartitionIndex, a.BrokerIds) && duplicate < 0) duplicate = a.PartitionIndex;
+            }
+            return new NewTopic(t.Name, t.NumPartitions, t.ReplicationFactor, assignments,
+                t.Configs.GroupBy(c => c.Name).ToDictionary(g => g.Key, g => g.Last().Value), duplicate);
+        }).ToList();
         var results = controller.CreateTopics(topics, request.ValidateOnly);
         var response = new CreateTopicsResponse();
         foreach (var r in results)
@@ -46,7 +52,7 @@ public sealed class TopicsHandler(RequestDispatcher dispatcher, BrokerOptions op
             {
                 var requested = topics.First(t => t.Name == r.Name);
                 var overrides = requested.Configs.Where(kv => kv.Value is not null).ToDictionary(kv => kv.Key, kv => kv.Value!);
-                var config = LogConfig.Create(options.TopicDefaults, overrides);
+                var config = LogConfig.Create(DynamicBrokerConfigs.TopicDefaults(options.TopicDefaults, controller.Image, nodeId: null), overrides);
                 tr.Configs = [.. LogConfig.Definition.Keys.Select(k => new CreateTopicsResponse.CreatableTopicConfigs
                 {
                     Name = k.Name,
@@ -76,6 +82,18 @@ public sealed class TopicsHandler(RequestDispatcher dispatcher, BrokerOptions op
                     Name = name, TopicId = id, ErrorCode = (short)ErrorCode.TopicDeletionDisabled, ErrorMessage = "Topic deletion is disabled.",
                 });
             return response;
+        }
+        // A topic named (or identified) twice is not deleted: one INVALID_REQUEST answer for it, as Kafka's controller gives.
+        var duplicateNames = targets.Where(t => t.Item1 is not null).GroupBy(t => t.Item1!, StringComparer.Ordinal)
+            .Where(g => g.Count() > 1).Select(g => g.Key).ToHashSet(StringComparer.Ordinal);
+        var duplicateIds = targets.Where(t => t.Item1 is null).GroupBy(t => t.Item2).Where(g => g.Count() > 1).Select(g => g.Key).ToHashSet();
+        if (duplicateNames.Count > 0 || duplicateIds.Count > 0)
+        {
+            targets = [.. targets.Where(t => t.Item1 is null ? !duplicateIds.Contains(t.Item2) : !duplicateNames.Contains(t.Item1))];
+            foreach (var name in duplicateNames)
+                response.Responses.Add(new() { Name = name, TopicId = Uuid.Zero, ErrorCode = (short)ErrorCode.InvalidRequest, ErrorMessage = "Duplicate topic name." });
+            foreach (var id in duplicateIds)
+                response.Responses.Add(new() { Name = null, TopicId = id, ErrorCode = (short)ErrorCode.InvalidRequest, ErrorMessage = "Duplicate topic id." });
         }
         foreach (var r in controller.DeleteTopics(targets))
             response.Responses.Add(new DeleteTopicsResponse.DeletableTopicResult

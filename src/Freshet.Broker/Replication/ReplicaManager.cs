@@ -86,11 +86,14 @@ public sealed partial class ReplicaManager : IMetadataListener, IAsyncDisposable
             _image = current;
             int me = Options.NodeId;
             var wanted = new HashSet<TopicPartition>();
+            // Topic defaults: server.properties under the dynamic broker configs (cluster-wide, then this broker's).
+            var defaults = DynamicBrokerConfigs.TopicDefaults(Options.TopicDefaults, current, me);
+            bool defaultsChanged = DynamicBrokerConfigs.Changed(previous, current, me);
             foreach (var topic in current.TopicsByName.Values)
             {
                 var overrides = current.ConfigsOf(ConfigResourceType.Topic, topic.Name);
                 var prevTopic = previous.Topic(topic.Name);
-                bool configChanged = prevTopic is null || prevTopic.Id != topic.Id
+                bool configChanged = defaultsChanged || prevTopic is null || prevTopic.Id != topic.Id
                     || !ReferenceEquals(previous.ConfigsOf(ConfigResourceType.Topic, topic.Name), overrides);
                 LogConfig? config = null;
                 foreach (var (index, reg) in topic.Partitions)
@@ -100,7 +103,7 @@ public sealed partial class ReplicaManager : IMetadataListener, IAsyncDisposable
                     wanted.Add(tp);
                     if (_partitions.TryGetValue(tp, out var existing) && existing.TopicId == topic.Id)
                     {
-                        if (configChanged) existing.Log.Config = config ??= LogConfig.Create(Options.TopicDefaults, overrides);
+                        if (configChanged) existing.Log.Config = config ??= LogConfig.Create(defaults, overrides);
                         if (!ReferenceEquals(prevTopic?.Partitions.GetValueOrDefault(index), reg) || !ReferenceEquals(existing.Registration, reg))
                         {
                             bool wasLeader = existing.IsLeader;
@@ -110,7 +113,7 @@ public sealed partial class ReplicaManager : IMetadataListener, IAsyncDisposable
                         continue;
                     }
                     if (existing is not null) RemovePartition(tp);
-                    config ??= LogConfig.Create(Options.TopicDefaults, overrides);
+                    config ??= LogConfig.Create(defaults, overrides);
                     var log = Logs.GetOrCreateLog(tp, topic.Id, config);
                     var partition = new Partition(tp, topic.Id, log, me, Options.Replication, _time, _alterPartition, LookupBroker, Options.BrokerEpoch,
                         _loggers.CreateLogger<Partition>());

@@ -4,13 +4,18 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Metadata.Controller;
 
-/// <summary>A topic to create: -1 partitions or replication factor means the broker default; explicit assignments replace both.</summary>
+/// <summary>
+/// A topic to create: -1 partitions or replication factor means the broker default; explicit
+/// assignments replace both. <paramref name="DuplicateAssignment"/>: a partition index the request
+/// assigned more than once (the topic is then refused), or -1.
+/// </summary>
 public sealed record NewTopic(
     string Name,
     int NumPartitions,
     short ReplicationFactor,
     IReadOnlyDictionary<int, IReadOnlyList<int>>? Assignments,
-    IReadOnlyDictionary<string, string?> Configs);
+    IReadOnlyDictionary<string, string?> Configs,
+    int DuplicateAssignment = -1);
 
 /// <summary>Outcome for one topic of CreateTopics.</summary>
 public sealed record CreateTopicResult(string Name, ErrorCode Error, string? Message, Uuid TopicId, int NumPartitions, short ReplicationFactor);
@@ -56,6 +61,9 @@ public sealed record ControllerOptions
 
     /// <summary>Broker-level defaults for topic configs (to validate min.insync.replicas against RF and similar).</summary>
     public IReadOnlyDictionary<string, string> TopicDefaults { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>Every broker config name (server.properties), so that a read-only one is told apart from an unknown one.</summary>
+    public IReadOnlySet<string> StaticBrokerConfigs { get; init; } = new HashSet<string>();
 
     /// <summary>Producer ids handed out per AllocateProducerIds (Kafka's block size).</summary>
     public int ProducerIdBlockSize { get; init; } = 1000;

@@ -341,7 +341,7 @@ public sealed partial class QuorumController
         image.Brokers.TryGetValue(brokerId, out var b) && !b.Fenced && !b.InControlledShutdown && !_storageFailed.Contains(brokerId);
 
     private bool UncleanAllowed(MetadataImage image, string topic) =>
-        LogConfig.Create(Options.TopicDefaults, image.ConfigsOf(ConfigResourceType.Topic, topic)).UncleanLeaderElectionEnable;
+        LogConfig.Create(TopicDefaults(image), image.ConfigsOf(ConfigResourceType.Topic, topic)).UncleanLeaderElectionEnable;
 
     [LoggerMessage(EventId = 2101, Level = LogLevel.Information, Message = "Broker {BrokerId} registered with epoch {Epoch}")]
     private static partial void LogRegistered(ILogger logger, int brokerId, long epoch);

@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Globalization;
 using Freshet.Metadata.Image;
 using Freshet.Metadata.Log;
 using Freshet.Protocol;
@@ -222,6 +223,11 @@ public sealed partial class QuorumController
         {
             if (t.NumPartitions != -1 || t.ReplicationFactor != -1)
                 return Fail(t.Name, ErrorCode.InvalidRequest, "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.");
+            if (t.DuplicateAssignment >= 0)
+                return Fail(t.Name, ErrorCode.InvalidReplicaAssignment, $"Found multiple manual partition assignments for partition {t.DuplicateAssignment}");
+            // Explicit assignments count towards the per-request cap like counted partitions do.
+            if (partitionsInRequest + given.Count > Options.MaxPartitionsPerRequest)
+                return Fail(t.Name, ErrorCode.PolicyViolation, $"Unable to create {given.Count} partitions: at most {Options.MaxPartitionsPerRequest} partitions may be created per request.");
             assignment = [];
             for (int p = 0; p < given.Count; p++)
             {
@@ -257,7 +263,7 @@ public sealed partial class QuorumController
             overrides[k] = v;
         }
         if (LogConfig.Validate(overrides) is { } configError) return Fail(t.Name, ErrorCode.InvalidConfig, configError);
-        var effective = LogConfig.Create(Options.TopicDefaults, overrides);
+        var effective = LogConfig.Create(TopicDefaults(image), overrides);
         short replication = (short)assignment[0].Count;
         if (effective.MinInSyncReplicas > replication && overrides.ContainsKey(LogConfig.MinInSyncReplicasConfig))
             return Fail(t.Name, ErrorCode.InvalidConfig, $"min.insync.replicas {effective.MinInSyncReplicas} is larger than the replication factor {replication}");
@@ -388,7 +394,11 @@ public sealed partial class QuorumController
 
     // ================================================================ configs
 
-    /// <summary>IncrementalAlterConfigs for topics; other resource types are refused with INVALID_REQUEST.</summary>
+    /// <summary>
+    /// IncrementalAlterConfigs for topics and brokers (a broker id, or "" for the cluster-wide
+    /// default): SET, DELETE, APPEND and SUBTRACT on the resource's dynamic configs, checked as a
+    /// whole and written as ConfigRecords. Other resource types are refused with INVALID_REQUEST.
+    /// </summary>
     public IReadOnlyList<AlterConfigsResult> IncrementalAlterConfigs(
         IReadOnlyList<(ConfigResourceType Type, string Name, IReadOnlyList<ConfigChange> Changes)> resources, bool validateOnly)
     {
@@ -399,72 +409,169 @@ public sealed partial class QuorumController
             var records = new List<VersionedRecord>();
             foreach (var (type, name, changes) in resources)
             {
-                if (type != ConfigResourceType.Topic)
+                if (CheckConfigResource(image, type, name) is { } refused)
                 {
-                    results.Add(new(type, name, ErrorCode.InvalidRequest, $"Freshet does not yet change {type} configs at runtime; set them in server.properties."));
-                    continue;
-                }
-                if (image.Topic(name) is null)
-                {
-                    results.Add(new(type, name, ErrorCode.UnknownTopicOrPartition, "This server does not host this topic-partition."));
+                    results.Add(refused);
                     continue;
                 }
                 var current = image.ConfigsOf(type, name);
                 var next = new Dictionary<string, string>(current, StringComparer.Ordinal);
-                string? error = null;
-                var touched = new List<string>();
+                (ErrorCode, string)? error = null;
                 foreach (var c in changes)
                 {
-                    if (!LogConfig.Definition.TryGet(c.Name, out var key)) { error = $"Unknown topic config name: {c.Name}"; break; }
-                    touched.Add(c.Name);
-                    switch (c.Op)
-                    {
-                        case AlterConfigOp.Set:
-                            if (c.Value is null) { error = $"Null value not supported for {c.Name}"; break; }
-                            next[c.Name] = c.Value;
-                            break;
-                        case AlterConfigOp.Delete:
-                            next.Remove(c.Name);
-                            break;
-                        case AlterConfigOp.Append or AlterConfigOp.Subtract:
-                        {
-                            if (key.Type != ConfigType.List) { error = $"Config value append is not allowed for config key: {c.Name}"; break; }
-                            var items = ConfigValues.ParseList(next.GetValueOrDefault(c.Name) ?? LogConfig.Create(Options.TopicDefaults, next).Values[c.Name]).ToList();
-                            var delta = ConfigValues.ParseList(c.Value ?? "");
-                            if (c.Op == AlterConfigOp.Append) items.AddRange(delta.Where(d => !items.Contains(d)));
-                            else items.RemoveAll(delta.Contains);
-                            next[c.Name] = string.Join(",", items);
-                            break;
-                        }
-                        default:
-                            error = $"Unknown operation {(int)c.Op} for {c.Name}";
-                            break;
-                    }
+                    error = ApplyChange(image, type, name, next, c);
                     if (error is not null) break;
                 }
-                error ??= LogConfig.Validate(next);
-                if (error is not null)
+                error ??= ValidateConfigs(type, next);
+                if (error is { } e)
                 {
-                    results.Add(new(type, name, ErrorCode.InvalidConfig, error));
+                    results.Add(new(type, name, e.Item1, e.Item2));
                     continue;
                 }
-                if (!validateOnly)
-                {
-                    foreach (var k in touched.Distinct())
-                    {
-                        next.TryGetValue(k, out var v);
-                        if (current.TryGetValue(k, out var old) && old == v) continue;
-                        if (v is null && !current.ContainsKey(k)) continue;
-                        records.Add(new VersionedRecord((short)MetadataRecordType.Config, 0,
-                            new ConfigRecord { ResourceType = (sbyte)type, ResourceName = name, Name = k, Value = v }));
-                    }
-                }
+                if (!validateOnly) AddConfigRecords(records, type, name, current, next);
                 results.Add(new(type, name, ErrorCode.None, null));
             }
             if (!validateOnly) Commit(records);
             return results;
         }
     }
+
+    /// <summary>
+    /// AlterConfigs (the non-incremental form): the given configs become the resource's whole set of
+    /// dynamic configs; those it had and the request leaves out are removed.
+    /// </summary>
+    public IReadOnlyList<AlterConfigsResult> AlterConfigs(
+        IReadOnlyList<(ConfigResourceType Type, string Name, IReadOnlyList<(string Name, string? Value)> Configs)> resources, bool validateOnly)
+    {
+        lock (_lock)
+        {
+            var image = _image;
+            var results = new List<AlterConfigsResult>();
+            var records = new List<VersionedRecord>();
+            foreach (var (type, name, configs) in resources)
+            {
+                if (CheckConfigResource(image, type, name) is { } refused)
+                {
+                    results.Add(refused);
+                    continue;
+                }
+                var next = new Dictionary<string, string>(StringComparer.Ordinal);
+                (ErrorCode, string)? error = null;
+                foreach (var (k, v) in configs)
+                {
+                    if (v is null)
+                    {
+                        error = (ErrorCode.InvalidRequest, $"Null value not supported for : {k}");
+                        break;
+                    }
+                    next[k] = v;
+                }
+                error ??= ValidateConfigs(type, next);
+                if (error is { } e)
+                {
+                    results.Add(new(type, name, e.Item1, e.Item2));
+                    continue;
+                }
+                if (!validateOnly) AddConfigRecords(records, type, name, image.ConfigsOf(type, name), next);
+                results.Add(new(type, name, ErrorCode.None, null));
+            }
+            if (!validateOnly) Commit(records);
+            return results;
+        }
+    }
+
+    /// <summary>The resource exists and its type is one whose configs can change: null, else the refusal.</summary>
+    private static AlterConfigsResult? CheckConfigResource(MetadataImage image, ConfigResourceType type, string name)
+    {
+        switch (type)
+        {
+            case ConfigResourceType.Topic:
+                return image.Topic(name) is null ? new(type, name, ErrorCode.UnknownTopicOrPartition, "This server does not host this topic-partition.") : null;
+            case ConfigResourceType.Broker:
+                return DynamicBrokerConfigs.ValidateResourceName(name) is { } bad ? new(type, name, ErrorCode.InvalidRequest, bad) : null;
+            default:
+                return new(type, name, ErrorCode.InvalidRequest, $"Freshet does not change {type} configs at runtime.");
+        }
+    }
+
+    /// <summary>One IncrementalAlterConfigs operation on <paramref name="next"/>; the error that stops the resource, or null.</summary>
+    private (ErrorCode, string)? ApplyChange(MetadataImage image, ConfigResourceType type, string name, Dictionary<string, string> next, ConfigChange c)
+    {
+        ConfigKey? key = null;
+        if (type == ConfigResourceType.Topic)
+        {
+            if (!LogConfig.Definition.TryGet(c.Name, out var k)) return (ErrorCode.InvalidConfig, $"Unknown topic config name: {c.Name}");
+            key = k;
+        }
+        else if (DynamicBrokerConfigs.TopicKeyOf.TryGetValue(c.Name, out var topicKey) && LogConfig.Definition.TryGet(topicKey, out var k))
+        {
+            key = k;
+        }
+        switch (c.Op)
+        {
+            case AlterConfigOp.Set:
+                if (c.Value is null) return (ErrorCode.InvalidRequest, $"Null value not supported for : {c.Name}");
+                next[c.Name] = c.Value;
+                return null;
+            case AlterConfigOp.Delete:
+                next.Remove(c.Name);
+                return null;
+            case AlterConfigOp.Append or AlterConfigOp.Subtract:
+            {
+                // An unknown or read-only broker name is reported by the validation of the whole set.
+                if (key is null)
+                {
+                    next[c.Name] = c.Value ?? "";
+                    return null;
+                }
+                if (key.Type != ConfigType.List) return (ErrorCode.InvalidConfig, $"Config value append is not allowed for config key: {c.Name}");
+                var items = ConfigValues.ParseList(next.GetValueOrDefault(c.Name) ?? CurrentValue(image, type, name, key.Name, next)).ToList();
+                var delta = ConfigValues.ParseList(c.Value ?? "");
+                if (c.Op == AlterConfigOp.Append) items.AddRange(delta.Where(d => !items.Contains(d)));
+                else items.RemoveAll(delta.Contains);
+                next[c.Name] = string.Join(",", items);
+                return null;
+            }
+            default:
+                return (ErrorCode.InvalidRequest, $"Unknown operation {(int)c.Op} for {c.Name}");
+        }
+    }
+
+    /// <summary>The value a list config has before an APPEND/SUBTRACT when the resource sets none: what it inherits.</summary>
+    private string CurrentValue(MetadataImage image, ConfigResourceType type, string name, string topicKey, Dictionary<string, string> next)
+    {
+        if (type == ConfigResourceType.Topic) return LogConfig.Create(TopicDefaults(image), next).Values[topicKey];
+        // A broker's own value falls back on the cluster default, then the static and built-in ones.
+        int? node = name.Length == 0 ? null : int.Parse(name, CultureInfo.InvariantCulture);
+        var inherited = DynamicBrokerConfigs.TopicDefaults(Options.TopicDefaults, image, node);
+        return LogConfig.Create(inherited, new Dictionary<string, string>()).Values[topicKey];
+    }
+
+    private (ErrorCode, string)? ValidateConfigs(ConfigResourceType type, Dictionary<string, string> next)
+    {
+        if (type == ConfigResourceType.Broker) return DynamicBrokerConfigs.Validate(next, Options.StaticBrokerConfigs);
+        foreach (var k in next.Keys)
+            if (!LogConfig.Definition.TryGet(k, out _)) return (ErrorCode.InvalidConfig, $"Unknown topic config name: {k}");
+        return LogConfig.Validate(next) is { } error ? (ErrorCode.InvalidConfig, error) : null;
+    }
+
+    /// <summary>A ConfigRecord for every config whose value changes (a null value removes it).</summary>
+    private static void AddConfigRecords(List<VersionedRecord> records, ConfigResourceType type, string name,
+        IReadOnlyDictionary<string, string> current, Dictionary<string, string> next)
+    {
+        foreach (var k in current.Keys.Union(next.Keys).Order(StringComparer.Ordinal))
+        {
+            next.TryGetValue(k, out var v);
+            if (current.TryGetValue(k, out var old) && old == v) continue;
+            if (v is null && !current.ContainsKey(k)) continue;
+            records.Add(new VersionedRecord((short)MetadataRecordType.Config, 0,
+                new ConfigRecord { ResourceType = (sbyte)type, ResourceName = name, Name = k, Value = v }));
+        }
+    }
+
+    /// <summary>The topic defaults the controller works with: the static ones under the cluster-wide dynamic defaults.</summary>
+    private IReadOnlyDictionary<string, string> TopicDefaults(MetadataImage image) =>
+        DynamicBrokerConfigs.TopicDefaults(Options.TopicDefaults, image, nodeId: null);
 
     // ================================================================ producer ids
 

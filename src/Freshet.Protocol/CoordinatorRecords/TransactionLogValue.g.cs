@@ -63,8 +63,8 @@ public sealed partial class TransactionLogValue : IMessage
         UnknownTaggedFields = null;
         if (version >= 1)
         {
-            uint _tagCount = reader.ReadUnsignedVarInt();
-            for (uint _t = 0; _t < _tagCount; _t++)
+            int _tagCount = reader.ReadTaggedFieldCount();
+            for (int _t = 0; _t < _tagCount; _t++)
             {
                 int _tag = (int)reader.ReadUnsignedVarInt();
                 int _end = reader.ReadTaggedFieldEnd();

@@ -70,8 +70,8 @@ public sealed partial class FetchResponse : IApiMessage
         UnknownTaggedFields = null;
         if (version >= 12)
         {
-            uint _tagCount = reader.ReadUnsignedVarInt();
-            for (uint _t = 0; _t < _tagCount; _t++)
+            int _tagCount = reader.ReadTaggedFieldCount();
+            for (int _t = 0; _t < _tagCount; _t++)
             {
                 int _tag = (int)reader.ReadUnsignedVarInt();
                 int _end = reader.ReadTaggedFieldEnd();
@@ -365,8 +365,8 @@ public sealed partial class FetchResponse : IApiMessage
             UnknownTaggedFields = null;
             if (version >= 12)
             {
-                uint _tagCount = reader.ReadUnsignedVarInt();
-                for (uint _t = 0; _t < _tagCount; _t++)
+                int _tagCount = reader.ReadTaggedFieldCount();
+                for (int _t = 0; _t < _tagCount; _t++)
                 {
                     int _tag = (int)reader.ReadUnsignedVarInt();
                     int _end = reader.ReadTaggedFieldEnd();

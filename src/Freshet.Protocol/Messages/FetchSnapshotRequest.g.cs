@@ -45,8 +45,8 @@ public sealed partial class FetchSnapshotRequest : IApiMessage
             Topics = _list;
         }
         UnknownTaggedFields = null;
-        uint _tagCount = reader.ReadUnsignedVarInt();
-        for (uint _t = 0; _t < _tagCount; _t++)
+        int _tagCount = reader.ReadTaggedFieldCount();
+        for (int _t = 0; _t < _tagCount; _t++)
         {
             int _tag = (int)reader.ReadUnsignedVarInt();
             int _end = reader.ReadTaggedFieldEnd();
@@ -201,8 +201,8 @@ public sealed partial class FetchSnapshotRequest : IApiMessage
             Position = reader.ReadInt64();
             ReplicaDirectoryId = Uuid.Zero;
             UnknownTaggedFields = null;
-            uint _tagCount = reader.ReadUnsignedVarInt();
-            for (uint _t = 0; _t < _tagCount; _t++)
+            int _tagCount = reader.ReadTaggedFieldCount();
+            for (int _t = 0; _t < _tagCount; _t++)
             {
                 int _tag = (int)reader.ReadUnsignedVarInt();
                 int _end = reader.ReadTaggedFieldEnd();

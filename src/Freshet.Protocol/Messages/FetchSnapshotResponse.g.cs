@@ -45,8 +45,8 @@ public sealed partial class FetchSnapshotResponse : IApiMessage
         }
         NodeEndpoints = new List<NodeEndpoint>();
         UnknownTaggedFields = null;
-        uint _tagCount = reader.ReadUnsignedVarInt();
-        for (uint _t = 0; _t < _tagCount; _t++)
+        int _tagCount = reader.ReadTaggedFieldCount();
+        for (int _t = 0; _t < _tagCount; _t++)
         {
             int _tag = (int)reader.ReadUnsignedVarInt();
             int _end = reader.ReadTaggedFieldEnd();
@@ -219,8 +219,8 @@ public sealed partial class FetchSnapshotResponse : IApiMessage
             Position = reader.ReadInt64();
             UnalignedRecords = reader.ReadRecords(true) ?? ProtocolException.ThrowNull<RecordSet>("records");
             UnknownTaggedFields = null;
-            uint _tagCount = reader.ReadUnsignedVarInt();
-            for (uint _t = 0; _t < _tagCount; _t++)
+            int _tagCount = reader.ReadTaggedFieldCount();
+            for (int _t = 0; _t < _tagCount; _t++)
             {
                 int _tag = (int)reader.ReadUnsignedVarInt();
                 int _end = reader.ReadTaggedFieldEnd();

@@ -34,8 +34,8 @@ public sealed partial class UpdateRaftVoterResponse : IApiMessage
         ErrorCode = reader.ReadInt16();
         CurrentLeader = new CurrentLeaderData();
         UnknownTaggedFields = null;
-        uint _tagCount = reader.ReadUnsignedVarInt();
-        for (uint _t = 0; _t < _tagCount; _t++)
+        int _tagCount = reader.ReadTaggedFieldCount();
+        for (int _t = 0; _t < _tagCount; _t++)
         {
             int _tag = (int)reader.ReadUnsignedVarInt();
             int _end = reader.ReadTaggedFieldEnd();

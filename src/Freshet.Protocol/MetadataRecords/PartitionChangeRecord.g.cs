@@ -48,8 +48,8 @@ public sealed partial class PartitionChangeRecord : IMessage
         EligibleLeaderReplicas = null;
         LastKnownElr = null;
         UnknownTaggedFields = null;
-        uint _tagCount = reader.ReadUnsignedVarInt();
-        for (uint _t = 0; _t < _tagCount; _t++)
+        int _tagCount = reader.ReadTaggedFieldCount();
+        for (int _t = 0; _t < _tagCount; _t++)
         {
             int _tag = (int)reader.ReadUnsignedVarInt();
             int _end = reader.ReadTaggedFieldEnd();

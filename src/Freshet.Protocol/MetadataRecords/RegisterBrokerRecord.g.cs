@@ -82,8 +82,8 @@ public sealed partial class RegisterBrokerRecord : IMessage
         }
         LogDirs = new List<Uuid>();
         UnknownTaggedFields = null;
-        uint _tagCount = reader.ReadUnsignedVarInt();
-        for (uint _t = 0; _t < _tagCount; _t++)
+        int _tagCount = reader.ReadTaggedFieldCount();
+        for (int _t = 0; _t < _tagCount; _t++)
         {
             int _tag = (int)reader.ReadUnsignedVarInt();
             int _end = reader.ReadTaggedFieldEnd();

@@ -173,6 +173,19 @@ public static class RecordBatchValidator
     }
 
     /// <summary>
+    /// Adds to <paramref name="indexes"/> the position in the batch (its offset delta) of every record
+    /// of <paramref name="records"/> (a batch's records section, decompressed) whose key is null. Walks
+    /// the records in place: nothing is allocated per record. The records must have been validated.
+    /// </summary>
+    public static void FindNullKeys(ReadOnlySpan<byte> records, List<int> indexes)
+    {
+        ArgumentNullException.ThrowIfNull(indexes);
+        var reader = new RecordReader(records);
+        while (reader.TryRead(out var r))
+            if (r.KeyIsNull) indexes.Add(r.OffsetDelta);
+    }
+
+    /// <summary>
     /// Applies Kafka's produce-request rules for v3 and later to one partition's records, then validates
     /// the batch: the set must be exactly one batch (none, or a second one, is INVALID_RECORD), of magic 2
     /// (INVALID_RECORD otherwise), and zstd needs produce v7 (UNSUPPORTED_COMPRESSION_TYPE before).

@@ -38,9 +38,9 @@ internal static class MessageSupport
     /// </summary>
     public static List<RawTaggedField>? ReadUnknownTaggedFields(ref ProtocolReader reader)
     {
-        uint count = reader.ReadUnsignedVarInt();
+        int count = reader.ReadTaggedFieldCount();
         List<RawTaggedField>? fields = null;
-        for (uint i = 0; i < count; i++)
+        for (int i = 0; i < count; i++)
         {
             int tag = (int)reader.ReadUnsignedVarInt();
             int end = reader.ReadTaggedFieldEnd();

@@ -111,13 +111,32 @@ public ref struct ProtocolReader
         return (int)v - 1;
     }
 
-    /// <summary>Array element count, -1 for null; checked against the bytes left (every element takes at least one byte).</summary>
+    /// <summary>
+    /// The most elements an array of a request or response may have, and the most tagged fields one
+    /// structure may carry (Kafka 4.4's limits). Checked before anything is allocated for them: a
+    /// large frame could otherwise make the decoder reserve a list of millions of references (8
+    /// bytes each for every byte of input) before finding the input short.
+    /// </summary>
+    public const int MaxArrayLength = 1_000_000;
+    public const int MaxTaggedFields = 10_000;
+
+    /// <summary>Array element count, -1 for null; checked against the limit and the bytes left (every element takes at least one byte).</summary>
     public int ReadArrayLength(bool compact)
     {
         int n = compact ? ReadCompactLength() : ReadInt32();
         if (n < -1) ProtocolException.Throw($"negative array length {n}");
+        if (n > MaxArrayLength) ProtocolException.Throw($"array of {n} elements is longer than the limit of {MaxArrayLength}");
         if (n > Remaining) ProtocolException.Throw($"array of {n} elements cannot fit in {Remaining} bytes");
         return n;
+    }
+
+    /// <summary>The number of tagged fields that follows: at most <see cref="MaxTaggedFields"/>, and two bytes each at least (tag and size).</summary>
+    public int ReadTaggedFieldCount()
+    {
+        uint n = ReadUnsignedVarInt();
+        if (n > MaxTaggedFields) ProtocolException.Throw($"{n} tagged fields are more than the limit of {MaxTaggedFields}");
+        if (n * 2 > (uint)Remaining) ProtocolException.Throw($"{n} tagged fields cannot fit in {Remaining} bytes");
+        return (int)n;
     }
 
     // ---- strings

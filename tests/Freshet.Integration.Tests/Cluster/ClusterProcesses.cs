@@ -86,6 +86,9 @@ public sealed class ClusterProcesses : IAsyncDisposable
 
     public IReadOnlyDictionary<int, BrokerProcess> Nodes => _nodes;
 
+    /// <summary>The port node <paramref name="node"/>'s controller listener is bound to.</summary>
+    public int ControllerPort(int node) => _controllerPorts[node];
+
     /// <summary>
     /// Starts node <paramref name="nodeId"/> as a broker-only node (process.roles=broker) of the running
     /// cluster: it finds the controllers through the same voter list, registers, and is ready once

@@ -58,6 +58,32 @@ public sealed class KafkaPythonTests(ITestOutputHelper output) : IDisposable
     }
 
     /// <summary>
+    /// kafka-python's alter_configs sends AlterConfigs (API 33, the non-incremental form): a topic's
+    /// configs are replaced as a whole, a broker's dynamic config is set and a read-only one refused,
+    /// and describe_configs (v1, with synonyms) shows the values with Kafka's sources.
+    /// </summary>
+    [Fact]
+    public async Task AdminClientAltersConfigsWithTheNonIncrementalApi()
+    {
+        await using var broker = await StartAsync();
+        var r = await RunAsync(broker, "configs", "--topic", "py-configs");
+        Assert.Equal([0], r.GetProperty("replaced").EnumerateArray().Select(e => e.GetInt32()));
+        var topic = r.GetProperty("topic");
+        Assert.Equal("compact", topic.GetProperty("cleanup.policy").GetProperty("value").GetString());
+        Assert.Equal(1, topic.GetProperty("cleanup.policy").GetProperty("source").GetInt32()); // DYNAMIC_TOPIC_CONFIG
+        Assert.Equal("604800000", topic.GetProperty("retention.ms").GetProperty("value").GetString()); // replaced: back to the default
+        Assert.Equal(5, topic.GetProperty("retention.ms").GetProperty("source").GetInt32()); // DEFAULT_CONFIG
+
+        Assert.Equal([0], r.GetProperty("broker_set").EnumerateArray().Select(e => e.GetInt32()));
+        Assert.Equal([42], r.GetProperty("broker_read_only").EnumerateArray().Select(e => e.GetInt32())); // INVALID_REQUEST
+        var b = r.GetProperty("broker");
+        Assert.Equal("7200000", b.GetProperty("log.retention.ms").GetProperty("value").GetString());
+        Assert.Equal(2, b.GetProperty("log.retention.ms").GetProperty("source").GetInt32()); // DYNAMIC_BROKER_CONFIG
+        Assert.True(b.GetProperty("num.partitions").GetProperty("read_only").GetBoolean());
+        Assert.Equal("7200000", r.GetProperty("topic_final").GetProperty("retention.ms").GetProperty("value").GetString());
+    }
+
+    /// <summary>
     /// Produce and read back. api_version null lets kafka-python probe the broker (2.4: Produce v7 with
     /// record batches, Fetch v10); forcing an old generation makes it speak the deprecated versions:
     /// 0.10.1 is Produce v2 with magic 1 messages, Fetch v3 and ListOffsets v1; 0.9 is Produce v1 with

@@ -541,13 +541,13 @@ public sealed class ConsumerProtocolTests(ITestOutputHelper output) : IAsyncLife
         var m = new RawMember(c, group, [topic]);
         await m.JoinAsync();
 
-        async Task<short> Commit(string memberId, int epoch)
+        async Task<short> Commit(string memberId, int epoch, short version = 9)
         {
             var r = await c.RequestAsync<OffsetCommitResponse>(new OffsetCommitRequest
             {
                 GroupId = group, MemberId = memberId, GenerationIdOrMemberEpoch = epoch,
                 Topics = [new() { Name = topic, Partitions = [new() { PartitionIndex = 0, CommittedOffset = 7 }] }],
-            }, 9);
+            }, version);
             return r.Topics[0].Partitions[0].ErrorCode;
         }
         async Task<short> Fetch(string? memberId, int epoch)
@@ -560,6 +560,9 @@ public sealed class ConsumerProtocolTests(ITestOutputHelper output) : IAsyncLife
         }
 
         Assert.Equal((short)ErrorCode.StaleMemberEpoch, await Commit(m.MemberId, m.Epoch - 1));
+        Assert.Equal((short)ErrorCode.StaleMemberEpoch, await Commit(m.MemberId, m.Epoch + 1));
+        // A member of the consumer protocol must commit with v9+ (Kafka's ConsumerGroup.validateOffsetCommit).
+        Assert.Equal((short)ErrorCode.UnsupportedVersion, await Commit(m.MemberId, m.Epoch, 8));
         Assert.Equal((short)ErrorCode.UnknownMemberId, await Commit("stranger", m.Epoch));
         Assert.Equal((short)ErrorCode.UnknownMemberId, await Commit("", -1)); // the group has members
         Assert.Equal((short)ErrorCode.None, await Commit(m.MemberId, m.Epoch));

@@ -143,6 +143,128 @@ public sealed class GroupProtocolErrorTests(ITestOutputHelper output) : IAsyncLi
             (await _c.RequestAsync<OffsetCommitResponse>(new OffsetCommitRequest { GroupId = "", Topics = commit.Topics }, 8)).Topics[0].Partitions[0].ErrorCode);
     }
 
+    private static OffsetCommitRequest Commit(string group, int generation, string memberId, long offset, string? instanceId = null) => new()
+    {
+        GroupId = group, GenerationIdOrMemberEpoch = generation, MemberId = memberId, GroupInstanceId = instanceId,
+        Topics = [new() { Name = "t", Partitions = [new() { PartitionIndex = 1, CommittedOffset = offset }] }],
+    };
+
+    private async Task<short> CommitErrorAsync(RawKafkaClient c, OffsetCommitRequest request, short version = 8) =>
+        (await c.RequestAsync<OffsetCommitResponse>(request, version)).Topics[0].Partitions[0].ErrorCode;
+
+    private async Task<long> CommittedAsync(string group)
+    {
+        var f = await _c.RequestAsync<OffsetFetchResponse>(new OffsetFetchRequest
+        {
+            Groups = [new() { GroupId = group, Topics = [new() { Name = "t", PartitionIndexes = [1] }] }],
+        }, 8);
+        Assert.Equal((short)ErrorCode.None, f.Groups[0].ErrorCode);
+        return f.Groups[0].Topics[0].Partitions[0].CommittedOffset;
+    }
+
+    /// <summary>
+    /// Kafka's ClassicGroup.validateOffsetCommit, rule by rule: the member is checked before the
+    /// generation, the generation before the group's state; a generation for a group that does not
+    /// exist creates none.
+    /// </summary>
+    [Fact]
+    public async Task CommitsFollowKafkasValidationOrder()
+    {
+        // No such group: a generation is refused (ILLEGAL_GENERATION before v9, GROUP_ID_NOT_FOUND from v9) and makes no group.
+        Assert.Equal((short)ErrorCode.IllegalGeneration, await CommitErrorAsync(_c, Commit("g-none", 3, "m", 1), 8));
+        Assert.Equal((short)ErrorCode.GroupIdNotFound, await CommitErrorAsync(_c, Commit("g-none", 3, "m", 1), 9));
+        var described = await _c.RequestAsync<DescribeGroupsResponse>(new DescribeGroupsRequest { Groups = ["g-none"] }, 5);
+        Assert.Equal("Dead", described.Groups[0].GroupState);
+
+        // An empty group (made by a simple commit): anyone without a generation may commit; a member id it does not know is UNKNOWN_MEMBER_ID.
+        Assert.Equal((short)ErrorCode.None, await CommitErrorAsync(_c, Commit("g-simple", -1, "", 5)));
+        Assert.Equal((short)ErrorCode.UnknownMemberId, await CommitErrorAsync(_c, Commit("g-simple", 0, "ghost", 6)));
+        Assert.Equal(5, await CommittedAsync("g-simple"));
+
+        // A group waiting for its leader's SyncGroup (CompletingRebalance).
+        JoinGroupResponse j;
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        do j = await _c.RequestAsync<JoinGroupResponse>(Join("g-order"), 5);
+        while (j.ErrorCode == (short)ErrorCode.CoordinatorLoadInProgress && DateTime.UtcNow < deadline);
+        j = await _c.RequestAsync<JoinGroupResponse>(Join("g-order", j.MemberId), 5);
+        Assert.Equal((short)ErrorCode.None, j.ErrorCode);
+        string id = j.MemberId;
+        int gen = j.GenerationId;
+        Assert.Equal((short)ErrorCode.UnknownMemberId, await CommitErrorAsync(_c, Commit("g-order", gen, "stranger", 1)));
+        Assert.Equal((short)ErrorCode.IllegalGeneration, await CommitErrorAsync(_c, Commit("g-order", gen + 1, id, 1)));
+        Assert.Equal((short)ErrorCode.RebalanceInProgress, await CommitErrorAsync(_c, Commit("g-order", gen, id, 1)));
+        // Without generation or member id the group must be empty.
+        Assert.Equal((short)ErrorCode.UnknownMemberId, await CommitErrorAsync(_c, Commit("g-order", -1, "", 1)));
+        // -1 with the member's id is a wrong generation.
+        Assert.Equal((short)ErrorCode.IllegalGeneration, await CommitErrorAsync(_c, Commit("g-order", -1, id, 1)));
+        var s = await _c.RequestAsync<SyncGroupResponse>(new SyncGroupRequest
+        {
+            GroupId = "g-order", GenerationId = gen, MemberId = id, Assignments = [new() { MemberId = id, Assignment = new byte[] { 0, 0 } }],
+        }, 3);
+        Assert.Equal((short)ErrorCode.None, s.ErrorCode);
+        Assert.Equal((short)ErrorCode.None, await CommitErrorAsync(_c, Commit("g-order", gen, id, 10)));
+        Assert.Equal((short)ErrorCode.None, await CommitErrorAsync(_c, Commit("g-order", gen, id, 10), 9));
+
+        // A second member joins: during PreparingRebalance the first may still commit with its generation (its revocation callback does).
+        await using var c2 = await RawKafkaClient.ConnectAsync(_broker.BootstrapServers);
+        var first = await c2.RequestAsync<JoinGroupResponse>(Join("g-order"), 5);
+        int pending = await c2.SendAsync(Join("g-order", first.MemberId), 5);
+        deadline = DateTime.UtcNow.AddSeconds(20);
+        while ((await _c.RequestAsync<HeartbeatResponse>(new HeartbeatRequest { GroupId = "g-order", GenerationId = gen, MemberId = id }, 3)).ErrorCode
+               != (short)ErrorCode.RebalanceInProgress)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the second member's join did not start a rebalance");
+            await Task.Delay(50);
+        }
+        Assert.Equal((short)ErrorCode.None, await CommitErrorAsync(_c, Commit("g-order", gen, id, 11)));
+        var rejoin = await _c.RequestAsync<JoinGroupResponse>(Join("g-order", id), 5);
+        var second = await c2.ReadResponseAsync<JoinGroupResponse>(5, pending);
+        Assert.Equal(gen + 1, rejoin.GenerationId);
+        var leader = rejoin.Leader == id ? (_c, id) : (c2, second.MemberId);
+        var assignments = new List<SyncGroupRequest.SyncGroupRequestAssignment>
+        {
+            new() { MemberId = id, Assignment = new byte[] { 0, 0 } }, new() { MemberId = second.MemberId, Assignment = new byte[] { 0, 0 } },
+        };
+        int otherSync = await (leader.Item1 == _c ? c2 : _c).SendAsync(new SyncGroupRequest
+        {
+            GroupId = "g-order", GenerationId = gen + 1, MemberId = leader.Item2 == id ? second.MemberId : id,
+        }, 3);
+        Assert.Equal((short)ErrorCode.None, (await leader.Item1.RequestAsync<SyncGroupResponse>(new SyncGroupRequest
+        {
+            GroupId = "g-order", GenerationId = gen + 1, MemberId = leader.Item2, Assignments = assignments,
+        }, 3)).ErrorCode);
+        Assert.Equal((short)ErrorCode.None, (await (leader.Item1 == _c ? c2 : _c).ReadResponseAsync<SyncGroupResponse>(3, otherSync)).ErrorCode);
+
+        // The partition now belongs to the second member, which commits it; the first member's
+        // late commit with the generation it had before the rebalance is ILLEGAL_GENERATION and moves nothing.
+        Assert.Equal((short)ErrorCode.None, await CommitErrorAsync(c2, Commit("g-order", gen + 1, second.MemberId, 20)));
+        Assert.Equal((short)ErrorCode.IllegalGeneration, await CommitErrorAsync(_c, Commit("g-order", gen, id, 12)));
+        Assert.Equal((short)ErrorCode.IllegalGeneration, await CommitErrorAsync(_c, Commit("g-order", gen, id, 12), 9));
+        Assert.Equal(20, await CommittedAsync("g-order"));
+    }
+
+    /// <summary>Static members are known by group.instance.id: an unknown one is UNKNOWN_MEMBER_ID, a known one with another member id FENCED_INSTANCE_ID.</summary>
+    [Fact]
+    public async Task StaticMembersCommitsAreCheckedByInstanceId()
+    {
+        var join = Join("g-static");
+        join.GroupInstanceId = "instance-a";
+        JoinGroupResponse j;
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        do j = await _c.RequestAsync<JoinGroupResponse>(join, 5);
+        while (j.ErrorCode == (short)ErrorCode.CoordinatorLoadInProgress && DateTime.UtcNow < deadline);
+        Assert.Equal((short)ErrorCode.None, j.ErrorCode);
+        var s = await _c.RequestAsync<SyncGroupResponse>(new SyncGroupRequest
+        {
+            GroupId = "g-static", GenerationId = j.GenerationId, MemberId = j.MemberId, GroupInstanceId = "instance-a",
+            Assignments = [new() { MemberId = j.MemberId, Assignment = new byte[] { 0, 0 } }],
+        }, 3);
+        Assert.Equal((short)ErrorCode.None, s.ErrorCode);
+        Assert.Equal((short)ErrorCode.UnknownMemberId, await CommitErrorAsync(_c, Commit("g-static", j.GenerationId, j.MemberId, 1, "instance-b")));
+        Assert.Equal((short)ErrorCode.FencedInstanceId, await CommitErrorAsync(_c, Commit("g-static", j.GenerationId, "old-id", 1, "instance-a")));
+        Assert.Equal((short)ErrorCode.None, await CommitErrorAsync(_c, Commit("g-static", j.GenerationId, j.MemberId, 1, "instance-a")));
+    }
+
     [Fact]
     public async Task DeletingGroupsAndOffsets()
     {

@@ -14,6 +14,11 @@ JSON object on the last line of stdout; the C# test parses and checks it. Client
       prints the create error code, T's partitions as describe_topics reports them (asked again while
       the broker it asks has not applied the new topic yet), and the brokers kafka-python's cluster
       metadata lists.
+  kafka_python_client.py configs --bootstrap H:P --topic T
+      KafkaAdminClient (AlterConfigs, the non-incremental API, and DescribeConfigs v1 with
+      synonyms): creates T with retention.ms=1000000, replaces its configs with cleanup.policy=compact,
+      sets log.retention.ms on broker 1, tries the read-only num.partitions on it; prints each
+      answer's error codes and the values and sources DescribeConfigs then gives.
   kafka_python_client.py roundtrip --bootstrap H:P --topic T --partitions 3 --messages N
                                    [--codec none|gzip|snappy|lz4|zstd] [--api-version 0.10.1]
       KafkaAdminClient creates the topic (unless it exists), KafkaProducer sends N keyed messages
@@ -49,7 +54,7 @@ import time
 
 import kafka
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 # gzip is in the standard library; snappy, lz4 and zstd need python3-snappy, python3-lz4 and
@@ -102,6 +107,39 @@ def cmd_create(args):
         return {"kafka_python": kafka.__version__, "create_error": code, "create_message": message,
                 "describe_error": described["error_code"],
                 "partitions": sorted(p["partition"] for p in described["partitions"]), "brokers": brokers}
+    finally:
+        admin.close()
+
+
+def cmd_configs(args):
+    admin = KafkaAdminClient(bootstrap_servers=args.bootstrap, client_id="freshet-compat-configs", request_timeout_ms=10000)
+    try:
+        admin.create_topics([NewTopic(args.topic, 1, 1, topic_configs={"retention.ms": "1000000"})], timeout_ms=10000)
+
+        def alter(resource):
+            response = admin.alter_configs([resource])
+            return [r[0] for r in response.resources]
+
+        def describe(resource):
+            entries = {}
+            for response in admin.describe_configs([resource], include_synonyms=True):
+                for (_code, _msg, _type, _name, configs) in response.resources:
+                    for c in configs:
+                        entries[c[0]] = {"value": c[1], "read_only": c[2], "source": c[3]}
+            return entries
+
+        topic = ConfigResource(ConfigResourceType.TOPIC, args.topic, configs={"cleanup.policy": "compact"})
+        replaced = alter(topic)
+        topic_after = describe(ConfigResource(ConfigResourceType.TOPIC, args.topic))
+        broker_set = alter(ConfigResource(ConfigResourceType.BROKER, "1", configs={"log.retention.ms": "7200000"}))
+        broker_read_only = alter(ConfigResource(ConfigResourceType.BROKER, "1", configs={"num.partitions": "5"}))
+        broker_after = describe(ConfigResource(ConfigResourceType.BROKER, "1"))
+        topic_final = describe(ConfigResource(ConfigResourceType.TOPIC, args.topic))
+        pick = lambda d, keys: {k: d[k] for k in keys if k in d}
+        return {"replaced": replaced, "topic": pick(topic_after, ["cleanup.policy", "retention.ms"]),
+                "broker_set": broker_set, "broker_read_only": broker_read_only,
+                "broker": pick(broker_after, ["log.retention.ms", "num.partitions"]),
+                "topic_final": pick(topic_final, ["retention.ms"])}
     finally:
         admin.close()
 
@@ -284,7 +322,7 @@ def cmd_consume_seq(args):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["admin", "create", "roundtrip", "group", "produce-seq", "consume-seq"])
+    parser.add_argument("command", choices=["admin", "create", "configs", "roundtrip", "group", "produce-seq", "consume-seq"])
     parser.add_argument("--bootstrap")
     parser.add_argument("--topic", action="append", default=[])
     parser.add_argument("--partitions", type=int, default=3)
@@ -304,7 +342,7 @@ def main():
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command != "admin":
         args.topic = args.topic[0]
-    result = {"admin": cmd_admin, "create": cmd_create, "roundtrip": cmd_roundtrip, "group": cmd_group,
+    result = {"admin": cmd_admin, "create": cmd_create, "configs": cmd_configs, "roundtrip": cmd_roundtrip, "group": cmd_group,
               "produce-seq": cmd_produce_seq, "consume-seq": cmd_consume_seq}[args.command](args)
     print(json.dumps(result))
 
