@@ -217,9 +217,9 @@ public sealed class BrokerConfigTests
     public void SecuritySettingsThatAskForNothingAreAcceptedAndOtherUnknownKeysOnlyWarned()
     {
         var c = Config(("security.inter.broker.protocol", "PLAINTEXT"), ("authorizer.class.name", ""), ("no.such.setting", "x"),
-            ("listener.name.plaintext.max.connections", "100"), ("zookeeper.ssl.client.enable", "true"));
+            ("listener.name.plaintext.max.connections", "100"), ("listener.name.plaintext.no.such.setting", "1"), ("zookeeper.ssl.client.enable", "true"));
         // Not security Freshet could give: unknown keys, warned at start-up as before (ZooKeeper's TLS protects a connection Freshet never opens).
-        Assert.Equal(["listener.name.plaintext.max.connections", "no.such.setting", "zookeeper.ssl.client.enable"], c.Unknown);
+        Assert.Equal(["listener.name.plaintext.no.such.setting", "no.such.setting", "zookeeper.ssl.client.enable"], c.Unknown);
     }
 
     [Fact]
