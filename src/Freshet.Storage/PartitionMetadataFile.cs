@@ -10,13 +10,11 @@ public static class PartitionMetadataFile
 {
     public const string FileName = "partition.metadata";
 
-    public static void Write(string dir, Uuid topicId)
-    {
-        string path = Path.Combine(dir, FileName);
-        string tmp = path + ".tmp";
-        File.WriteAllText(tmp, $"version: 0\ntopic_id: {topicId}\n");
-        File.Move(tmp, path, overwrite: true);
-    }
+    /// <summary>Writes the file durably (<see cref="DurableFile"/>).</summary>
+    public static void Write(string dir, Uuid topicId) => Write(StorageIo.Default, dir, topicId);
+
+    internal static void Write(StorageIo io, string dir, Uuid topicId) =>
+        DurableFile.Write(io, Path.Combine(dir, FileName), System.Text.Encoding.UTF8.GetBytes($"version: 0\ntopic_id: {topicId}\n"));
 
     public static Uuid? Read(string dir)
     {
