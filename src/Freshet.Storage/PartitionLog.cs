@@ -871,7 +871,7 @@ public sealed partial class PartitionLog : IDisposable
     /// <summary>fsyncs the log's directory if segment files were created, renamed or deleted since it last was. Under the sync lock.</summary>
     private void SyncDirectoryIfPending()
     {
-        if (Interlocked.Exchange(ref _dirSyncPending, 0) == 0) return;
+        if (Volatile.Read(ref _dirSyncPending) == 0 || Interlocked.Exchange(ref _dirSyncPending, 0) == 0) return;
         try
         {
             Io.FsyncDirectory(Dir);
@@ -937,17 +937,27 @@ public sealed partial class PartitionLog : IDisposable
             _tailCut = true;
             long end = _durableEnd;
             if (end >= _logEndOffset) return;
+            var segs = _segments;
+            // Segments wholly past the end go (as a truncation removes them: renamed to .deleted, which the next
+            // start deletes), so that a restart finds the log ending at the durable end, not at an empty
+            // segment's base with a gap before it; the one holding the end is cut there.
+            int keep = segs.Length;
+            while (keep > 1 && segs[keep - 1].BaseOffset >= end) keep--;
             try
             {
-                var segs = _segments;
-                for (int i = segs.Length - 1; i >= 0 && (i == segs.Length - 1 || segs[i + 1].BaseOffset > end); i--)
-                    segs[i].TruncateTo(Math.Max(end, segs[i].BaseOffset));
+                for (int i = segs.Length - 1; i >= keep; i--)
+                {
+                    segs[i].MarkDeleted();
+                    _scheduleDelete(segs[i], Config.FileDeleteDelayMs);
+                }
+                segs[keep - 1].TruncateTo(end);
                 LogTailCut(_logger, TopicPartition, end, _logEndOffset);
             }
             catch (IOException e)
             {
                 LogTailCutFailed(_logger, TopicPartition, end, e.Message);
             }
+            Volatile.Write(ref _segments, segs[..keep]);
             // Nothing past the durable end is served or counted any more (the log refuses everything anyway).
             Volatile.Write(ref _logEndOffset, end);
             if (HighWatermark > end) Volatile.Write(ref _highWatermark, end);

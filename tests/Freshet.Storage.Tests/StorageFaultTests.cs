@@ -96,7 +96,7 @@ public sealed class StorageFaultTests : IDisposable
         var options = new LogOptions { FsyncOnAppend = true, Io = _io };
         string d1 = LogDir();
         var config = TestLogs.Config((LogConfig.SegmentBytesConfig, "2048"));
-        using var log = Create(d1, 0, options, config);
+        var log = Create(d1, 0, options, config);
         var first = log.AppendAsLeader(Batches.Make(4, Now, tag: "first", valueSize: 200), 0, deferSync: true);
         Assert.Equal(ErrorCode.None, log.SyncNow(first).Error);
         string firstSegment = log.ActiveSegment.LogPath;
@@ -113,6 +113,12 @@ public sealed class StorageFaultTests : IDisposable
         Assert.Equal(ErrorCode.KafkaStorageError, log.SyncNow(tail).Error);
         Assert.True(log.IsOffline);
         Assert.Equal(4, log.DurableEndOffset);
+
+        // Both unsynced batches are cut, the emptied segment removed: a restart ends the log at 4, with no gap.
+        log.Dispose();
+        using var reopened = TestLogs.Open(Path.Combine(d1, "orders-0"), _time, config);
+        Assert.Equal((4L, 1), (reopened.LogEndOffset, reopened.Segments.Count));
+        Assert.Equal(4, reopened.Append(Batches.Make(1, Now, tag: "next")).FirstOffset);
     }
 
     /// <summary>A write that fails halfway (EIO): the partial bytes are cut, never read, and the directory goes offline.</summary>
@@ -293,10 +299,15 @@ public sealed class StorageFaultTests : IDisposable
         AssertDurableWrite(calls, Producers.ProducerStateManager.SnapshotPath(log.Dir, 2));
     }
 
-    /// <summary>The real directory fsync (libc open + fsync; .NET cannot open a directory) works, and a directory gone meanwhile is nothing to sync.</summary>
+    /// <summary>
+    /// The real directory fsync (libc open + fsync; .NET's File.OpenHandle refuses a directory, which made the
+    /// metadata quorum's former helper a silent no-op) reaches the system and reports its failures; a
+    /// directory gone meanwhile is nothing to sync.
+    /// </summary>
     [Fact]
-    public void The_real_directory_fsync_works()
+    public void The_real_directory_fsync_reaches_the_system_and_reports_failures()
     {
+        if (!OperatingSystem.IsLinux()) return; // a no-op elsewhere by design
         DurableFile.SyncDirectory(_tmp.Path);
         DurableFile.SyncDirectory(_tmp.Sub("gone"));
         string file = _tmp.Sub("f");
@@ -304,6 +315,9 @@ public sealed class StorageFaultTests : IDisposable
         DurableFile.Write(file, "two"u8);
         Assert.Equal("two", File.ReadAllText(file));
         Assert.False(File.Exists(file + ".tmp"));
+        // open(2) of "file/sub" fails with ENOTDIR: an error from the system, not swallowed.
+        var e = Assert.Throws<IOException>(() => DurableFile.SyncDirectory(Path.Combine(file, "sub")));
+        Assert.Equal(20, e.HResult);
     }
 
     /// <summary>A failed checkpoint write (other than a full disk) takes the directory offline: no new logs, no checkpoints, no clean-shutdown marker there.</summary>
