@@ -831,15 +831,14 @@ public sealed partial class PartitionLog : IDisposable
         {
             if (IsOffline) throw OfflineLocked();
             if (ReferenceEquals(_syncedSegment, segment) && _syncedPosition >= position) return;
-            // What the sync covers, read under the append lock so that size and offset agree: everything
-            // written before the sync starts is covered by it.
-            int covered;
-            long coveredEnd;
-            lock (_lock)
-            {
-                covered = segment.Size;
-                coveredEnd = EndOffsetOfLocked(segment);
-            }
+            // What the sync covers: everything written before it starts. Read without the append lock, in the
+            // order appends publish in reverse (an append writes its bytes, then the segment's size, then the log
+            // end; a roll publishes the new segment before anything is appended to it): every batch below the
+            // log end read first lies in this segment or an older one, within the size read last.
+            long leo = LogEndOffset;
+            var segs = Volatile.Read(ref _segments);
+            int covered = segment.Size;
+            long coveredEnd = EndOffsetOf(segs, segment, leo);
             try
             {
                 if (!ReferenceEquals(_syncedSegment, segment) && segment.BaseOffset > RecoveryPoint) FlushSegmentsLocked(segment.BaseOffset);
@@ -852,18 +851,22 @@ public sealed partial class PartitionLog : IDisposable
             }
             _syncedSegment = segment;
             _syncedPosition = covered;
+            // Never past the log end (a truncation meanwhile).
+            coveredEnd = Math.Min(coveredEnd, LogEndOffset);
             if (coveredEnd > _durableEnd) Volatile.Write(ref _durableEnd, coveredEnd);
         }
     }
 
-    /// <summary>The offset after the data <paramref name="segment"/> holds now (-1 when it left the log). Under the lock.</summary>
-    private long EndOffsetOfLocked(LogSegment segment)
+    /// <summary>
+    /// Where the data of <paramref name="segment"/> ends as far as a sync can count it: <paramref name="leo"/>
+    /// for the active segment, the next one's base for a rolled one, -1 when it left the log.
+    /// </summary>
+    private static long EndOffsetOf(LogSegment[] segs, LogSegment segment, long leo)
     {
-        var segs = _segments;
         for (int i = segs.Length - 1; i >= 0; i--)
         {
             if (!ReferenceEquals(segs[i], segment)) continue;
-            return i == segs.Length - 1 ? _logEndOffset : segs[i + 1].BaseOffset;
+            return i == segs.Length - 1 ? leo : segs[i + 1].BaseOffset;
         }
         return -1;
     }
