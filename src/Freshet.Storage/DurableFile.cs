@@ -22,8 +22,10 @@ public static class DurableFile
     /// Replaces <paramref name="path"/> through <paramref name="io"/>. Without <paramref name="fsync"/> the
     /// replacement is atomic but not durable (no fsync of the file nor of the directory): for files whose
     /// loss costs only time (a producer snapshot taken at a roll, which recovery can replace by replaying the log).
+    /// Without <paramref name="syncDirectory"/> the caller owes the directory fsync (it has more files to put there first).
     /// </summary>
-    internal static void Write(StorageIo io, string path, ReadOnlySpan<byte> contents, bool fsync = true, string tempSuffix = ".tmp")
+    internal static void Write(StorageIo io, string path, ReadOnlySpan<byte> contents, bool fsync = true, string tempSuffix = ".tmp",
+        bool syncDirectory = true)
     {
         string tmp = path + tempSuffix;
         try
@@ -39,7 +41,7 @@ public static class DurableFile
             throw;
         }
         io.Move(tmp, path);
-        if (fsync) io.FsyncDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        if (fsync && syncDirectory) io.FsyncDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
     }
 
     private static void TryDelete(string path)

@@ -85,9 +85,10 @@ public sealed record LogOptions
 /// appends were answered with an error.
 /// </para>
 /// <para>
-/// Directory entries: a roll, a truncation, retention and the cleaner create, rename and delete segment
-/// files; the next fsync of the log (<see cref="SyncUpTo"/>, <see cref="Flush"/>) fsyncs the directory
-/// first, so an acknowledged record never sits in a file whose name a power loss could take back.
+/// Directory entries: creating the log, a roll, a truncation, retention and the cleaner create, rename
+/// and delete files; the next fsync of the log (<see cref="SyncUpTo"/>, <see cref="Flush"/>) fsyncs the
+/// directory first (and, for a new log, the log directory holding it), so an acknowledged record never
+/// sits in a file whose name a power loss could take back.
 /// </para>
 /// </summary>
 public sealed partial class PartitionLog : IDisposable
@@ -117,6 +118,9 @@ public sealed partial class PartitionLog : IDisposable
 
     /// <summary>1 when a segment file was created, renamed or deleted since the directory was last fsynced.</summary>
     private int _dirSyncPending;
+
+    /// <summary>1 until the directory's own name in the log directory has been fsynced (a new log).</summary>
+    private int _parentSyncPending;
 
     /// <summary>Set once this log has cut its unsynced tail after its directory went offline.</summary>
     private bool _tailCut;
@@ -224,15 +228,18 @@ public sealed partial class PartitionLog : IDisposable
     {
         var io = options.Io;
         Directory.CreateDirectory(dir);
-        PartitionMetadataFile.Write(io, dir, topicId);
+        PartitionMetadataFile.Write(io, dir, topicId, syncDirectory: false);
         var seg = LogSegment.Create(io, dir, 0, config.IndexIntervalBytes, config.SegmentIndexBytes, time.GetUtcNow().ToUnixTimeMilliseconds());
         var producers = new ProducerStateManager(dir, options.ProducerIdExpirationMs, io);
         var epochs = LeaderEpochFileCache.Create(dir, io);
-        // The first segment's name, then the partition directory's own in the log directory: without
-        // these a power loss could take back a log whose records were acknowledged.
-        io.FsyncDirectory(dir);
-        io.FsyncDirectory(Path.GetDirectoryName(LogDirFailureChannel.Normalize(dir)) ?? dir);
-        return new PartitionLog(dir, tp, topicId, config, options, [seg], producers, epochs, time, logger, scheduleDelete ?? DeleteNow);
+        // The names of these files, then the partition directory's own in the log directory, are made durable
+        // by the first sync or flush (before the first acknowledgement that relies on them), not here: creating
+        // a topic of many partitions (__consumer_offsets has 50) would otherwise pay two directory fsyncs each,
+        // most of them for partitions that are never written.
+        var log = new PartitionLog(dir, tp, topicId, config, options, [seg], producers, epochs, time, logger, scheduleDelete ?? DeleteNow);
+        log._dirSyncPending = 1;
+        log._parentSyncPending = 1;
+        return log;
     }
 
     private static void DeleteNow(LogSegment s, long delayMs) => s.DeleteFiles();
@@ -871,13 +878,21 @@ public sealed partial class PartitionLog : IDisposable
         return -1;
     }
 
-    /// <summary>fsyncs the log's directory if segment files were created, renamed or deleted since it last was. Under the sync lock.</summary>
+    /// <summary>
+    /// fsyncs the log's directory if segment files were created, renamed or deleted since it last was, and
+    /// for a new log its parent, the log directory, once. Under the sync lock.
+    /// </summary>
     private void SyncDirectoryIfPending()
     {
         if (Volatile.Read(ref _dirSyncPending) == 0 || Interlocked.Exchange(ref _dirSyncPending, 0) == 0) return;
         try
         {
             Io.FsyncDirectory(Dir);
+            if (_parentSyncPending != 0)
+            {
+                Io.FsyncDirectory(Path.GetDirectoryName(LogDirFailureChannel.Normalize(Dir)) ?? Dir);
+                _parentSyncPending = 0;
+            }
         }
         catch (IOException)
         {
@@ -1530,7 +1545,7 @@ public sealed partial class PartitionLog : IDisposable
             {
                 if (IsOffline) return;
                 foreach (var s in _segments) s.Flush(fsync: true);
-                Io.FsyncDirectory(Dir);
+                SyncDirectoryIfPending();
                 Volatile.Write(ref _recoveryPoint, LogEndOffset);
                 Producers.SetMapEndOffset(LogEndOffset);
                 Producers.TakeSnapshot(fsync: true);

@@ -13,8 +13,9 @@ public static class PartitionMetadataFile
     /// <summary>Writes the file durably (<see cref="DurableFile"/>).</summary>
     public static void Write(string dir, Uuid topicId) => Write(StorageIo.Default, dir, topicId);
 
-    internal static void Write(StorageIo io, string dir, Uuid topicId) =>
-        DurableFile.Write(io, Path.Combine(dir, FileName), System.Text.Encoding.UTF8.GetBytes($"version: 0\ntopic_id: {topicId}\n"));
+    /// <summary>Writes the file; without <paramref name="syncDirectory"/> the caller fsyncs the directory.</summary>
+    internal static void Write(StorageIo io, string dir, Uuid topicId, bool syncDirectory = true) =>
+        DurableFile.Write(io, Path.Combine(dir, FileName), System.Text.Encoding.UTF8.GetBytes($"version: 0\ntopic_id: {topicId}\n"), syncDirectory: syncDirectory);
 
     public static Uuid? Read(string dir)
     {

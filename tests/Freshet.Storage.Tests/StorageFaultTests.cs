@@ -263,19 +263,25 @@ public sealed class StorageFaultTests : IDisposable
         Assert.Contains($"fsyncdir {dir}", _io.Calls);
     }
 
-    /// <summary>Creating a partition's log makes its files' names and its directory's own name durable.</summary>
+    /// <summary>
+    /// A new partition's files' names and its directory's own name in the log directory are durable before
+    /// its first append is acknowledged (fsync per append).
+    /// </summary>
     [Fact]
-    public void Creating_a_log_fsyncs_the_partition_directory_and_the_log_directory()
+    public void A_new_log_fsyncs_its_directory_and_the_log_directory_before_its_first_acknowledgement()
     {
         string logDir = LogDirFailureChannel.Normalize(LogDir());
         string dir = Path.Combine(logDir, "orders-0");
         _io.StartRecording();
-        using var log = Create(logDir, 0, new LogOptions { Io = _io });
+        using var log = Create(logDir, 0, new LogOptions { FsyncOnAppend = true, Io = _io });
+        Assert.Equal(ErrorCode.None, log.SyncNow(log.AppendAsLeader(Batches.Make(1, Now), 0, deferSync: true)).Error);
         var calls = _io.Calls;
-        int segment = calls.IndexOf($"create {TestLogs.SegmentPath(dir, 0)}");
-        int dirSynced = calls.LastIndexOf($"fsyncdir {dir}");
+        string segmentPath = TestLogs.SegmentPath(dir, 0);
+        int segment = calls.IndexOf($"create {segmentPath}");
+        int dirSynced = calls.IndexOf($"fsyncdir {dir}");
         int parentSynced = calls.IndexOf($"fsyncdir {logDir}");
-        Assert.True(segment >= 0 && dirSynced > segment && parentSynced > dirSynced, string.Join('\n', calls));
+        int acknowledged = calls.LastIndexOf($"fsync {segmentPath}");
+        Assert.True(segment >= 0 && dirSynced > segment && parentSynced > dirSynced && acknowledged > parentSynced, string.Join('\n', calls));
         // partition.metadata and leader-epoch-checkpoint, each by temporary file, fsync, rename, directory fsync.
         AssertDurableWrite(calls, Path.Combine(dir, PartitionMetadataFile.FileName));
         AssertDurableWrite(calls, Path.Combine(dir, Epochs.LeaderEpochFileCache.FileName));

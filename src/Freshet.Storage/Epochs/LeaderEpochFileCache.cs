@@ -83,10 +83,11 @@ public sealed class LeaderEpochFileCache
     /// <summary>An empty cache for a new log; the file is written at once.</summary>
     public static LeaderEpochFileCache Create(string dir) => Create(dir, StorageIo.Default);
 
+    /// <summary>An empty cache for a new log; the file is written (and fsynced) at once, its directory fsynced by the caller.</summary>
     internal static LeaderEpochFileCache Create(string dir, StorageIo io)
     {
         var c = new LeaderEpochFileCache(io, System.IO.Path.Combine(dir, FileName), []);
-        c.Write([]);
+        c.Write([], syncDirectory: false);
         return c;
     }
 
@@ -238,13 +239,13 @@ public sealed class LeaderEpochFileCache
     /// <summary>Writes the current entries again (after a failed write).</summary>
     public void Flush() => Write(Volatile.Read(ref _entries));
 
-    private void Write(EpochEntry[] entries)
+    private void Write(EpochEntry[] entries, bool syncDirectory = true)
     {
         var sb = new StringBuilder();
         sb.Append(Version.ToString(CultureInfo.InvariantCulture)).Append('\n')
           .Append(entries.Length.ToString(CultureInfo.InvariantCulture)).Append('\n');
         foreach (var e in entries)
             sb.Append(e.Epoch.ToString(CultureInfo.InvariantCulture)).Append(' ').Append(e.StartOffset.ToString(CultureInfo.InvariantCulture)).Append('\n');
-        DurableFile.Write(_io, Path, Encoding.UTF8.GetBytes(sb.ToString()));
+        DurableFile.Write(_io, Path, Encoding.UTF8.GetBytes(sb.ToString()), syncDirectory: syncDirectory);
     }
 }
