@@ -1365,16 +1365,25 @@ public sealed partial class PartitionLog : IDisposable
             }
             offset = Math.Max(offset, LogStartOffset);
             var segs = _segments.ToList();
-            while (segs.Count > 1 && segs[^1].BaseOffset >= offset)
+            try
             {
-                var s = segs[^1];
-                segs.RemoveAt(segs.Count - 1);
-                s.MarkDeleted();
-                DirectoryChanged();
-                _scheduleDelete(s, Config.FileDeleteDelayMs);
+                while (segs.Count > 1 && segs[^1].BaseOffset >= offset)
+                {
+                    var s = segs[^1];
+                    segs.RemoveAt(segs.Count - 1);
+                    s.MarkDeleted();
+                    DirectoryChanged();
+                    _scheduleDelete(s, Config.FileDeleteDelayMs);
+                }
+                if (segs[^1].BaseOffset > offset) segs[^1].TruncateTo(segs[^1].BaseOffset);
+                else segs[^1].TruncateTo(offset);
             }
-            if (segs[^1].BaseOffset > offset) segs[^1].TruncateTo(segs[^1].BaseOffset);
-            else segs[^1].TruncateTo(offset);
+            catch (IOException e)
+            {
+                // Half a truncation: the files no longer match the log in memory.
+                MarkOffline(e, "truncation");
+                throw;
+            }
             Volatile.Write(ref _segments, segs.ToArray());
             // The end is where the remaining batches end (at or below the target: a batch straddling it goes too).
             Volatile.Write(ref _logEndOffset, segs[^1].Size == 0 ? segs[^1].BaseOffset : segs[^1].ReadNextOffset());
@@ -1401,12 +1410,21 @@ public sealed partial class PartitionLog : IDisposable
             if (_disposed) return;
             if (IsOffline) throw new IOException($"the log directory of {TopicPartition} is offline: {_dirState.Failure}");
             var gone = _segments;
-            foreach (var s in gone)
+            LogSegment seg;
+            try
             {
-                s.MarkDeleted();
-                _scheduleDelete(s, Config.FileDeleteDelayMs);
+                foreach (var s in gone)
+                {
+                    s.MarkDeleted();
+                    _scheduleDelete(s, Config.FileDeleteDelayMs);
+                }
+                seg = LogSegment.Create(Io, Dir, offset, Config.IndexIntervalBytes, Config.SegmentIndexBytes, NowMs);
             }
-            var seg = LogSegment.Create(Io, Dir, offset, Config.IndexIntervalBytes, Config.SegmentIndexBytes, NowMs);
+            catch (IOException e)
+            {
+                MarkOffline(e, "truncation");
+                throw;
+            }
             DirectoryChanged();
             Volatile.Write(ref _segments, [seg]);
             Volatile.Write(ref _logStartOffset, offset);

@@ -221,6 +221,19 @@ public sealed class StorageFaultTests : IDisposable
         Assert.Equal(2, reopened.LogEndOffset);
     }
 
+    /// <summary>A follower's truncation that fails halfway leaves files that no longer match the log: the directory goes offline.</summary>
+    [Fact]
+    public void A_truncation_that_fails_takes_the_directory_offline()
+    {
+        string d1 = LogDir();
+        using var log = Create(d1, 0, new LogOptions { Io = _io });
+        for (int i = 0; i < 3; i++) log.Append(Batches.Make(2, Now, tag: $"b{i}"));
+        _io.FailSetLength(p => SegmentOf(p, d1));
+        Assert.Throws<IOException>(() => log.TruncateTo(2));
+        Assert.True(log.IsOffline);
+        Assert.Equal(ErrorCode.KafkaStorageError, log.TryAppend(Batches.Make(1, Now)).Error);
+    }
+
     // ================================================================ directory fsyncs and durable files
 
     /// <summary>The name of a freshly rolled segment is durable before an append in it is acknowledged (fsync per append).</summary>
