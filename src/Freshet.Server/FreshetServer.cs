@@ -30,6 +30,9 @@ public sealed record FreshetServerOptions
 
     /// <summary>Delete the data directories when the server is disposed (embedded use with a temporary directory).</summary>
     public bool DeleteDataOnDispose { get; init; }
+
+    /// <summary>The partition logs' file operations (tests: a seam that fails fsyncs or writes); the real ones when null.</summary>
+    internal Storage.StorageIo? StorageIo { get; init; }
 }
 
 /// <summary>
@@ -129,7 +132,13 @@ public sealed partial class FreshetServer : IAsyncDisposable
         {
             LogDirs = config.LogDirs,
             TopicDefaults = config.TopicDefaults,
-            Log = new LogOptions { FsyncOnAppend = config.FlushPerAppend, ProducerIdExpirationMs = config.ProducerIdExpirationMs, Syncer = syncer },
+            Log = new LogOptions
+            {
+                FsyncOnAppend = config.FlushPerAppend,
+                ProducerIdExpirationMs = config.ProducerIdExpirationMs,
+                Syncer = syncer,
+                Io = options.StorageIo ?? Storage.StorageIo.Default,
+            },
             RetentionCheckIntervalMs = config.RetentionCheckIntervalMs,
             FlushCheckIntervalMs = Math.Min(config.FlushSchedulerIntervalMs, 1000),
             CheckpointIntervalMs = config.CheckpointIntervalMs,
@@ -224,6 +233,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
                 BrokerEpoch = () => parts.Lifecycle?.BrokerEpoch ?? -1,
                 ActiveControllerId = () => raft.State.Leader.LeaderId,
                 Controllers = ControllerEndpoints(config, voters),
+                LogDirs = new LogDirHealth(logs.Failures),
             };
             parts.BrokerNodes = new NodeClient(id => BrokerAddress(cache, config.InterBrokerListenerName, id),
                 new NodeClientOptions { ClientId = $"freshet-{config.NodeId}-replica-fetcher" }, loggers.CreateLogger<NodeClient>());

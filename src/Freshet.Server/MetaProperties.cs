@@ -1,5 +1,6 @@
 using System.Globalization;
 using Freshet.Protocol.Wire;
+using Freshet.Storage;
 
 namespace Freshet.Server;
 
@@ -28,10 +29,9 @@ public static class MetaProperties
     public static void Write(string dir, Contents c)
     {
         Directory.CreateDirectory(dir);
-        string path = Path.Combine(dir, FileName);
-        string tmp = path + ".tmp";
-        File.WriteAllText(tmp, $"#\n#Written by Freshet\nnode.id={c.NodeId}\ndirectory.id={c.DirectoryId}\nversion=1\ncluster.id={c.ClusterId}\n");
-        File.Move(tmp, path, overwrite: true);
+        // Durably (fsync, rename, directory fsync): a power loss must not leave a formatted directory without its identity.
+        DurableFile.Write(Path.Combine(dir, FileName),
+            System.Text.Encoding.UTF8.GetBytes($"#\n#Written by Freshet\nnode.id={c.NodeId}\ndirectory.id={c.DirectoryId}\nversion=1\ncluster.id={c.ClusterId}\n"));
     }
 
     /// <summary>A new cluster id: 16 random bytes as URL-safe base64, like `kafka-storage random-uuid`.</summary>

@@ -72,6 +72,12 @@ public sealed record LogManagerOptions
 /// progress per log is kept in each directory's cleaner-offset-checkpoint. A clean shutdown leaves
 /// <c>.kafka_cleanshutdown</c> in each directory; without it the next start recovers every log from
 /// its recovery point.
+///
+/// <para>
+/// A log directory that failed (<see cref="Failures"/>: an fsync or write of one of its logs, or of a
+/// checkpoint, failed other than for a full disk) gets no new logs, no checkpoints and, at shutdown,
+/// no clean-shutdown marker, so the next start recovers its logs; its logs refuse everything meanwhile.
+/// </para>
 /// </summary>
 public sealed partial class LogManager : IAsyncDisposable
 {
@@ -101,10 +107,13 @@ public sealed partial class LogManager : IAsyncDisposable
         Cleaner = new LogCleaner(options.CleanerOptions, time, loggerFactory.CreateLogger<LogCleaner>());
         // One instance per file: its lock keeps the cleaner thread and the checkpoint task from writing it at once.
         foreach (var dir in options.LogDirs)
-            _cleanerCheckpoints[dir] = new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.CleanerOffset));
+            _cleanerCheckpoints[dir] = new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.CleanerOffset), options.Log.Io);
     }
 
     public LogManagerOptions Options { get; }
+
+    /// <summary>The log directories found unusable (shared with every log through <see cref="LogOptions.Failures"/>).</summary>
+    public LogDirFailureChannel Failures => Options.Log.Failures;
 
     /// <summary>The log cleaner (compaction); its background thread runs when <see cref="LogManagerOptions.CleanerEnable"/>.</summary>
     public LogCleaner Cleaner { get; }
@@ -207,12 +216,14 @@ public sealed partial class LogManager : IAsyncDisposable
         }
     }
 
-    /// <summary>The directory holding the fewest partitions (Kafka's placement across log.dirs).</summary>
+    /// <summary>The online directory holding the fewest partitions (Kafka's placement across log.dirs).</summary>
     private string ChooseDir()
     {
-        if (Options.LogDirs.Count == 1) return Options.LogDirs[0];
+        var online = Options.LogDirs.Where(d => !Failures.IsOffline(d)).ToList();
+        if (online.Count == 0) throw new IOException($"no log directory is online ({string.Join(", ", Options.LogDirs)} failed)");
+        if (online.Count == 1) return online[0];
         // Compare whole directory paths: a prefix test counted the logs of /data/d2 as logs of /data/d.
-        return Options.LogDirs
+        return online
             .OrderBy(d => _logs.Values.Count(l => IsLogIn(l, d)))
             .First();
     }
@@ -285,37 +296,67 @@ public sealed partial class LogManager : IAsyncDisposable
         }
     }
 
-    /// <summary>Writes the recovery point, log start offset and high watermark checkpoints of every directory.</summary>
-    public void WriteCheckpoints(bool fsync = true)
+    /// <summary>
+    /// Writes the recovery point, log start offset and high watermark checkpoints of every online directory.
+    /// Returns false when one failed (see <see cref="Checkpoint"/>).
+    /// </summary>
+    public bool WriteCheckpoints(bool fsync = true)
     {
+        bool all = true;
         foreach (var dir in Options.LogDirs)
         {
-            // Normalized on both sides: with a trailing separator in log.dirs no log matched, and empty
-            // checkpoints were written (losing log start offsets and recovery points).
-            var logs = _logs.Values.Where(l => IsLogIn(l, dir)).ToList();
-            new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.RecoveryPoint))
-                .Write(logs.Select(l => KeyValuePair.Create(l.TopicPartition, l.RecoveryPoint)), fsync);
-            new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.LogStartOffset))
-                .Write(logs.Where(l => l.LogStartOffset > 0).Select(l => KeyValuePair.Create(l.TopicPartition, l.LogStartOffset)), fsync);
-            WriteHighWatermarkCheckpoint(dir, logs, fsync);
-            WriteCleanerCheckpoint(dir, fsync);
+            all &= Checkpoint(dir, () =>
+            {
+                // Normalized on both sides: with a trailing separator in log.dirs no log matched, and empty
+                // checkpoints were written (losing log start offsets and recovery points).
+                var logs = _logs.Values.Where(l => IsLogIn(l, dir)).ToList();
+                new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.RecoveryPoint), Options.Log.Io)
+                    .Write(logs.Select(l => KeyValuePair.Create(l.TopicPartition, l.RecoveryPoint)), fsync);
+                new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.LogStartOffset), Options.Log.Io)
+                    .Write(logs.Where(l => l.LogStartOffset > 0).Select(l => KeyValuePair.Create(l.TopicPartition, l.LogStartOffset)), fsync);
+                WriteHighWatermarkCheckpoint(dir, logs, fsync);
+                WriteCleanerCheckpoint(dir, fsync);
+            });
+        }
+        return all;
+    }
+
+    /// <summary>
+    /// Writes one directory's checkpoints unless it is offline (then there is nothing to write: its logs
+    /// recover at the next start). A failure is logged; one other than a full disk takes the directory
+    /// offline (Kafka's rule for any I/O error in a log directory: its disk can no longer be trusted with
+    /// the checkpoints that recovery relies on). False when the write failed.
+    /// </summary>
+    private bool Checkpoint(string dir, Action write)
+    {
+        if (Failures.IsOffline(dir)) return true;
+        try
+        {
+            write();
+            return true;
+        }
+        catch (IOException e)
+        {
+            LogBackgroundFailed(_logger, "checkpoint", dir, e.Message);
+            if (!StorageIo.IsDiskFull(e) && Failures.MarkOffline(dir, $"checkpoint write failed: {e.Message}")) LogDirFailed(_logger, dir, e.Message);
+            return false;
         }
     }
 
-    /// <summary>Writes the replication-offset-checkpoint (high watermarks) of every directory.</summary>
+    /// <summary>Writes the replication-offset-checkpoint (high watermarks) of every online directory.</summary>
     public void WriteHighWatermarkCheckpoints(bool fsync = true)
     {
-        foreach (var dir in Options.LogDirs) WriteHighWatermarkCheckpoint(dir, _logs.Values.Where(l => IsLogIn(l, dir)).ToList(), fsync);
+        foreach (var dir in Options.LogDirs) Checkpoint(dir, () => WriteHighWatermarkCheckpoint(dir, _logs.Values.Where(l => IsLogIn(l, dir)).ToList(), fsync));
     }
 
-    private static void WriteHighWatermarkCheckpoint(string dir, List<PartitionLog> logs, bool fsync) =>
-        new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.Replication))
+    private void WriteHighWatermarkCheckpoint(string dir, List<PartitionLog> logs, bool fsync) =>
+        new OffsetCheckpointFile(Path.Combine(dir, OffsetCheckpointFile.Replication), Options.Log.Io)
             .Write(logs.Select(l => KeyValuePair.Create(l.TopicPartition, l.HighWatermark)), fsync);
 
-    /// <summary>Writes the cleaner-offset-checkpoint of every directory (the logs cleaned at least once).</summary>
+    /// <summary>Writes the cleaner-offset-checkpoint of every online directory (the logs cleaned at least once).</summary>
     public void WriteCleanerCheckpoints(bool fsync = true)
     {
-        foreach (var dir in Options.LogDirs) WriteCleanerCheckpoint(dir, fsync);
+        foreach (var dir in Options.LogDirs) Checkpoint(dir, () => WriteCleanerCheckpoint(dir, fsync));
     }
 
     private void WriteCleanerCheckpoint(string dir, bool fsync)
@@ -329,7 +370,7 @@ public sealed partial class LogManager : IAsyncDisposable
         foreach (var dir in Options.LogDirs)
         {
             if (!IsLogIn(log, dir)) continue;
-            WriteCleanerCheckpoint(dir, fsync: true);
+            Checkpoint(dir, () => WriteCleanerCheckpoint(dir, fsync: true));
             return;
         }
     }
@@ -473,9 +514,9 @@ public sealed partial class LogManager : IAsyncDisposable
         {
             try
             {
-                WriteCheckpoints();
-                if (allClosed)
-                    foreach (var dir in Options.LogDirs) File.WriteAllText(Path.Combine(dir, CleanShutdownFile), "");
+                // An offline directory gets no marker: the next start recovers its logs from their recovery points.
+                if (WriteCheckpoints() && allClosed)
+                    foreach (var dir in Options.LogDirs.Where(d => !Failures.IsOffline(d))) DurableFile.Write(Options.Log.Io, Path.Combine(dir, CleanShutdownFile), []);
             }
             catch (IOException e)
             {
@@ -494,4 +535,7 @@ public sealed partial class LogManager : IAsyncDisposable
 
     [LoggerMessage(EventId = 1103, Level = LogLevel.Warning, Message = "Background {Task} failed for {Partition}: {Reason}")]
     private static partial void LogBackgroundFailed(ILogger logger, string task, string partition, string reason);
+
+    [LoggerMessage(EventId = 1104, Level = LogLevel.Error, Message = "Log directory {Dir} is offline until restart: a checkpoint write failed ({Reason})")]
+    private static partial void LogDirFailed(ILogger logger, string dir, string reason);
 }

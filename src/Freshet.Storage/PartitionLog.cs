@@ -60,6 +60,12 @@ public sealed record LogOptions
 
     /// <summary>Where deferred fsyncs are done (group commit); without one they run on the thread pool.</summary>
     public LogSyncer? Syncer { get; init; }
+
+    /// <summary>Where the logs given these options report a log directory that failed (shared by all of them).</summary>
+    public LogDirFailureChannel Failures { get; init; } = new();
+
+    /// <summary>The file operations that change what is on disk (tests substitute failing or recording ones).</summary>
+    internal StorageIo Io { get; init; } = StorageIo.Default;
 }
 
 /// <summary>
@@ -73,8 +79,23 @@ public sealed record LogOptions
 /// reader sees a consistent prefix of the log. Validation of a batch's bytes happens before the
 /// lock; only offset assignment, producer checks and the write happen under it.
 ///
-/// Failure policy: an IOException during an append (disk full) fails that append with
-/// KAFKA_STORAGE_ERROR, leaves the log as it was, and keeps it readable and writable for the next try.
+/// <para>
+/// Failure policy (see <see cref="LogDirFailureChannel"/> for why). A write that fails for a full disk
+/// (ENOSPC) fails that append with KAFKA_STORAGE_ERROR; the partial tail is cut off, the log end does
+/// not move, and the log stays readable and writable for the next try. Any other failed write, a
+/// partial tail that cannot be cut off, and any failed fsync (of data, an index or the directory) take
+/// the log's directory offline for good: every log in it then answers KAFKA_STORAGE_ERROR to appends,
+/// reads and syncs, its high watermark stops, and nothing written after the last successful fsync is
+/// ever counted durable. With fsync per append, where nothing past the durable end was acknowledged,
+/// that unsynced tail is also cut from the files, so a restart does not bring back records whose
+/// appends were answered with an error.
+/// </para>
+/// <para>
+/// Directory entries: creating the log, a roll, a truncation, retention and the cleaner create, rename
+/// and delete files; the next fsync of the log (<see cref="SyncUpTo"/>, <see cref="Flush"/>) fsyncs the
+/// directory first (and, for a new log, the log directory holding it), so an acknowledged record never
+/// sits in a file whose name a power loss could take back.
+/// </para>
 /// </summary>
 public sealed partial class PartitionLog : IDisposable
 {
@@ -96,6 +117,19 @@ public sealed partial class PartitionLog : IDisposable
     private bool _disposed;
     private long _cleanerCheckpoint;
     private readonly LeaderEpochFileCache _epochs;
+    private readonly LogDirState _dirState;
+
+    /// <summary>Offsets below this are on disk (fsynced, names included): moved by successful syncs and flushes only.</summary>
+    private long _durableEnd;
+
+    /// <summary>1 when a segment file was created, renamed or deleted since the directory was last fsynced.</summary>
+    private int _dirSyncPending;
+
+    /// <summary>1 until the directory's own name in the log directory has been fsynced (a new log).</summary>
+    private int _parentSyncPending;
+
+    /// <summary>Set once this log has cut its unsynced tail after its directory went offline.</summary>
+    private bool _tailCut;
 
     private PartitionLog(string dir, TopicPartition tp, Uuid topicId, LogConfig config, LogOptions options, LogSegment[] segments,
         ProducerStateManager producers, LeaderEpochFileCache epochs, TimeProvider time, ILogger logger, Action<LogSegment, long> scheduleDelete)
@@ -112,6 +146,7 @@ public sealed partial class PartitionLog : IDisposable
         _logger = logger;
         _scheduleDelete = scheduleDelete;
         _lastFlushMs = time.GetUtcNow().ToUnixTimeMilliseconds();
+        _dirState = options.Failures.For(Path.GetDirectoryName(LogDirFailureChannel.Normalize(dir)) ?? dir);
     }
 
     public string Dir { get; private set; }
@@ -152,6 +187,18 @@ public sealed partial class PartitionLog : IDisposable
     public long Size => Segments.Sum(s => (long)s.Size);
 
     /// <summary>
+    /// Offsets below this are known to be on disk: what the last successful fsync of the log covered (or
+    /// what was there when the log was opened). With fsync per append the leader counts its own log end
+    /// only up to here toward the high watermark, and followers fetch only up to here.
+    /// </summary>
+    public long DurableEndOffset => Volatile.Read(ref _durableEnd);
+
+    /// <summary>The log's directory failed (see <see cref="LogDirFailureChannel"/>): the log refuses appends, reads and syncs until the process restarts.</summary>
+    public bool IsOffline => _dirState.IsOffline;
+
+    private StorageIo Io => Options.Io;
+
+    /// <summary>
     /// The log cleaner's checkpoint: the first offset of the dirty section, i.e. everything below it
     /// has been compacted (Kafka's cleaner-offset-checkpoint entry). 0 until the first cleaning; the
     /// cleaner treats a value below the log start offset as the log start offset.
@@ -185,12 +232,20 @@ public sealed partial class PartitionLog : IDisposable
     public static PartitionLog Create(string dir, TopicPartition tp, Uuid topicId, LogConfig config, LogOptions options,
         TimeProvider time, ILogger logger, Action<LogSegment, long>? scheduleDelete = null)
     {
+        var io = options.Io;
         Directory.CreateDirectory(dir);
-        PartitionMetadataFile.Write(dir, topicId);
-        var seg = LogSegment.Create(dir, 0, config.IndexIntervalBytes, config.SegmentIndexBytes, time.GetUtcNow().ToUnixTimeMilliseconds());
-        var producers = new ProducerStateManager(dir, options.ProducerIdExpirationMs);
-        var epochs = LeaderEpochFileCache.Create(dir);
-        return new PartitionLog(dir, tp, topicId, config, options, [seg], producers, epochs, time, logger, scheduleDelete ?? DeleteNow);
+        PartitionMetadataFile.Write(io, dir, topicId, syncDirectory: false);
+        var seg = LogSegment.Create(io, dir, 0, config.IndexIntervalBytes, config.SegmentIndexBytes, time.GetUtcNow().ToUnixTimeMilliseconds());
+        var producers = new ProducerStateManager(dir, options.ProducerIdExpirationMs, io);
+        var epochs = LeaderEpochFileCache.Create(dir, io);
+        // The names of these files, then the partition directory's own in the log directory, are made durable
+        // by the first sync or flush (before the first acknowledgement that relies on them), not here: creating
+        // a topic of many partitions (__consumer_offsets has 50) would otherwise pay two directory fsyncs each,
+        // most of them for partitions that are never written.
+        var log = new PartitionLog(dir, tp, topicId, config, options, [seg], producers, epochs, time, logger, scheduleDelete ?? DeleteNow);
+        log._dirSyncPending = 1;
+        log._parentSyncPending = 1;
+        return log;
     }
 
     private static void DeleteNow(LogSegment s, long delayMs) => s.DeleteFiles();
@@ -225,8 +280,8 @@ public sealed partial class PartitionLog : IDisposable
         }
 
         var segments = new List<LogSegment>();
-        foreach (long b in bases) segments.Add(LogSegment.Open(dir, b, config.IndexIntervalBytes, config.SegmentIndexBytes));
-        var producers = new ProducerStateManager(dir, options.ProducerIdExpirationMs);
+        foreach (long b in bases) segments.Add(LogSegment.Open(options.Io, dir, b, config.IndexIntervalBytes, config.SegmentIndexBytes));
+        var producers = new ProducerStateManager(dir, options.ProducerIdExpirationMs, options.Io);
 
         long nextOffset = 0;
         bool recovering = false;
@@ -268,7 +323,7 @@ public sealed partial class PartitionLog : IDisposable
         if (segments.Count == 0)
         {
             long start = Math.Max(0, logStartOffsetCheckpoint);
-            segments.Add(LogSegment.Create(dir, start, config.IndexIntervalBytes, config.SegmentIndexBytes, time.GetUtcNow().ToUnixTimeMilliseconds()));
+            segments.Add(LogSegment.Create(options.Io, dir, start, config.IndexIntervalBytes, config.SegmentIndexBytes, time.GetUtcNow().ToUnixTimeMilliseconds()));
             nextOffset = start;
         }
         // An empty last segment keeps its base as the end offset.
@@ -280,9 +335,15 @@ public sealed partial class PartitionLog : IDisposable
         foreach (var (offset, path) in producers.ListSnapshots().ToList())
             if (offset > nextOffset) File.Delete(path);
 
-        var epochs = LeaderEpochFileCache.Load(dir, out bool epochsFound);
+        var epochs = LeaderEpochFileCache.Load(dir, out bool epochsFound, options.Io);
         var log = new PartitionLog(dir, tp, topicId, config, options, segments.ToArray(), producers, epochs, time, logger, scheduleDelete ?? DeleteNow);
         log._logEndOffset = nextOffset;
+        // What recovery kept counts as on disk (as Kafka counts it): after a process crash it may be in the
+        // page cache only, but no append in it was answered with an error (a failed fsync cut the unsynced
+        // tail first, unless the disk refused that too). The directory is fsynced with the first sync, for
+        // whatever recovery and the clean-up above deleted or renamed.
+        log._durableEnd = nextOffset;
+        log._dirSyncPending = 1;
         log._logStartOffset = Math.Max(segments[0].BaseOffset, Math.Min(logStartOffsetCheckpoint, nextOffset));
         log._recoveryPoint = hadCleanShutdown ? nextOffset : Math.Min(recoveryPoint, nextOffset);
         log._highWatermark = log._logStartOffset;
@@ -381,7 +442,7 @@ public sealed partial class PartitionLog : IDisposable
     {
         lock (_lock)
         {
-            if (_disposed) return;
+            if (_disposed || IsOffline) return;
             AssignEpochLocked(epoch, Math.Min(startOffset, LogEndOffset));
         }
     }
@@ -568,6 +629,7 @@ public sealed partial class PartitionLog : IDisposable
         lock (_lock)
         {
             if (_disposed) return LogAppendResult.Failed(ErrorCode.NotLeaderOrFollower, "log is closed", LogStartOffset);
+            if (IsOffline) return OfflineResult();
             span = records.Span;
             // ---- producer checks: a duplicate of a batch already in the log gets its offsets back
             if (origin == AppendOrigin.Client)
@@ -618,8 +680,7 @@ public sealed partial class PartitionLog : IDisposable
             }
             catch (IOException e)
             {
-                LogAppendFailed(_logger, TopicPartition, e.Message);
-                return LogAppendResult.Failed(ErrorCode.KafkaStorageError, $"Disk error while appending to {TopicPartition}: {e.Message}", LogStartOffset);
+                return WriteFailedLocked(e);
             }
 
             // ---- producer state and offsets
@@ -689,6 +750,7 @@ public sealed partial class PartitionLog : IDisposable
         lock (_lock)
         {
             if (_disposed) return LogAppendResult.Failed(ErrorCode.NotLeaderOrFollower, "log is closed", LogStartOffset);
+            if (IsOffline) return OfflineResult();
             if (first < _logEndOffset)
                 return FollowerAppendFailed($"first offset {first} is below the log end offset {_logEndOffset}", ErrorCode.OffsetOutOfRange);
             var config = Config;
@@ -712,9 +774,8 @@ public sealed partial class PartitionLog : IDisposable
             }
             catch (IOException e)
             {
-                LogAppendFailed(_logger, TopicPartition, e.Message);
-                // Runs written before the failure stay: the log end covers them.
-                return LogAppendResult.Failed(ErrorCode.KafkaStorageError, $"Disk error while appending to {TopicPartition}: {e.Message}", LogStartOffset);
+                // Runs written before the failure stay: the log end covers them (not yet synced, as any append before its sync).
+                return WriteFailedLocked(e);
             }
             _unflushedMessages += recordCount;
             flushByCount = _unflushedMessages >= config.FlushMessages;
@@ -782,16 +843,160 @@ public sealed partial class PartitionLog : IDisposable
         return result;
     }
 
-    /// <summary>fsyncs <paramref name="segment"/>'s data unless a concurrent sync already covered <paramref name="position"/>.</summary>
+    /// <summary>
+    /// fsyncs <paramref name="segment"/>'s data unless a concurrent sync already covered <paramref name="position"/>,
+    /// and moves the durable end over what it covered. A sync in a segment the previous one did not cover
+    /// first flushes the segments before it (a roll leaves the old segment's tail to a background flush, and a
+    /// sync of the new segment alone must not count offsets below it as durable), and every sync first fsyncs
+    /// the directory when segment files came or went since the last. A failure takes the directory offline.
+    /// </summary>
     private void SyncUpTo(LogSegment segment, long position)
     {
         lock (_syncLock)
         {
+            if (IsOffline) throw OfflineLocked();
             if (ReferenceEquals(_syncedSegment, segment) && _syncedPosition >= position) return;
-            long covered = segment.Size; // everything written before the sync starts is covered by it
-            segment.SyncData();
+            // What the sync covers: everything written before it starts. Read without the append lock, in the
+            // order appends publish in reverse (an append writes its bytes, then the segment's size, then the log
+            // end; a roll publishes the new segment before anything is appended to it): every batch below the
+            // log end read first lies in this segment or an older one, within the size read last.
+            long leo = LogEndOffset;
+            var segs = Volatile.Read(ref _segments);
+            int covered = segment.Size;
+            long coveredEnd = EndOffsetOf(segs, segment, leo);
+            try
+            {
+                if (!ReferenceEquals(_syncedSegment, segment) && segment.BaseOffset > RecoveryPoint) FlushSegmentsLocked(segment.BaseOffset);
+                SyncDirectoryIfPending();
+                segment.SyncData();
+            }
+            catch (Exception e) when (e is IOException && !_disposed)
+            {
+                throw FailLocked(e, "fsync");
+            }
             _syncedSegment = segment;
             _syncedPosition = covered;
+            // Never past the log end (a truncation meanwhile).
+            coveredEnd = Math.Min(coveredEnd, LogEndOffset);
+            if (coveredEnd > _durableEnd) Volatile.Write(ref _durableEnd, coveredEnd);
+        }
+    }
+
+    /// <summary>
+    /// Where the data of <paramref name="segment"/> ends as far as a sync can count it: <paramref name="leo"/>
+    /// for the active segment, the next one's base for a rolled one, -1 when it left the log.
+    /// </summary>
+    private static long EndOffsetOf(LogSegment[] segs, LogSegment segment, long leo)
+    {
+        for (int i = segs.Length - 1; i >= 0; i--)
+        {
+            if (!ReferenceEquals(segs[i], segment)) continue;
+            return i == segs.Length - 1 ? leo : segs[i + 1].BaseOffset;
+        }
+        return -1;
+    }
+
+    /// <summary>
+    /// fsyncs the log's directory if segment files were created, renamed or deleted since it last was, and
+    /// for a new log its parent, the log directory, once. Under the sync lock.
+    /// </summary>
+    private void SyncDirectoryIfPending()
+    {
+        if (Volatile.Read(ref _dirSyncPending) == 0 || Interlocked.Exchange(ref _dirSyncPending, 0) == 0) return;
+        try
+        {
+            Io.FsyncDirectory(Dir);
+            if (_parentSyncPending != 0)
+            {
+                Io.FsyncDirectory(Path.GetDirectoryName(LogDirFailureChannel.Normalize(Dir)) ?? Dir);
+                _parentSyncPending = 0;
+            }
+        }
+        catch (IOException)
+        {
+            Volatile.Write(ref _dirSyncPending, 1);
+            throw;
+        }
+    }
+
+    /// <summary>Notes that a segment file was created, renamed or deleted: the next sync or flush fsyncs the directory first.</summary>
+    private void DirectoryChanged() => Volatile.Write(ref _dirSyncPending, 1);
+
+    /// <summary>
+    /// An append's write failed (the segment cut its partial tail, or said it could not). A full disk
+    /// leaves the log as it was and fails only this append; anything else takes the directory offline.
+    /// Under the lock.
+    /// </summary>
+    private LogAppendResult WriteFailedLocked(IOException e)
+    {
+        LogAppendFailed(_logger, TopicPartition, e.Message);
+        if (!StorageIo.IsDiskFull(e) || e is TornWriteException) MarkOffline(e, "write");
+        return LogAppendResult.Failed(ErrorCode.KafkaStorageError, $"Disk error while appending to {TopicPartition}: {e.Message}", LogStartOffset);
+    }
+
+    private LogAppendResult OfflineResult() =>
+        LogAppendResult.Failed(ErrorCode.KafkaStorageError, $"The log directory of {TopicPartition} is offline: {_dirState.Failure}", LogStartOffset);
+
+    private void MarkOffline(Exception e, string what)
+    {
+        if (_dirState.MarkOffline($"{what} of {TopicPartition} failed: {e.Message}")) LogDirOffline(_logger, TopicPartition, _dirState.Path, what, e.Message);
+    }
+
+    /// <summary>The exception a sync or flush throws once the directory is offline; cuts this log's unsynced tail first. Under the sync lock.</summary>
+    private IOException OfflineLocked()
+    {
+        CutUnsyncedTailLocked();
+        return new IOException($"the log directory of {TopicPartition} is offline: {_dirState.Failure}");
+    }
+
+    /// <summary>A sync or flush failed: the directory goes offline, and this log's unsynced tail is cut. Under the sync lock.</summary>
+    private IOException FailLocked(Exception e, string what)
+    {
+        MarkOffline(e, what);
+        CutUnsyncedTailLocked();
+        return e as IOException ?? new IOException(e.Message, e);
+    }
+
+    /// <summary>
+    /// With fsync per append, cuts everything past the durable end from the files, once: no append there was
+    /// acknowledged, and every one of them is (or will be) answered with an error, so a restart must not bring
+    /// them back as valid batches. Without fsync per append the tail stays: acks=1 and replicated appends
+    /// there were acknowledged from the page cache, and a restart recovers what is intact. Best effort: a
+    /// disk that refuses the truncation too leaves it to recovery. Under the sync lock (then the append lock).
+    /// </summary>
+    private void CutUnsyncedTailLocked()
+    {
+        if (_tailCut || !Options.FsyncOnAppend) return;
+        lock (_lock)
+        {
+            if (_tailCut || _disposed) return;
+            _tailCut = true;
+            long end = _durableEnd;
+            if (end >= _logEndOffset) return;
+            var segs = _segments;
+            // Segments wholly past the end go (as a truncation removes them: renamed to .deleted, which the next
+            // start deletes), so that a restart finds the log ending at the durable end, not at an empty
+            // segment's base with a gap before it; the one holding the end is cut there.
+            int keep = segs.Length;
+            while (keep > 1 && segs[keep - 1].BaseOffset >= end) keep--;
+            try
+            {
+                for (int i = segs.Length - 1; i >= keep; i--)
+                {
+                    segs[i].MarkDeleted();
+                    _scheduleDelete(segs[i], Config.FileDeleteDelayMs);
+                }
+                segs[keep - 1].TruncateTo(end);
+                LogTailCut(_logger, TopicPartition, end, _logEndOffset);
+            }
+            catch (IOException e)
+            {
+                LogTailCutFailed(_logger, TopicPartition, end, e.Message);
+            }
+            Volatile.Write(ref _segments, segs[..keep]);
+            // Nothing past the durable end is served or counted any more (the log refuses everything anyway).
+            Volatile.Write(ref _logEndOffset, end);
+            if (HighWatermark > end) Volatile.Write(ref _highWatermark, end);
         }
     }
 
@@ -820,15 +1025,22 @@ public sealed partial class PartitionLog : IDisposable
         return RollLocked(rollAt >= 0 ? rollAt : LogEndOffset);
     }
 
-    /// <summary>Starts a new active segment at <paramref name="baseOffset"/>; the old one is flushed in the background.</summary>
+    /// <summary>
+    /// Starts a new active segment at <paramref name="baseOffset"/>; the old one is flushed in the background.
+    /// The new file's name becomes durable with the next sync or flush (the directory fsync it owes), not here
+    /// under the append lock.
+    /// </summary>
     private LogSegment RollLocked(long baseOffset)
     {
         var config = Config;
         var old = ActiveSegment;
         old.Flush(fsync: false);
-        var seg = LogSegment.Create(Dir, baseOffset, config.IndexIntervalBytes, config.SegmentIndexBytes, NowMs);
+        var seg = LogSegment.Create(Io, Dir, baseOffset, config.IndexIntervalBytes, config.SegmentIndexBytes, NowMs);
+        DirectoryChanged();
         Volatile.Write(ref _segments, [.. _segments, seg]);
         Producers.SetMapEndOffset(baseOffset);
+        // Not fsynced here, under the append lock: a snapshot lost to a crash (or cut by its CRC check) only
+        // makes recovery replay the log from an older one.
         try { Producers.TakeSnapshot(fsync: false); }
         catch (IOException e) { LogSnapshotFailed(_logger, TopicPartition, e.Message); }
         LogRolled(_logger, TopicPartition, baseOffset);
@@ -847,6 +1059,7 @@ public sealed partial class PartitionLog : IDisposable
     {
         lock (_lock)
         {
+            if (_disposed || IsOffline) return;
             if (ActiveSegment.Size > 0) RollLocked(LogEndOffset);
         }
     }
@@ -854,34 +1067,52 @@ public sealed partial class PartitionLog : IDisposable
     // ================================================================ flush
 
     /// <summary>
-    /// fsyncs every segment holding offsets below <paramref name="upToExclusive"/> and their indexes,
-    /// then moves the recovery point there (segments below it are not scanned after a crash).
+    /// fsyncs every segment holding offsets below <paramref name="upToExclusive"/> and their indexes (and the
+    /// directory, when segment files came or went), then moves the recovery point and the durable end there
+    /// (segments below the recovery point are not scanned after a crash). A failure takes the directory offline.
     /// </summary>
     public void Flush(long upToExclusive)
     {
-        if (upToExclusive <= RecoveryPoint) return;
+        if (upToExclusive <= RecoveryPoint && Volatile.Read(ref _dirSyncPending) == 0) return;
         lock (_syncLock)
         {
-            long from = RecoveryPoint;
-            if (upToExclusive <= from) return;
-            var segs = Segments;
-            for (int i = 0; i < segs.Count; i++)
+            if (IsOffline) throw OfflineLocked();
+            try
             {
-                long nextBase = i + 1 < segs.Count ? segs[i + 1].BaseOffset : long.MaxValue;
-                if (nextBase <= from || segs[i].BaseOffset >= upToExclusive) continue;
-                segs[i].Flush(fsync: true);
+                FlushSegmentsLocked(upToExclusive);
+                SyncDirectoryIfPending();
             }
-            _syncedSegment = null;
-            long end = Math.Min(upToExclusive, LogEndOffset);
-            if (end > Volatile.Read(ref _recoveryPoint)) Volatile.Write(ref _recoveryPoint, end);
+            catch (Exception e) when (e is IOException && !_disposed)
+            {
+                throw FailLocked(e, "flush");
+            }
         }
         lock (_lock) _unflushedMessages = 0;
         _lastFlushMs = NowMs;
     }
 
+    /// <summary>The fsyncs of <see cref="Flush"/>; moves the recovery point and the durable end. Under the sync lock.</summary>
+    private void FlushSegmentsLocked(long upToExclusive)
+    {
+        long from = RecoveryPoint;
+        if (upToExclusive <= from) return;
+        var segs = Segments;
+        for (int i = 0; i < segs.Count; i++)
+        {
+            long nextBase = i + 1 < segs.Count ? segs[i + 1].BaseOffset : long.MaxValue;
+            if (nextBase <= from || segs[i].BaseOffset >= upToExclusive) continue;
+            segs[i].Flush(fsync: true);
+        }
+        _syncedSegment = null;
+        long end = Math.Min(upToExclusive, LogEndOffset);
+        if (end > Volatile.Read(ref _recoveryPoint)) Volatile.Write(ref _recoveryPoint, end);
+        if (end > _durableEnd) Volatile.Write(ref _durableEnd, end);
+    }
+
     /// <summary>Flushes when flush.ms has passed since the last flush (the log manager's periodic task).</summary>
     public void FlushIfDue(long nowMs)
     {
+        if (IsOffline) return;
         if (LogEndOffset > RecoveryPoint && nowMs - _lastFlushMs >= Config.FlushMs) Flush(LogEndOffset);
     }
 
@@ -895,6 +1126,8 @@ public sealed partial class PartitionLog : IDisposable
     public LogReadResult Read(long offset, int maxBytes, long maxOffsetExclusive, bool minOneBatch)
     {
         long start = LogStartOffset, end = LogEndOffset, hw = HighWatermark;
+        // An offline directory serves nothing (Kafka answers KAFKA_STORAGE_ERROR for its partitions).
+        if (IsOffline) return new LogReadResult(ErrorCode.KafkaStorageError, null, hw, start, end);
         if (offset < start || offset > end)
             return new LogReadResult(ErrorCode.OffsetOutOfRange, null, hw, start, end);
         long limit = Math.Min(maxOffsetExclusive, end);
@@ -1037,6 +1270,8 @@ public sealed partial class PartitionLog : IDisposable
     /// <summary>Moves the high watermark (never past the end of the log, never backwards unless <paramref name="force"/>).</summary>
     public bool UpdateHighWatermark(long hw, bool force = false)
     {
+        // Once the directory is offline nothing more becomes committed here.
+        if (IsOffline) return false;
         hw = Math.Clamp(hw, LogStartOffset, LogEndOffset);
         long cur = HighWatermark;
         if (hw == cur || hw < cur && !force) return false;
@@ -1050,6 +1285,7 @@ public sealed partial class PartitionLog : IDisposable
         lock (_lock)
         {
             newLogStart = LogStartOffset;
+            if (IsOffline) return ErrorCode.KafkaStorageError;
             if (offset > HighWatermark || offset < 0) return ErrorCode.OffsetOutOfRange;
             if (offset > LogStartOffset)
             {
@@ -1073,7 +1309,7 @@ public sealed partial class PartitionLog : IDisposable
         var config = Config;
         lock (_lock)
         {
-            if (_disposed) return 0;
+            if (_disposed || IsOffline) return 0;
             var segs = _segments;
             long hw = HighWatermark;
             long total = segs.Sum(s => (long)s.Size);
@@ -1115,6 +1351,7 @@ public sealed partial class PartitionLog : IDisposable
                 catch (IOException e) { LogFlushFailed(_logger, TopicPartition, e.Message); }
                 _scheduleDelete(s, Config.FileDeleteDelayMs);
             }
+            DirectoryChanged();
             return gone.Length;
         }
     }
@@ -1136,6 +1373,7 @@ public sealed partial class PartitionLog : IDisposable
     {
         lock (_lock)
         {
+            if (IsOffline) throw new IOException($"the log directory of {TopicPartition} is offline: {_dirState.Failure}");
             if (offset >= LogEndOffset)
             {
                 // Nothing to cut, but a replica that led without appending left its epoch at the log end:
@@ -1145,20 +1383,31 @@ public sealed partial class PartitionLog : IDisposable
             }
             offset = Math.Max(offset, LogStartOffset);
             var segs = _segments.ToList();
-            while (segs.Count > 1 && segs[^1].BaseOffset >= offset)
+            try
             {
-                var s = segs[^1];
-                segs.RemoveAt(segs.Count - 1);
-                s.MarkDeleted();
-                _scheduleDelete(s, Config.FileDeleteDelayMs);
+                while (segs.Count > 1 && segs[^1].BaseOffset >= offset)
+                {
+                    var s = segs[^1];
+                    segs.RemoveAt(segs.Count - 1);
+                    s.MarkDeleted();
+                    DirectoryChanged();
+                    _scheduleDelete(s, Config.FileDeleteDelayMs);
+                }
+                if (segs[^1].BaseOffset > offset) segs[^1].TruncateTo(segs[^1].BaseOffset);
+                else segs[^1].TruncateTo(offset);
             }
-            if (segs[^1].BaseOffset > offset) segs[^1].TruncateTo(segs[^1].BaseOffset);
-            else segs[^1].TruncateTo(offset);
+            catch (IOException e)
+            {
+                // Half a truncation: the files no longer match the log in memory.
+                MarkOffline(e, "truncation");
+                throw;
+            }
             Volatile.Write(ref _segments, segs.ToArray());
             // The end is where the remaining batches end (at or below the target: a batch straddling it goes too).
             Volatile.Write(ref _logEndOffset, segs[^1].Size == 0 ? segs[^1].BaseOffset : segs[^1].ReadNextOffset());
             if (HighWatermark > LogEndOffset) Volatile.Write(ref _highWatermark, LogEndOffset);
             if (RecoveryPoint > LogEndOffset) Volatile.Write(ref _recoveryPoint, LogEndOffset);
+            if (DurableEndOffset > LogEndOffset) Volatile.Write(ref _durableEnd, LogEndOffset);
             // What was cleaned below the cut stays clean; the dirty section cannot start past the end.
             if (CleanerCheckpoint > LogEndOffset) SetCleanerCheckpoint(LogEndOffset);
             EpochChange(static (c, o) => c.TruncateFromEnd(o), LogEndOffset);
@@ -1177,18 +1426,30 @@ public sealed partial class PartitionLog : IDisposable
         lock (_lock)
         {
             if (_disposed) return;
+            if (IsOffline) throw new IOException($"the log directory of {TopicPartition} is offline: {_dirState.Failure}");
             var gone = _segments;
-            foreach (var s in gone)
+            LogSegment seg;
+            try
             {
-                s.MarkDeleted();
-                _scheduleDelete(s, Config.FileDeleteDelayMs);
+                foreach (var s in gone)
+                {
+                    s.MarkDeleted();
+                    _scheduleDelete(s, Config.FileDeleteDelayMs);
+                }
+                seg = LogSegment.Create(Io, Dir, offset, Config.IndexIntervalBytes, Config.SegmentIndexBytes, NowMs);
             }
-            var seg = LogSegment.Create(Dir, offset, Config.IndexIntervalBytes, Config.SegmentIndexBytes, NowMs);
+            catch (IOException e)
+            {
+                MarkOffline(e, "truncation");
+                throw;
+            }
+            DirectoryChanged();
             Volatile.Write(ref _segments, [seg]);
             Volatile.Write(ref _logStartOffset, offset);
             Volatile.Write(ref _logEndOffset, offset);
             Volatile.Write(ref _highWatermark, offset);
             Volatile.Write(ref _recoveryPoint, offset);
+            Volatile.Write(ref _durableEnd, offset);
             SetCleanerCheckpoint(offset);
             _unflushedMessages = 0;
             Producers.TruncateFullyAndStartAt(offset);
@@ -1205,7 +1466,7 @@ public sealed partial class PartitionLog : IDisposable
     {
         lock (_lock)
         {
-            if (_disposed) return false;
+            if (_disposed || IsOffline) return false;
             offset = Math.Min(offset, HighWatermark);
             if (offset <= LogStartOffset) return false;
             Volatile.Write(ref _logStartOffset, offset);
@@ -1253,7 +1514,7 @@ public sealed partial class PartitionLog : IDisposable
     {
         lock (_lock)
         {
-            if (_disposed || old.Count == 0) return false;
+            if (_disposed || IsOffline || old.Count == 0) return false;
             var segs = _segments;
             int first = Array.IndexOf(segs, old[0].Segment);
             if (first < 0 || first + old.Count >= segs.Length) return false;
@@ -1266,6 +1527,16 @@ public sealed partial class PartitionLog : IDisposable
                 catch (IOException e)
                 {
                     LogFlushFailed(_logger, TopicPartition, e.Message);
+                    return false;
+                }
+                // The commit point on disk before the old segments are renamed away: a power loss must not
+                // keep their deletion and lose the .swap that replaces them. (Once per cleaning, so under the lock.)
+                try { Io.FsyncDirectory(Dir); }
+                catch (IOException e)
+                {
+                    // The .swap may or may not survive; either way Open finds a consistent set (the old
+                    // segments, or the swap replacing them), and the directory is no longer trusted.
+                    MarkOffline(e, "directory fsync");
                     return false;
                 }
             }
@@ -1284,6 +1555,7 @@ public sealed partial class PartitionLog : IDisposable
             {
                 LogFlushFailed(_logger, TopicPartition, e.Message);
             }
+            DirectoryChanged();
             LogSegment[] next = [.. segs[..first], .. keep ? [cleaned] : Array.Empty<LogSegment>(), .. segs[(first + old.Count)..]];
             cleaned.IndexIntervalBytes = Config.IndexIntervalBytes;
             Volatile.Write(ref _segments, next);
@@ -1295,7 +1567,11 @@ public sealed partial class PartitionLog : IDisposable
 
     // ================================================================ lifecycle
 
-    /// <summary>Clean shutdown: flush everything, snapshot the producer state, close files.</summary>
+    /// <summary>
+    /// Clean shutdown: flush everything (the directory too), snapshot the producer state, close files. A log
+    /// whose directory is offline only closes its files: nothing there is trusted to a flush any more, and
+    /// the next start recovers it (the log manager leaves no clean-shutdown marker there).
+    /// </summary>
     public void Close()
     {
         lock (_lock)
@@ -1303,10 +1579,17 @@ public sealed partial class PartitionLog : IDisposable
             if (_disposed) return;
             try
             {
+                if (IsOffline) return;
                 foreach (var s in _segments) s.Flush(fsync: true);
+                SyncDirectoryIfPending();
                 Volatile.Write(ref _recoveryPoint, LogEndOffset);
                 Producers.SetMapEndOffset(LogEndOffset);
                 Producers.TakeSnapshot(fsync: true);
+            }
+            catch (IOException e)
+            {
+                MarkOffline(e, "flush at shutdown");
+                throw;
             }
             finally
             {
@@ -1375,4 +1658,13 @@ public sealed partial class PartitionLog : IDisposable
 
     [LoggerMessage(EventId = 1012, Level = LogLevel.Warning, Message = "{Partition}: follower append refused: {Reason}")]
     private static partial void LogFollowerAppendRefused(ILogger logger, TopicPartition partition, string reason);
+
+    [LoggerMessage(EventId = 1013, Level = LogLevel.Error, Message = "{Partition}: {What} failed ({Reason}): log directory {Dir} is offline until restart; its partitions answer KAFKA_STORAGE_ERROR")]
+    private static partial void LogDirOffline(ILogger logger, TopicPartition partition, string dir, string what, string reason);
+
+    [LoggerMessage(EventId = 1014, Level = LogLevel.Warning, Message = "{Partition}: cut the records from offset {DurableEnd} to {End}, written but never made durable (their appends failed)")]
+    private static partial void LogTailCut(ILogger logger, TopicPartition partition, long durableEnd, long end);
+
+    [LoggerMessage(EventId = 1015, Level = LogLevel.Error, Message = "{Partition}: could not cut the records past the durable end {DurableEnd} ({Reason}); a restart may recover them")]
+    private static partial void LogTailCutFailed(ILogger logger, TopicPartition partition, long durableEnd, string reason);
 }

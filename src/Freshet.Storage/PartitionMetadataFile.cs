@@ -10,13 +10,12 @@ public static class PartitionMetadataFile
 {
     public const string FileName = "partition.metadata";
 
-    public static void Write(string dir, Uuid topicId)
-    {
-        string path = Path.Combine(dir, FileName);
-        string tmp = path + ".tmp";
-        File.WriteAllText(tmp, $"version: 0\ntopic_id: {topicId}\n");
-        File.Move(tmp, path, overwrite: true);
-    }
+    /// <summary>Writes the file durably (<see cref="DurableFile"/>).</summary>
+    public static void Write(string dir, Uuid topicId) => Write(StorageIo.Default, dir, topicId);
+
+    /// <summary>Writes the file; without <paramref name="syncDirectory"/> the caller fsyncs the directory.</summary>
+    internal static void Write(StorageIo io, string dir, Uuid topicId, bool syncDirectory = true) =>
+        DurableFile.Write(io, Path.Combine(dir, FileName), System.Text.Encoding.UTF8.GetBytes($"version: 0\ntopic_id: {topicId}\n"), syncDirectory: syncDirectory);
 
     public static Uuid? Read(string dir)
     {

@@ -170,7 +170,8 @@ public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions opt
             if (item.SetupError != ErrorCode.None || item.Diverging is not null || item.Partition is not { } p) continue;
             long offset = item.Request.FetchOffset, leo = p.Log.LogEndOffset;
             if (offset < p.Log.LogStartOffset || offset > leo) continue; // answered OFFSET_OUT_OF_RANGE
-            p.UpdateFollowerFetchState(replicaId, offset, item.Request.LogStartOffset, replicaEpoch, leo);
+            // Caught up means having all the follower may fetch (up to the durable end with fsync per append).
+            p.UpdateFollowerFetchState(replicaId, offset, item.Request.LogStartOffset, replicaEpoch, p.ReplicableEndOffset);
         }
     }
 
@@ -237,7 +238,8 @@ public sealed class FetchHandler(RequestDispatcher dispatcher, BrokerOptions opt
                 answerNow = true;
                 continue;
             }
-            long limit = fromFollower ? log.LogEndOffset : hw;
+            // Followers up to the log end (only what is on disk with fsync per append), consumers up to the high watermark.
+            long limit = fromFollower ? p.ReplicableEndOffset : hw;
             int maxBytes = Math.Min(item.Request.PartitionMaxBytes, Math.Max(0, responseBudget - total));
             var r = log.Read(item.Request.FetchOffset, maxBytes, limit, minOne);
             pr.ErrorCode = (short)r.Error;

@@ -8,7 +8,8 @@ namespace Freshet.Broker.Handlers;
 /// <summary>
 /// DescribeLogDirs: every log directory of this broker with the partitions it holds, their size
 /// on disk and how far their end is behind the high watermark (what kafka-log-dirs.sh shows),
-/// and from v4 the directory's total and usable bytes.
+/// and from v4 the directory's total and usable bytes. A directory that failed (a failed fsync or
+/// write) answers KAFKA_STORAGE_ERROR.
 /// </summary>
 public sealed class LogDirsHandler(RequestDispatcher dispatcher, LogManager logs)
 {
@@ -25,6 +26,13 @@ public sealed class LogDirsHandler(RequestDispatcher dispatcher, LogManager logs
         {
             string full = Path.GetFullPath(dir);
             var result = new DescribeLogDirsResponse.DescribeLogDirsResult { LogDir = full };
+            if (logs.Failures.IsOffline(dir))
+            {
+                // As Kafka answers for an offline directory: the error, and nothing about its partitions.
+                result.ErrorCode = (short)ErrorCode.KafkaStorageError;
+                response.Results.Add(result);
+                continue;
+            }
             try
             {
                 var drive = new DriveInfo(full);

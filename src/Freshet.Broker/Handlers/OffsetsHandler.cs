@@ -27,6 +27,7 @@ public sealed class OffsetsHandler(RequestDispatcher dispatcher, ReplicaManager 
     {
         var p = replicas.GetPartition(topic, index);
         if (p is null) return (null, cache.Image.Partition(topic, index) is null ? ErrorCode.UnknownTopicOrPartition : ErrorCode.NotLeaderOrFollower);
+        if (p.IsOffline) return (p, ErrorCode.KafkaStorageError); // Kafka: a partition in an offline log directory
         if (!p.IsLeader) return (p, ErrorCode.NotLeaderOrFollower);
         return (p, ErrorCode.None);
     }

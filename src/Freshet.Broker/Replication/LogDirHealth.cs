@@ -1,25 +1,29 @@
+using Freshet.Storage;
+
 namespace Freshet.Broker.Replication;
 
 /// <summary>
-/// Which log directories this broker could not write to (a disk error, a full disk), as its appends
-/// find out: a failed append marks the partition's directory offline, a later successful append to the
-/// same directory brings it back. The broker's heartbeats report the offline ones (OfflineLogDirs), and
-/// the controller moves leaderships and ISR places away meanwhile. Every append reports here, so the
-/// common case (a success while nothing is offline) is one volatile read.
+/// Which log directories this broker cannot write to, for its heartbeats (OfflineLogDirs); the
+/// controller moves leaderships and ISR places away meanwhile. Two kinds: a full disk, as appends find
+/// out (a failed append marks the partition's directory offline, a later successful append to the same
+/// directory brings it back), and a failed directory (<see cref="LogDirFailureChannel"/>: a failed
+/// fsync, or a write that failed otherwise), offline until the broker restarts. Every append reports
+/// here, so the common case (a success while nothing is offline) is one volatile read.
 /// </summary>
-public sealed class LogDirHealth
+public sealed class LogDirHealth(LogDirFailureChannel? failures = null)
 {
     private readonly Lock _lock = new();
     private readonly HashSet<string> _offline = new(StringComparer.Ordinal);
     private volatile int _offlineCount;
 
-    /// <summary>Offline log directories (their paths).</summary>
+    /// <summary>Offline log directories (their paths): full ones and failed ones.</summary>
     public IReadOnlyList<string> Offline
     {
         get
         {
-            if (_offlineCount == 0) return [];
-            lock (_lock) return [.. _offline];
+            var failed = failures?.Offline ?? [];
+            if (_offlineCount == 0) return failed;
+            lock (_lock) return [.. _offline.Union(failed, StringComparer.Ordinal)];
         }
     }
 

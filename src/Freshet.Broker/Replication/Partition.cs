@@ -66,7 +66,7 @@ public sealed class FollowerState(int brokerId)
 /// As leader it tracks every follower's fetch progress (<see cref="FollowerState"/>); the high
 /// watermark is the smallest log end offset over the ISR (and over followers caught up enough to
 /// be about to join it), the leader's own end counting only up to what is on disk when fsync per
-/// append is on. Followers that fall behind for replica.lag.time.max.ms are proposed for removal
+/// append is on (<see cref="ReplicableEndOffset"/>; followers fetch only that far too, see there). Followers that fall behind for replica.lag.time.max.ms are proposed for removal
 /// from the ISR, followers that reach the high watermark in the current epoch for addition, through
 /// <see cref="IAlterPartitionSender"/>, one proposal at a time (KIP-497). While an addition is in
 /// flight the high watermark already counts the new member (the "maximal ISR"), so committing the
@@ -93,7 +93,6 @@ public sealed partial class Partition
     private volatile PendingIsrChange? _pending;
     private Dictionary<int, FollowerState> _followers = [];
     private long _leaderEpochStartOffset = -1;
-    private long _durableEnd;
     private long _proposalBackoffUntilMs;
 
     /// <summary>An ISR change sent to the controller and not answered yet.</summary>
@@ -140,6 +139,9 @@ public sealed partial class Partition
     public ImmutableArray<int> Isr => _registration?.Isr ?? [];
     public ImmutableArray<int> Replicas => _registration?.Replicas ?? [];
     public long HighWatermark => Log.HighWatermark;
+
+    /// <summary>The replica's log directory failed: it serves nothing (KAFKA_STORAGE_ERROR) until the broker restarts.</summary>
+    public bool IsOffline => Log.IsOffline;
 
     /// <summary>The ISR the high watermark counts: the committed one, plus the member an addition in flight proposes.</summary>
     public ImmutableArray<int> MaximalIsr
@@ -245,7 +247,6 @@ public sealed partial class Partition
         }
         _followers = followers;
         Volatile.Write(ref _leaderEpochStartOffset, leo);
-        Volatile.Write(ref _durableEnd, leo);
         Log.AssignEpochStartOffset(reg.LeaderEpoch, leo);
         LogBecameLeader(_logger, TopicPartition, reg.LeaderEpoch, leo, string.Join(',', reg.Isr));
     }
@@ -269,48 +270,60 @@ public sealed partial class Partition
     /// Moves the high watermark to the smallest log end offset among the leader and the followers
     /// that count (maximal ISR, or caught up and eligible to join it); wakes waiters when it moves.
     /// </summary>
-    /// <param name="durableUpTo">
-    /// With fsync per append, the end of what an append just made durable: the leader's own end
-    /// counts only up to there, so consumers never read what a crash could still take back.
-    /// </param>
-    public void MaybeIncrementHighWatermark(long durableUpTo = long.MaxValue)
+    public void MaybeIncrementHighWatermark()
     {
-        if (durableUpTo != long.MaxValue)
-        {
-            long cur;
-            while ((cur = Volatile.Read(ref _durableEnd)) < durableUpTo && Interlocked.CompareExchange(ref _durableEnd, durableUpTo, cur) != cur) { }
-        }
         bool moved;
         lock (_lock) moved = MaybeIncrementHighWatermarkLocked();
         if (moved) Signal.Pulse();
     }
 
     /// <summary>
-    /// Called after a leader append ending at <paramref name="endOffset"/>: wakes follower fetches waiting
-    /// for data, and moves the high watermark unless the append still owes an fsync (then
-    /// <see cref="ReplicaManager.CompleteSyncAsync"/> moves it once the data is on disk).
+    /// Called after a leader append: wakes follower fetches waiting for data, and moves the high watermark,
+    /// unless the append still owes an fsync (<paramref name="synced"/> false; then
+    /// <see cref="ReplicaManager.CompleteSyncAsync"/> calls <see cref="OnLeaderSync"/> once the data is on
+    /// disk). With fsync per append the followers wait for the fsync too: they may fetch only what is durable.
     /// </summary>
-    internal void OnLeaderAppend(long endOffset, bool moveHighWatermark)
+    internal void OnLeaderAppend(bool synced)
     {
-        EndSignal.Pulse();
-        if (moveHighWatermark) MaybeIncrementHighWatermark(endOffset);
+        if (synced || !Log.Options.FsyncOnAppend) EndSignal.Pulse();
+        if (synced) MaybeIncrementHighWatermark();
     }
 
-    private long LeaderEnd
+    /// <summary>A deferred fsync of a leader append succeeded: the durable end moved, for followers and the high watermark.</summary>
+    internal void OnLeaderSync()
+    {
+        EndSignal.Pulse();
+        MaybeIncrementHighWatermark();
+    }
+
+    /// <summary>
+    /// How far followers may fetch from this leader, and how far its own log counts toward the high
+    /// watermark: its log end, or with fsync per append (log.flush.per.append) only what is on disk
+    /// (<see cref="PartitionLog.DurableEndOffset"/>). Were followers to fetch past the durable end, a record
+    /// whose fsync then failed here (answered KAFKA_STORAGE_ERROR) could be on a follower that becomes
+    /// leader when this directory goes offline, and be committed there: the error would be a lie, and a
+    /// retrying producer that is not idempotent would write it twice. Kept to the durable end, a record
+    /// answered with an error is on no other replica. Without fsync per append replication is the
+    /// durability (Kafka's model): followers fetch to the log end, and a storage error there is an
+    /// outcome unknown, as in Kafka.
+    /// </summary>
+    public long ReplicableEndOffset
     {
         get
         {
             long leo = Log.LogEndOffset;
-            return Log.Options.FsyncOnAppend ? Math.Min(leo, Volatile.Read(ref _durableEnd)) : leo;
+            return Log.Options.FsyncOnAppend ? Math.Min(leo, Log.DurableEndOffset) : leo;
         }
     }
+
+    private long LeaderEnd => ReplicableEndOffset;
 
     private bool MaybeIncrementHighWatermarkLocked()
     {
         var reg = _registration;
         if (reg is null || reg.Leader != LocalNodeId) return false;
-        long leo = Log.LogEndOffset;
-        long hw = LeaderEnd;
+        long leo = LeaderEnd;
+        long hw = leo;
         if (_followers.Count > 0)
         {
             long now = NowMs;
@@ -337,7 +350,12 @@ public sealed partial class Partition
     {
         var reg = _registration;
         if (reg is null || reg.Leader != LocalNodeId || reg.LeaderEpoch != leaderEpoch) return (true, ErrorCode.NotLeaderOrFollower);
-        if (HighWatermark <= lastOffset) return (false, ErrorCode.None);
+        if (HighWatermark <= lastOffset)
+        {
+            // The directory failed under the write: it will not be committed here (Kafka answers its delayed
+            // produces KAFKA_STORAGE_ERROR too; a follower may still hold it: the outcome is unknown).
+            return Log.IsOffline ? (true, ErrorCode.KafkaStorageError) : (false, ErrorCode.None);
+        }
         int isrSize = MaximalIsr.Length;
         return (true, isrSize >= Log.Config.MinInSyncReplicas ? ErrorCode.None : ErrorCode.NotEnoughReplicasAfterAppend);
     }
@@ -399,7 +417,7 @@ public sealed partial class Partition
         {
             var reg = _registration;
             if (reg is null || reg.Leader != LocalNodeId || _pending is not null) return false;
-            long now = NowMs, leo = Log.LogEndOffset;
+            long now = NowMs, leo = LeaderEnd;
             List<int>? outOfSync = null;
             foreach (int id in reg.Isr)
             {

@@ -25,7 +25,8 @@ namespace Freshet.Broker.Replication;
 /// <para>
 /// Errors: a partition whose fetch fails (not leader, fenced or unknown epoch, storage error) is
 /// paused for replica.fetch.backoff.ms and retried; the replica manager moves it elsewhere when the
-/// metadata changes. An unreachable leader pauses the whole fetcher as long. Backoffs use the
+/// metadata changes. A partition whose log directory went offline is not fetched at all (its log
+/// end may cover records it never made durable, which a fetch offset would report to the leader). An unreachable leader pauses the whole fetcher as long. Backoffs use the
 /// monotonic clock, not the <see cref="TimeProvider"/> (which drives the ISR's lag bookkeeping).
 /// </para>
 /// </summary>
@@ -169,6 +170,7 @@ public sealed partial class ReplicaFetcher : IAsyncDisposable
             ready = new List<FetchState>(_partitions.Count);
             foreach (var s in _partitions.Values)
             {
+                if (s.Partition.IsOffline) continue;
                 if (s.DelayedUntil <= now) ready.Add(s);
                 else nextDue = Math.Min(nextDue, s.DelayedUntil);
             }

@@ -55,6 +55,24 @@ public sealed partial class ReplicaManager : IMetadataListener, IAsyncDisposable
         _time = time ?? TimeProvider.System;
         _alterPartition = alterPartition;
         if (nodeClient is not null) Fetchers = new ReplicaFetcherManager(options, nodeClient, _loggers);
+        logs.Failures.DirectoryFailed += OnLogDirFailed;
+    }
+
+    /// <summary>
+    /// A log directory went offline (Kafka's handleLogDirFailure): its partitions now answer
+    /// KAFKA_STORAGE_ERROR. Waiting acks=all produces and long-polling fetches on them are woken to answer
+    /// so at once; the fetchers skip them; the heartbeats report the directory (<see cref="LogDirHealth"/>),
+    /// and the controller moves the leaderships away. Runs on the thread that found the failure: signals only.
+    /// </summary>
+    private void OnLogDirFailed(string dir, string reason)
+    {
+        LogDirOffline(_logger, dir, reason);
+        foreach (var p in _partitions.Values)
+        {
+            if (!p.IsOffline) continue;
+            p.Signal.Pulse();
+            p.EndSignal.Pulse();
+        }
     }
 
     public BrokerOptions Options { get; }
@@ -114,7 +132,18 @@ public sealed partial class ReplicaManager : IMetadataListener, IAsyncDisposable
                     }
                     if (existing is not null) RemovePartition(tp);
                     config ??= LogConfig.Create(defaults, overrides);
-                    var log = Logs.GetOrCreateLog(tp, topic.Id, config);
+                    PartitionLog log;
+                    try
+                    {
+                        log = Logs.GetOrCreateLog(tp, topic.Id, config);
+                    }
+                    catch (IOException e)
+                    {
+                        // No online log directory (or the new one failed): the replica is not hosted here; the
+                        // heartbeats' offline directories keep the controller from choosing this broker for it.
+                        LogCreateFailed(_logger, tp, e.Message);
+                        continue;
+                    }
                     var partition = new Partition(tp, topic.Id, log, me, Options.Replication, _time, _alterPartition, LookupBroker, Options.BrokerEpoch,
                         _loggers.CreateLogger<Partition>());
                     _partitions[tp] = partition;
@@ -190,16 +219,20 @@ public sealed partial class ReplicaManager : IMetadataListener, IAsyncDisposable
         if (result.Error is ErrorCode.None or ErrorCode.KafkaStorageError) Options.LogDirs.Report(p.Log.Dir, result.Error == ErrorCode.KafkaStorageError);
         // With a deferred fsync the high watermark waits for it: consumers never see what is not yet durable.
         // Without one, an append made with fsync per append is on disk already.
-        if (result.Error == ErrorCode.None && !result.IsDuplicate) p.OnLeaderAppend(result.LastOffset + 1, moveHighWatermark: result.Sync is null);
+        if (result.Error == ErrorCode.None && !result.IsDuplicate) p.OnLeaderAppend(synced: result.Sync is null);
         return result;
     }
 
-    /// <summary>Finishes an append made with deferSync: the fsync (off the calling thread), then the high watermark.</summary>
+    /// <summary>
+    /// Finishes an append made with deferSync: the fsync (off the calling thread), then the high watermark.
+    /// A failed fsync has taken the log's directory offline (<see cref="PartitionLog"/>): the records stay
+    /// below no high watermark and on no follower (see <see cref="Partition.ReplicableEndOffset"/>).
+    /// </summary>
     public static async Task<LogAppendResult> CompleteSyncAsync(Partition p, LogAppendResult result)
     {
         if (result.Sync is null) return result;
         var done = await p.Log.SyncAsync(result).ConfigureAwait(false);
-        if (done.Error == ErrorCode.None) p.MaybeIncrementHighWatermark(durableUpTo: done.LastOffset + 1);
+        if (done.Error == ErrorCode.None) p.OnLeaderSync();
         return done;
     }
 
@@ -289,4 +322,10 @@ public sealed partial class ReplicaManager : IMetadataListener, IAsyncDisposable
 
     [LoggerMessage(EventId = 3003, Level = LogLevel.Warning, Message = "{Partition}: follower of broker {Leader}, but there is no node client to fetch with")]
     private static partial void LogNoNodeClient(ILogger logger, TopicPartition partition, int leader);
+
+    [LoggerMessage(EventId = 3004, Level = LogLevel.Error, Message = "Log directory {Dir} is offline until restart ({Reason}): its partitions answer KAFKA_STORAGE_ERROR, heartbeats report it")]
+    private static partial void LogDirOffline(ILogger logger, string dir, string reason);
+
+    [LoggerMessage(EventId = 3005, Level = LogLevel.Error, Message = "{Partition}: cannot create the replica's log: {Reason}")]
+    private static partial void LogCreateFailed(ILogger logger, TopicPartition partition, string reason);
 }

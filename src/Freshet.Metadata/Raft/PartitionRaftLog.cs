@@ -292,7 +292,7 @@ public sealed partial class PartitionRaftLog : IRaftLog, IDisposable
     /// <summary>fsyncs the directory: created and renamed segment files are durable under their names.</summary>
     private void SyncDirectory()
     {
-        DirectorySync.Fsync(Dir);
+        DurableFile.SyncDirectory(Dir);
         _dirSyncedActiveBase = _log.ActiveSegment.BaseOffset;
     }
 
@@ -411,16 +411,8 @@ public sealed partial class PartitionRaftLog : IRaftLog, IDisposable
     /// <summary>Written to a .tmp file (PartitionLog.Open deletes leftovers), fsynced, renamed, directory fsynced.</summary>
     private void WriteLogStart(long offset, int epoch)
     {
-        string path = Path.Combine(Dir, LogStartCheckpointFile);
-        string tmp = path + ".tmp";
         var text = string.Create(CultureInfo.InvariantCulture, $"0\n{offset} {epoch}\n");
-        using (var h = File.OpenHandle(tmp, FileMode.Create, FileAccess.Write))
-        {
-            RandomAccess.Write(h, Encoding.UTF8.GetBytes(text), 0);
-            RandomAccess.FlushToDisk(h);
-        }
-        File.Move(tmp, path, overwrite: true);
-        DirectorySync.Fsync(Dir);
+        DurableFile.Write(Path.Combine(Dir, LogStartCheckpointFile), Encoding.UTF8.GetBytes(text));
     }
 
     // ================================================================ lifecycle

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using Freshet.Storage;
 
 namespace Freshet.Metadata.Raft;
 
@@ -109,14 +110,7 @@ public sealed class FileQuorumStateStore : IQuorumStateStore
         }
         string? dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path));
         if (dir is not null) Directory.CreateDirectory(dir);
-        string tmp = Path + ".tmp";
-        using (var h = File.OpenHandle(tmp, FileMode.Create, FileAccess.Write))
-        {
-            RandomAccess.Write(h, buffer.GetBuffer().AsSpan(0, (int)buffer.Length), 0);
-            RandomAccess.FlushToDisk(h);
-        }
-        File.Move(tmp, Path, overwrite: true);
-        if (dir is not null) DirectorySync.Fsync(dir);
+        DurableFile.Write(Path, buffer.GetBuffer().AsSpan(0, (int)buffer.Length));
     }
 
     public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"quorum state at {Path}");

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Freshet.Storage;
 
 namespace Freshet.Metadata.Raft;
 
@@ -62,15 +63,7 @@ internal static class SnapshotFiles
     /// <summary>Writes a snapshot durably: temporary file, fsync, rename, directory fsync.</summary>
     public static void Write(string dir, RaftSnapshot snapshot)
     {
-        string path = PathOf(dir, snapshot.Id);
-        string part = path + ".part";
-        using (var h = File.OpenHandle(part, FileMode.Create, FileAccess.Write))
-        {
-            RandomAccess.Write(h, snapshot.Data.Span, 0);
-            RandomAccess.FlushToDisk(h);
-        }
-        File.Move(part, path, overwrite: true);
-        DirectorySync.Fsync(dir);
+        DurableFile.Write(PathOf(dir, snapshot.Id), snapshot.Data.Span, tempSuffix: ".part");
     }
 
     /// <summary>The whole snapshot, or null when its file is gone.</summary>
@@ -130,21 +123,3 @@ internal static class SnapshotFiles
     }
 }
 
-/// <summary>fsync of a directory, which makes creations, renames and deletions in it durable.</summary>
-internal static class DirectorySync
-{
-    /// <summary>Opens the directory read-only and fsyncs it on Linux; a no-op where the platform refuses (the files themselves were fsynced).</summary>
-    public static void Fsync(string dir)
-    {
-        if (OperatingSystem.IsWindows()) return;
-        try
-        {
-            using var h = File.OpenHandle(dir, FileMode.Open, FileAccess.Read);
-            RandomAccess.FlushToDisk(h);
-        }
-        catch (Exception e) when (e is UnauthorizedAccessException or IOException)
-        {
-            // .NET refuses to open directories on some platforms.
-        }
-    }
-}

@@ -7,10 +7,10 @@ namespace Freshet.Storage.Checkpoints;
 /// <summary>
 /// Kafka's offset checkpoint text file (recovery-point-offset-checkpoint, log-start-offset-checkpoint,
 /// replication-offset-checkpoint, cleaner-offset-checkpoint): a version line "0", a count line, then "topic partition offset"
-/// lines. Written to a temporary file, synced, and renamed over the old one, so a crash leaves a
-/// whole file. A malformed file reads as empty (the logs then recover from their first segment).
+/// lines. Written through <see cref="DurableFile"/> (temporary file, fsync, rename, directory fsync), so a
+/// crash leaves a whole file. A malformed file reads as empty (the logs then recover from their first segment).
 /// </summary>
-public sealed class OffsetCheckpointFile(string path)
+public sealed class OffsetCheckpointFile
 {
     public const string RecoveryPoint = "recovery-point-offset-checkpoint";
     public const string LogStartOffset = "log-start-offset-checkpoint";
@@ -20,8 +20,20 @@ public sealed class OffsetCheckpointFile(string path)
     public const string CleanerOffset = "cleaner-offset-checkpoint";
 
     private readonly Lock _lock = new();
+    private readonly StorageIo _io;
 
-    public string Path { get; } = path;
+    public OffsetCheckpointFile(string path)
+        : this(path, StorageIo.Default)
+    {
+    }
+
+    internal OffsetCheckpointFile(string path, StorageIo io)
+    {
+        Path = path;
+        _io = io;
+    }
+
+    public string Path { get; }
 
     public void Write(IEnumerable<KeyValuePair<TopicPartition, long>> offsets, bool fsync = true)
     {
@@ -31,16 +43,7 @@ public sealed class OffsetCheckpointFile(string path)
         foreach (var (tp, off) in list)
             sb.Append(tp.Topic).Append(' ').Append(tp.Partition.ToString(CultureInfo.InvariantCulture)).Append(' ')
               .Append(off.ToString(CultureInfo.InvariantCulture)).Append('\n');
-        lock (_lock)
-        {
-            string tmp = Path + ".tmp";
-            using (var h = File.OpenHandle(tmp, FileMode.Create, FileAccess.Write))
-            {
-                RandomAccess.Write(h, Encoding.UTF8.GetBytes(sb.ToString()), 0);
-                if (fsync) RandomAccess.FlushToDisk(h);
-            }
-            File.Move(tmp, Path, overwrite: true);
-        }
+        lock (_lock) DurableFile.Write(_io, Path, Encoding.UTF8.GetBytes(sb.ToString()), fsync);
     }
 
     public Dictionary<TopicPartition, long> Read()

@@ -223,7 +223,7 @@ public sealed partial class LogCleaner
             }
             foreach (var log in all)
             {
-                if (_uncleanable.Contains(log)) continue;
+                if (_uncleanable.Contains(log) || log.IsOffline) continue;
                 CleanableLog? c;
                 try { c = Measure(log, now); }
                 catch (Exception e) when (e is IOException or ObjectDisposedException) { continue; }
@@ -448,7 +448,7 @@ public sealed partial class LogCleaner
     }
 
     private static LogSegment NewOutput(PartitionLog log, long baseOffset, Run run) =>
-        LogSegment.CreateCleaned(log.Dir, baseOffset, run.Config.IndexIntervalBytes, run.Config.SegmentIndexBytes, run.Now);
+        LogSegment.CreateCleaned(log.Options.Io, log.Dir, baseOffset, run.Config.IndexIntervalBytes, run.Config.SegmentIndexBytes, run.Now);
 
     /// <summary>Syncs a group's output and swaps it in for the group's source segments.</summary>
     private static void FinishGroup(Run run, LogSegment output, List<(LogSegment Segment, int Size)> group)

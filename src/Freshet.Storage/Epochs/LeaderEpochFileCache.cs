@@ -33,7 +33,8 @@ public readonly record struct EpochEndOffset(int Epoch, long EndOffset)
 /// 0 0            epoch start-offset
 /// 3 1207
 /// </code>
-/// Written to <c>.tmp</c>, synced and renamed at every change, so a crash leaves a whole file.
+/// Written through <see cref="DurableFile"/> (to <c>.tmp</c>, fsynced, renamed, directory fsynced) at every
+/// change, so a crash leaves a whole file.
 /// Changes are rare (a new epoch, a truncation, the log start moving past an epoch's start), so the
 /// append path pays one comparison per append and nothing else.
 ///
@@ -45,10 +46,12 @@ public sealed class LeaderEpochFileCache
     public const string FileName = "leader-epoch-checkpoint";
     private const int Version = 0;
 
+    private readonly StorageIo _io;
     private EpochEntry[] _entries;
 
-    private LeaderEpochFileCache(string path, EpochEntry[] entries)
+    private LeaderEpochFileCache(StorageIo io, string path, EpochEntry[] entries)
     {
+        _io = io;
         Path = path;
         _entries = entries;
     }
@@ -78,20 +81,25 @@ public sealed class LeaderEpochFileCache
     }
 
     /// <summary>An empty cache for a new log; the file is written at once.</summary>
-    public static LeaderEpochFileCache Create(string dir)
+    public static LeaderEpochFileCache Create(string dir) => Create(dir, StorageIo.Default);
+
+    /// <summary>An empty cache for a new log; the file is written (and fsynced) at once, its directory fsynced by the caller.</summary>
+    internal static LeaderEpochFileCache Create(string dir, StorageIo io)
     {
-        var c = new LeaderEpochFileCache(System.IO.Path.Combine(dir, FileName), []);
-        c.Write([]);
+        var c = new LeaderEpochFileCache(io, System.IO.Path.Combine(dir, FileName), []);
+        c.Write([], syncDirectory: false);
         return c;
     }
 
     /// <summary>Loads the file of <paramref name="dir"/>; <paramref name="found"/> is false when it is missing or malformed (the cache is then empty).</summary>
-    public static LeaderEpochFileCache Load(string dir, out bool found)
+    public static LeaderEpochFileCache Load(string dir, out bool found) => Load(dir, out found, StorageIo.Default);
+
+    internal static LeaderEpochFileCache Load(string dir, out bool found, StorageIo io)
     {
         string path = System.IO.Path.Combine(dir, FileName);
         var entries = TryRead(path);
         found = entries is not null;
-        return new LeaderEpochFileCache(path, entries ?? []);
+        return new LeaderEpochFileCache(io, path, entries ?? []);
     }
 
     /// <summary>Parses a checkpoint file; null when missing or malformed (wrong version, count, order or syntax).</summary>
@@ -231,19 +239,13 @@ public sealed class LeaderEpochFileCache
     /// <summary>Writes the current entries again (after a failed write).</summary>
     public void Flush() => Write(Volatile.Read(ref _entries));
 
-    private void Write(EpochEntry[] entries)
+    private void Write(EpochEntry[] entries, bool syncDirectory = true)
     {
         var sb = new StringBuilder();
         sb.Append(Version.ToString(CultureInfo.InvariantCulture)).Append('\n')
           .Append(entries.Length.ToString(CultureInfo.InvariantCulture)).Append('\n');
         foreach (var e in entries)
             sb.Append(e.Epoch.ToString(CultureInfo.InvariantCulture)).Append(' ').Append(e.StartOffset.ToString(CultureInfo.InvariantCulture)).Append('\n');
-        string tmp = Path + ".tmp";
-        using (var h = File.OpenHandle(tmp, FileMode.Create, FileAccess.Write))
-        {
-            RandomAccess.Write(h, Encoding.UTF8.GetBytes(sb.ToString()), 0);
-            RandomAccess.FlushToDisk(h);
-        }
-        File.Move(tmp, Path, overwrite: true);
+        DurableFile.Write(_io, Path, Encoding.UTF8.GetBytes(sb.ToString()), syncDirectory: syncDirectory);
     }
 }

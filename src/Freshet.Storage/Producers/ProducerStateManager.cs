@@ -64,6 +64,13 @@ public sealed class ProducerStateManager(string dir, long producerIdExpirationMs
     private const short SnapshotVersion = 1;
 
     private readonly Dictionary<long, ProducerStateEntry> _producers = [];
+    private readonly StorageIo _io = StorageIo.Default;
+
+    internal ProducerStateManager(string dir, long producerIdExpirationMs, StorageIo io)
+        : this(dir, producerIdExpirationMs)
+    {
+        _io = io;
+    }
 
     public long ProducerIdExpirationMs { get; set; } = producerIdExpirationMs;
 
@@ -171,8 +178,8 @@ public sealed class ProducerStateManager(string dir, long producerIdExpirationMs
     /// <summary>
     /// Writes the state as of <see cref="MapEndOffset"/> (Kafka's snapshot format v1: version int16,
     /// crc32c uint32 of the rest, then an int32-counted array of producer entries) and keeps only
-    /// the two newest snapshots. The file is written aside and renamed, so a crash leaves either
-    /// the old set or the new one.
+    /// the two newest snapshots. The file is written aside and renamed (<see cref="DurableFile"/>), so a
+    /// crash leaves either the old set or the new one; <paramref name="fsync"/> makes it durable too.
     /// </summary>
     public void TakeSnapshot(bool fsync)
     {
@@ -195,14 +202,7 @@ public sealed class ProducerStateManager(string dir, long producerIdExpirationMs
             BinaryPrimitives.WriteInt64BigEndian(buf.AsSpan(p), e.CurrentTxnFirstOffset); p += 8;
         }
         BinaryPrimitives.WriteUInt32BigEndian(buf.AsSpan(2), Crc32C.Compute(buf.AsSpan(6)));
-        string path = SnapshotPath(dir, MapEndOffset);
-        string tmp = path + ".tmp";
-        using (var h = File.OpenHandle(tmp, FileMode.Create, FileAccess.Write))
-        {
-            RandomAccess.Write(h, buf, 0);
-            if (fsync) RandomAccess.FlushToDisk(h);
-        }
-        File.Move(tmp, path, overwrite: true);
+        DurableFile.Write(_io, SnapshotPath(dir, MapEndOffset), buf, fsync);
         foreach (var old in ListSnapshots().OrderByDescending(s => s.Offset).Skip(2)) File.Delete(old.Path);
     }
 

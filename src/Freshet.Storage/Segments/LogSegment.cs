@@ -12,8 +12,11 @@ namespace Freshet.Storage.Segments;
 /// data and never look past it.
 ///
 /// Failure policy: an IOException from a write leaves the file as long as it was before the
-/// write (the partial tail is cut off) and propagates; the partition turns it into
-/// KAFKA_STORAGE_ERROR for that request and stays readable.
+/// write (the partial tail is cut off) and propagates; when the tail cannot be cut off either, a
+/// <see cref="TornWriteException"/> says so. <see cref="Size"/> never covers a failed write, so no
+/// reader sees its bytes. What the partition makes of it: see <see cref="PartitionLog"/>.
+///
+/// Writes, fsyncs, truncations and renames go through <see cref="StorageIo"/>.
 /// </summary>
 public sealed class LogSegment : IDisposable
 {
@@ -31,6 +34,7 @@ public sealed class LogSegment : IDisposable
     public const string SwapSuffix = ".swap";
 
     private readonly SafeFileHandle _log;
+    private readonly StorageIo _io;
     private int _size;
     private int _bytesSinceLastIndexEntry;
     private long _maxTimestamp = RecordBatch.NoTimestamp;
@@ -38,17 +42,18 @@ public sealed class LogSegment : IDisposable
     private long _firstBatchTimestamp = RecordBatch.NoTimestamp;
     private bool _disposed;
 
-    private LogSegment(string dir, long baseOffset, SafeFileHandle log, int size, int indexIntervalBytes, int maxIndexSize, long createdMs,
+    private LogSegment(StorageIo io, string dir, long baseOffset, SafeFileHandle log, int size, int indexIntervalBytes, int maxIndexSize, long createdMs,
         string fileSuffix = "")
     {
+        _io = io;
         Dir = dir;
         BaseOffset = baseOffset;
         _log = log;
         _size = size;
         IndexIntervalBytes = indexIntervalBytes;
         LogPath = FilePath(dir, baseOffset, LogSuffix) + fileSuffix;
-        OffsetIndex = new OffsetIndex(FilePath(dir, baseOffset, IndexSuffix) + fileSuffix, baseOffset, maxIndexSize);
-        TimeIndex = new TimeIndex(FilePath(dir, baseOffset, TimeIndexSuffix) + fileSuffix, baseOffset, maxIndexSize);
+        OffsetIndex = new OffsetIndex(io, FilePath(dir, baseOffset, IndexSuffix) + fileSuffix, baseOffset, maxIndexSize);
+        TimeIndex = new TimeIndex(io, FilePath(dir, baseOffset, TimeIndexSuffix) + fileSuffix, baseOffset, maxIndexSize);
         CreatedMs = createdMs;
     }
 
@@ -79,11 +84,12 @@ public sealed class LogSegment : IDisposable
     public static string FilePath(string dir, long baseOffset, string suffix) =>
         Path.Combine(dir, baseOffset.ToString("D20", System.Globalization.CultureInfo.InvariantCulture) + suffix);
 
-    public static LogSegment Create(string dir, long baseOffset, int indexIntervalBytes, int maxIndexSize, long nowMs)
+    /// <summary>Creates an empty segment file (its name is made durable by the owner's next directory fsync).</summary>
+    internal static LogSegment Create(StorageIo io, string dir, long baseOffset, int indexIntervalBytes, int maxIndexSize, long nowMs)
     {
         string path = FilePath(dir, baseOffset, LogSuffix);
-        var h = File.OpenHandle(path, FileMode.Create, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
-        return new LogSegment(dir, baseOffset, h, 0, indexIntervalBytes, maxIndexSize, nowMs);
+        var h = io.Open(path, FileMode.Create, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+        return new LogSegment(io, dir, baseOffset, h, 0, indexIntervalBytes, maxIndexSize, nowMs);
     }
 
     /// <summary>
@@ -91,11 +97,11 @@ public sealed class LogSegment : IDisposable
     /// and <c>.timeindex.cleaned</c> written when it is flushed. A file left by an earlier attempt is
     /// overwritten. The cleaner renames the files when it swaps the segment into the log.
     /// </summary>
-    internal static LogSegment CreateCleaned(string dir, long baseOffset, int indexIntervalBytes, int maxIndexSize, long nowMs)
+    internal static LogSegment CreateCleaned(StorageIo io, string dir, long baseOffset, int indexIntervalBytes, int maxIndexSize, long nowMs)
     {
         string path = FilePath(dir, baseOffset, LogSuffix) + CleanedSuffix;
-        var h = File.OpenHandle(path, FileMode.Create, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
-        var seg = new LogSegment(dir, baseOffset, h, 0, indexIntervalBytes, maxIndexSize, nowMs, CleanedSuffix);
+        var h = io.Open(path, FileMode.Create, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+        var seg = new LogSegment(io, dir, baseOffset, h, 0, indexIntervalBytes, maxIndexSize, nowMs, CleanedSuffix);
         // Stale index files of an earlier attempt would be extended, not replaced, by the first flush.
         seg.OffsetIndex.DeleteFile();
         seg.TimeIndex.DeleteFile();
@@ -105,7 +111,7 @@ public sealed class LogSegment : IDisposable
     /// <summary>Renames the .log file (the open handle stays valid), e.g. .log.cleaned to .log.swap to .log.</summary>
     internal void RenameLogFile(string newPath)
     {
-        if (File.Exists(LogPath)) File.Move(LogPath, newPath, overwrite: true);
+        if (File.Exists(LogPath)) _io.Move(LogPath, newPath);
         LogPath = newPath;
     }
 
@@ -117,10 +123,10 @@ public sealed class LogSegment : IDisposable
     }
 
     /// <summary>Opens an existing segment; its indexes are loaded by <see cref="LoadIndexes"/> or rebuilt by <see cref="Recover"/>.</summary>
-    public static LogSegment Open(string dir, long baseOffset, int indexIntervalBytes, int maxIndexSize)
+    internal static LogSegment Open(StorageIo io, string dir, long baseOffset, int indexIntervalBytes, int maxIndexSize)
     {
         string path = FilePath(dir, baseOffset, LogSuffix);
-        var h = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+        var h = io.Open(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
         long len = RandomAccess.GetLength(h);
         if (len > int.MaxValue)
         {
@@ -128,7 +134,7 @@ public sealed class LogSegment : IDisposable
             throw new IOException($"segment {path} is larger than 2 GiB");
         }
         long created = new DateTimeOffset(File.GetLastWriteTimeUtc(path)).ToUnixTimeMilliseconds();
-        return new LogSegment(dir, baseOffset, h, (int)len, indexIntervalBytes, maxIndexSize, created);
+        return new LogSegment(io, dir, baseOffset, h, (int)len, indexIntervalBytes, maxIndexSize, created);
     }
 
     /// <summary>Last-modified time of the log file, in ms (retention's fallback when no batch has a timestamp).</summary>
@@ -145,12 +151,17 @@ public sealed class LogSegment : IDisposable
         int start = _size;
         try
         {
-            RandomAccess.Write(_log, batches, start);
+            _io.Write(_log, LogPath, batches, start);
         }
-        catch (IOException)
+        catch (IOException e)
         {
-            // Leave the file as it was: a partial tail must not survive to confuse readers or recovery.
-            try { RandomAccess.SetLength(_log, start); } catch (IOException) { }
+            // Leave the file as it was: a partial tail must not survive to confuse readers or recovery
+            // (nor a later append shorter than it, which would leave its end behind as garbage).
+            try { _io.SetLength(_log, LogPath, start); }
+            catch (IOException cut)
+            {
+                throw new TornWriteException($"write to {LogPath} failed ({e.Message}) and its partial tail could not be cut off ({cut.Message})", e);
+            }
             throw;
         }
         int pos = 0;
@@ -359,7 +370,7 @@ public sealed class LogSegment : IDisposable
             ArrayPool<byte>.Shared.Return(buf);
         }
         int truncated = fileSize - pos;
-        if (truncated > 0) RandomAccess.SetLength(_log, pos);
+        if (truncated > 0) _io.SetLength(_log, LogPath, pos);
         Volatile.Write(ref _size, pos);
         return (truncated, next);
     }
@@ -426,7 +437,7 @@ public sealed class LogSegment : IDisposable
         if (removed <= 0) return 0;
         OffsetIndex.TruncateTo(h.Value.BaseOffset);
         TimeIndex.TruncateTo(h.Value.BaseOffset);
-        RandomAccess.SetLength(_log, pos);
+        _io.SetLength(_log, LogPath, pos);
         Volatile.Write(ref _size, pos);
         // Re-derive the largest timestamp from what is left.
         _maxTimestamp = RecordBatch.NoTimestamp;
@@ -451,19 +462,19 @@ public sealed class LogSegment : IDisposable
     /// <summary>Writes index entries to their files; <paramref name="fsync"/> also syncs the log and the indexes.</summary>
     public void Flush(bool fsync)
     {
-        if (fsync) RandomAccess.FlushToDisk(_log);
+        if (fsync) _io.Fsync(_log, LogPath);
         OffsetIndex.Flush(fsync);
         TimeIndex.Flush(fsync);
     }
 
     /// <summary>Syncs only the log data (the fsync-per-append path; indexes are rebuilt by recovery).</summary>
-    public void SyncData() => RandomAccess.FlushToDisk(_log);
+    public void SyncData() => _io.Fsync(_log, LogPath);
 
     /// <summary>Renames the files to *.deleted (retention / topic deletion), keeping the handle open for readers.</summary>
     public void MarkDeleted()
     {
         string deleted = LogPath + DeletedSuffix;
-        if (File.Exists(LogPath)) File.Move(LogPath, deleted, overwrite: true);
+        if (File.Exists(LogPath)) _io.Move(LogPath, deleted);
         LogPath = deleted;
         OffsetIndex.Rename(OffsetIndex.Path + DeletedSuffix);
         TimeIndex.Rename(TimeIndex.Path + DeletedSuffix);
@@ -484,3 +495,6 @@ public sealed class LogSegment : IDisposable
         _log.Dispose();
     }
 }
+
+/// <summary>A write failed and its partial tail could not be cut off: the file holds bytes past the segment's size that no one may trust.</summary>
+internal sealed class TornWriteException(string message, IOException inner) : IOException(message, inner);

@@ -31,8 +31,11 @@ public sealed class OffsetIndex
     /// </summary>
     private readonly Lock _fileLock = new();
 
-    public OffsetIndex(string path, long baseOffset, int maxIndexSize)
+    private readonly StorageIo _io;
+
+    internal OffsetIndex(StorageIo io, string path, long baseOffset, int maxIndexSize)
     {
+        _io = io;
         Path = path;
         BaseOffset = baseOffset;
         MaxEntries = Math.Max(1, maxIndexSize / EntrySize);
@@ -114,7 +117,8 @@ public sealed class OffsetIndex
             if (_persisted == c && !fsync) return;
             bool rewrite = _persisted < 0;
             int from = rewrite ? 0 : _persisted;
-            using var h = File.OpenHandle(Path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+            string path = Path;
+            using var h = _io.Open(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
             if (c > from)
             {
                 var buf = new byte[(c - from) * EntrySize];
@@ -123,10 +127,10 @@ public sealed class OffsetIndex
                     BinaryPrimitives.WriteInt32BigEndian(buf.AsSpan((i - from) * EntrySize), (int)(_entries[i] >> 32));
                     BinaryPrimitives.WriteInt32BigEndian(buf.AsSpan((i - from) * EntrySize + 4), (int)_entries[i]);
                 }
-                RandomAccess.Write(h, buf, (long)from * EntrySize);
+                _io.Write(h, path, buf, (long)from * EntrySize);
             }
-            if (RandomAccess.GetLength(h) != (long)c * EntrySize) RandomAccess.SetLength(h, (long)c * EntrySize);
-            if (fsync) RandomAccess.FlushToDisk(h);
+            if (RandomAccess.GetLength(h) != (long)c * EntrySize) _io.SetLength(h, path, (long)c * EntrySize);
+            if (fsync) _io.Fsync(h, path);
             _persisted = c;
         }
     }
@@ -168,7 +172,7 @@ public sealed class OffsetIndex
     {
         lock (_fileLock)
         {
-            if (File.Exists(Path)) File.Move(Path, newPath, overwrite: true);
+            if (File.Exists(Path)) _io.Move(Path, newPath);
             Path = newPath;
         }
     }

@@ -26,8 +26,11 @@ public sealed class TimeIndex
     /// </summary>
     private readonly Lock _fileLock = new();
 
-    public TimeIndex(string path, long baseOffset, int maxIndexSize)
+    private readonly StorageIo _io;
+
+    internal TimeIndex(StorageIo io, string path, long baseOffset, int maxIndexSize)
     {
+        _io = io;
         Path = path;
         BaseOffset = baseOffset;
         MaxEntries = Math.Max(1, maxIndexSize / EntrySize);
@@ -98,7 +101,8 @@ public sealed class TimeIndex
             int c = _count;
             if (_persisted == c && !fsync) return;
             int from = _persisted < 0 ? 0 : _persisted;
-            using var h = File.OpenHandle(Path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+            string path = Path;
+            using var h = _io.Open(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
             if (c > from)
             {
                 var buf = new byte[(c - from) * EntrySize];
@@ -107,10 +111,10 @@ public sealed class TimeIndex
                     BinaryPrimitives.WriteInt64BigEndian(buf.AsSpan((i - from) * EntrySize), _entries[i].Timestamp);
                     BinaryPrimitives.WriteInt32BigEndian(buf.AsSpan((i - from) * EntrySize + 8), _entries[i].RelativeOffset);
                 }
-                RandomAccess.Write(h, buf, (long)from * EntrySize);
+                _io.Write(h, path, buf, (long)from * EntrySize);
             }
-            if (RandomAccess.GetLength(h) != (long)c * EntrySize) RandomAccess.SetLength(h, (long)c * EntrySize);
-            if (fsync) RandomAccess.FlushToDisk(h);
+            if (RandomAccess.GetLength(h) != (long)c * EntrySize) _io.SetLength(h, path, (long)c * EntrySize);
+            if (fsync) _io.Fsync(h, path);
             _persisted = c;
         }
     }
@@ -149,7 +153,7 @@ public sealed class TimeIndex
     {
         lock (_fileLock)
         {
-            if (File.Exists(Path)) File.Move(Path, newPath, overwrite: true);
+            if (File.Exists(Path)) _io.Move(Path, newPath);
             Path = newPath;
         }
     }

@@ -11,3 +11,12 @@ public sealed class LinuxDevFullFactAttribute : FactAttribute
         if (!OperatingSystem.IsLinux() || !File.Exists("/dev/full")) Skip = "needs Linux's /dev/full to make writes fail with ENOSPC";
     }
 }
+
+/// <summary>A fact about a Linux system call; elsewhere it is reported as skipped, with this reason.</summary>
+public sealed class LinuxFactAttribute : FactAttribute
+{
+    public LinuxFactAttribute()
+    {
+        if (!OperatingSystem.IsLinux()) Skip = "tests a Linux system call (elsewhere the code path is a no-op by design)";
+    }
+}
