@@ -277,7 +277,8 @@ public sealed partial class FreshetServer : IAsyncDisposable
             new LeaderEpochHandler(dispatcher, replicas, cache).Register();
             new LogDirsHandler(dispatcher, logs).Register();
             new ProducerIdHandler(dispatcher, new ProducerIdManager(operations, config.NodeId, brokerOptions.BrokerEpoch)).Register();
-            parts.Groups = new GroupCoordinator(config.Groups, replicas, cache, operations, time, loggers.CreateLogger<GroupCoordinator>());
+            var internalTopics = new InternalTopics(cache, operations, loggers.CreateLogger<InternalTopics>());
+            parts.Groups = new GroupCoordinator(config.Groups, replicas, cache, internalTopics, time, loggers.CreateLogger<GroupCoordinator>());
             new CoordinatorHandler(dispatcher, parts.Groups, cache).Register();
             new GroupMembershipHandler(dispatcher, parts.Groups).Register();
             new OffsetCommitHandler(dispatcher, parts.Groups).Register();

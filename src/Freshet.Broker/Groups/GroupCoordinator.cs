@@ -25,19 +25,18 @@ public sealed partial class GroupCoordinator : IDisposable
     private readonly ConcurrentDictionary<int, bool> _loading = new();
     private readonly ReplicaManager _replicas;
     private readonly MetadataCache _metadata;
-    private readonly Lifecycle.ControllerOperations _controller;
+    private readonly InternalTopics _internalTopics;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly ITimer _expiryTimer;
-    private readonly Lock _topicLock = new();
 
-    public GroupCoordinator(GroupCoordinatorOptions options, ReplicaManager replicas, MetadataCache metadata, Lifecycle.ControllerOperations controller,
+    public GroupCoordinator(GroupCoordinatorOptions options, ReplicaManager replicas, MetadataCache metadata, InternalTopics internalTopics,
         TimeProvider time, ILogger<GroupCoordinator> logger)
     {
         Options = options;
         _replicas = replicas;
         _metadata = metadata;
-        _controller = controller;
+        _internalTopics = internalTopics;
         _time = time;
         _logger = logger;
         replicas.BecameLeader += OnBecameLeader;
@@ -57,29 +56,18 @@ public sealed partial class GroupCoordinator : IDisposable
 
     /// <summary>
     /// Creates __consumer_offsets on first use (FindCoordinator), compacted, with
-    /// offsets.topic.num.partitions partitions; the replication factor is capped at the brokers
-    /// there are, so a single node works with Kafka's default of 3.
+    /// offsets.topic.num.partitions partitions and offsets.topic.replication.factor replicas;
+    /// COORDINATOR_NOT_AVAILABLE while fewer brokers than that are alive (as Kafka: the factor is
+    /// never lowered to the brokers up at the first lookup).
     /// </summary>
-    public ErrorCode EnsureOffsetsTopic()
-    {
-        if (_metadata.Image.Topic(GroupRecords.OffsetsTopic) is not null) return ErrorCode.None;
-        lock (_topicLock)
-        {
-            if (_metadata.Image.Topic(GroupRecords.OffsetsTopic) is not null) return ErrorCode.None;
-            int brokers = _metadata.Image.ActiveBrokers.Count();
-            short rf = (short)Math.Max(1, Math.Min(Options.OffsetsTopicReplicationFactor, brokers));
-            if (rf < Options.OffsetsTopicReplicationFactor) LogCappedReplication(_logger, Options.OffsetsTopicReplicationFactor, rf);
-            var result = _controller.CreateTopics([new NewTopic(GroupRecords.OffsetsTopic, Options.OffsetsTopicPartitions, rf, null,
-                new Dictionary<string, string?>
-                {
-                    [LogConfig.CleanupPolicyConfig] = "compact",
-                    [LogConfig.SegmentBytesConfig] = Options.OffsetsTopicSegmentBytes.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                    [LogConfig.CompressionTypeConfig] = "producer",
-                })], validateOnly: false);
-            var e = result[0].Error;
-            return e is ErrorCode.None or ErrorCode.TopicAlreadyExists ? ErrorCode.None : ErrorCode.CoordinatorNotAvailable;
-        }
-    }
+    public ErrorCode EnsureOffsetsTopic() =>
+        _internalTopics.Ensure(GroupRecords.OffsetsTopic, Options.OffsetsTopicPartitions, Options.OffsetsTopicReplicationFactor, "offsets.topic.replication.factor",
+            new Dictionary<string, string?>
+            {
+                [LogConfig.CleanupPolicyConfig] = "compact",
+                [LogConfig.SegmentBytesConfig] = Options.OffsetsTopicSegmentBytes.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                [LogConfig.CompressionTypeConfig] = "producer",
+            });
 
     /// <summary>The broker leading the group's partition, or the error to give (COORDINATOR_NOT_AVAILABLE while there is none).</summary>
     public (ErrorCode Error, int NodeId) FindCoordinator(string groupId)
@@ -362,9 +350,6 @@ public sealed partial class GroupCoordinator : IDisposable
 
     /// <summary>A non-classic group is no longer coordinated here: stop its timers.</summary>
     partial void OnOtherGroupUnloaded(Group group);
-
-    [LoggerMessage(EventId = 6001, Level = LogLevel.Warning, Message = "offsets.topic.replication.factor {Wanted} is more than the {Brokers} broker(s) registered; creating __consumer_offsets with {Brokers}")]
-    private static partial void LogCappedReplication(ILogger logger, short wanted, short brokers);
 
     [LoggerMessage(EventId = 6002, Level = LogLevel.Debug, Message = "Loaded __consumer_offsets-{Partition}: {Records} records, {Groups} groups in {Ms} ms")]
     private static partial void LogLoaded(ILogger logger, int partition, int records, int groups, long ms);
