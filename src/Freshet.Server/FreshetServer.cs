@@ -82,6 +82,9 @@ public sealed partial class FreshetServer : IAsyncDisposable
     public BrokerConfig Config { get; }
     public QuorumController Controller { get; }
     public ReplicaManager Replicas { get; }
+
+    /// <summary>The group coordinator (consumer groups and their offsets).</summary>
+    public GroupCoordinator Groups => _parts.Groups!;
     public LogManager Logs => _logs;
 
     /// <summary>host:port of the first advertised listener, for a client's bootstrap.servers.</summary>

@@ -15,7 +15,7 @@ namespace Freshet.Integration.Tests.Cluster;
 public sealed class MetadataLogFailureTests(ITestOutputHelper output)
 {
     /// <summary>Fills the file system under <paramref name="dir"/> to the last byte with a ballast file.</summary>
-    private static void Fill(string dir)
+    internal static void Fill(string dir)
     {
         using var h = File.OpenHandle(Path.Combine(dir, "ballast"), FileMode.Create, FileAccess.Write);
         long pos = 0;
