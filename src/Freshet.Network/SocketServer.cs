@@ -125,19 +125,9 @@ public sealed partial class SocketServer : IAsyncDisposable
                 socket.Dispose();
                 continue;
             }
-            try
-            {
-                socket.NoDelay = true;
-                if (_options.SocketSendBufferBytes > 0) socket.SendBufferSize = _options.SocketSendBufferBytes;
-                if (_options.SocketReceiveBufferBytes > 0) socket.ReceiveBufferSize = _options.SocketReceiveBufferBytes;
-            }
-            catch (Exception e) when (e is SocketException or ObjectDisposedException)
-            {
-                // The client went away between accept and setup: drop it, keep accepting (the loop must not die).
-                LogAcceptFailed(_logger, listener.Name, e.Message);
-                socket.Dispose();
-                continue;
-            }
+            socket.NoDelay = true;
+            if (_options.SocketSendBufferBytes > 0) socket.SendBufferSize = _options.SocketSendBufferBytes;
+            if (_options.SocketReceiveBufferBytes > 0) socket.ReceiveBufferSize = _options.SocketReceiveBufferBytes;
             string id = $"{listener.Name}-{Interlocked.Increment(ref _nextId)}";
             var connection = new KafkaConnection(socket, id, listener.Name, _listenerDispatchers.GetValueOrDefault(listener.Name, _dispatcher), _options, _loggers.CreateLogger<KafkaConnection>());
             var run = Task.Run(async () =>

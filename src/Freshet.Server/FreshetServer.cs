@@ -513,9 +513,9 @@ public sealed partial class FreshetServer : IAsyncDisposable
                 CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
 
         /// <summary>Waits for a start-up step; a fatal failure meanwhile aborts the start with its reason.</summary>
-        public bool WaitUnlessFatal(Task step, TimeSpan timeout, int nodeId)
+        public bool WaitUnlessFatal(Task step, TimeSpan timeout, int nodeId, CancellationToken cancel = default)
         {
-            Task.WaitAny([step, Fatal.Task], timeout);
+            Task.WaitAny([step, Fatal.Task], (int)timeout.TotalMilliseconds, cancel);
             if (Fatal.Task.IsCompleted && !step.IsCompleted)
                 throw new InvalidOperationException($"node {nodeId} cannot go on: {Fatal.Task.Result.Message}", Fatal.Task.Result);
             return step.IsCompleted;
