@@ -266,6 +266,12 @@ internal sealed class NodeConnection(int nodeId, string host, int port, NodeClie
         {
             Close(new NodeUnreachableException($"connection to node {NodeId} at {Address} dropped: {e.Message}", e));
         }
+#pragma warning disable CA1031 // whatever stops the read loop closes the connection, so callers waiting on it are failed, not left to time out
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            Close(new NodeUnreachableException($"reading from node {NodeId} at {Address} failed: {e.Message}", e));
+        }
     }
 
     public void Close(NodeUnreachableException reason)

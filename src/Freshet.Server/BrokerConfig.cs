@@ -90,7 +90,7 @@ public sealed class BrokerConfig
             .Define(ReplicaSelectors.ConfigKey, ConfigType.Class, null, "Picks the replica a consumer reads from (KIP-392): " + ReplicaSelectors.RackAwareClassName + " sends consumers that set client.rack to an in-sync replica in their rack; unset, they read from the leader.", ReplicaSelectors.Validate, readOnly: true)
             .Define("replica.high.watermark.checkpoint.interval.ms", ConfigType.Long, "5000", "How often high watermarks are saved to replication-offset-checkpoint.", ConfigDef.AtLeast(1))
             .Define("offsets.topic.num.partitions", ConfigType.Int, "50", "Partitions of __consumer_offsets.", ConfigDef.AtLeast(1), readOnly: true)
-            .Define("offsets.topic.replication.factor", ConfigType.Short, "3", "Replication factor of __consumer_offsets (capped at the brokers registered).", ConfigDef.AtLeast(1), readOnly: true)
+            .Define("offsets.topic.replication.factor", ConfigType.Short, null, "Replication factor of __consumer_offsets; it is not created (coordinator lookups answer COORDINATOR_NOT_AVAILABLE) while fewer brokers are alive. Default 3; 1 on a standalone node (no controller.quorum.voters), as Kafka's single-node server.properties sets it.", ConfigDef.AtLeast(1), readOnly: true)
             .Define("offsets.topic.segment.bytes", ConfigType.Int, "104857600", "Segment size of __consumer_offsets.", ConfigDef.AtLeast(1), readOnly: true)
             .Define("offsets.retention.minutes", ConfigType.Int, "10080", "How long an empty group's offsets are kept.", ConfigDef.AtLeast(1))
             .Define("offsets.retention.check.interval.ms", ConfigType.Long, "600000", "How often expired offsets are looked for.", ConfigDef.AtLeast(1))
@@ -216,7 +216,8 @@ public sealed class BrokerConfig
         Groups = new Broker.Groups.GroupCoordinatorOptions
         {
             OffsetsTopicPartitions = GetInt("offsets.topic.num.partitions"),
-            OffsetsTopicReplicationFactor = (short)GetInt("offsets.topic.replication.factor"),
+            // Kafka's default is 3; a standalone node can never have more than itself, so it takes 1 unless told otherwise.
+            OffsetsTopicReplicationFactor = Get("offsets.topic.replication.factor") is not null ? (short)GetInt("offsets.topic.replication.factor") : QuorumVoters.Count == 0 ? (short)1 : (short)3,
             OffsetsTopicSegmentBytes = GetInt("offsets.topic.segment.bytes"),
             OffsetsRetentionMs = GetInt("offsets.retention.minutes") * 60_000L,
             OffsetsRetentionCheckIntervalMs = GetLong("offsets.retention.check.interval.ms"),

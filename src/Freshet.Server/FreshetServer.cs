@@ -43,6 +43,18 @@ public sealed record FreshetServerOptions
 /// await using var broker = await FreshetServer.StartEmbeddedAsync();
 /// var config = new ProducerConfig { BootstrapServers = broker.BootstrapServers };
 /// </code>
+/// <para>
+/// Failures the node cannot go on from halt it (see <see cref="Fatal"/>). Fatal: the metadata quorum's
+/// driver stopping (its log or quorum-state file failed: Kafka halts on a metadata log failure), the
+/// metadata loader failing to apply committed records (the node's view of the cluster is unknown), and
+/// any background loop that must run for the node to be what it claims to be ending by an exception
+/// (the controller's session loop, the broker's heartbeat loop): such a node would look alive while
+/// fencing nobody or being fenced. Retried, not fatal: one round of those loops failing (logged; the
+/// next tick tries again: a missed heartbeat or fencing check is made good by the next), a Raft request
+/// to a peer failing, a metadata snapshot that could not be written, an ISR proposal the controller
+/// did not take (the partition proposes again after a backoff), a __consumer_offsets partition that
+/// could not be loaded (loaded again with a backoff while this broker leads it), a replica fetch.
+/// </para>
 /// </summary>
 public sealed partial class FreshetServer : IAsyncDisposable
 {
@@ -53,6 +65,8 @@ public sealed partial class FreshetServer : IAsyncDisposable
     private LogSyncer? _syncer;
     private (CancellationTokenSource Stop, Task Run)? _sessions;
     private int _disposed;
+    private int _halted;
+    private readonly TaskCompletionSource<Exception> _fatal = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private FreshetServer(BrokerConfig config, ILogger logger, LogManager logs, Parts parts,
         QuorumController controller, ReplicaManager replicas, string bootstrap, bool deleteData, TimeSpan startup)
@@ -71,6 +85,9 @@ public sealed partial class FreshetServer : IAsyncDisposable
     public BrokerConfig Config { get; }
     public QuorumController Controller { get; }
     public ReplicaManager Replicas { get; }
+
+    /// <summary>The group coordinator (consumer groups and their offsets).</summary>
+    public GroupCoordinator Groups => _parts.Groups!;
     public LogManager Logs => _logs;
 
     /// <summary>host:port of the first advertised listener, for a client's bootstrap.servers.</summary>
@@ -87,6 +104,19 @@ public sealed partial class FreshetServer : IAsyncDisposable
 
     /// <summary>From the call to start until the listeners accepted connections.</summary>
     public TimeSpan StartupTime { get; }
+
+    /// <summary>
+    /// Completes, with the reason, when this node halted on a failure it cannot go on from (its metadata
+    /// log or quorum-state file failed, committed metadata could not be applied, a background loop it
+    /// needs died). By then it has stopped serving: its listeners are closed and its broker stopped
+    /// heartbeating (the controller fences it), and the other nodes go on without it. `freshet server`
+    /// logs the reason and exits with code 1, as Kafka halts; an embedded server stays halted until
+    /// disposed (the reason is here and in the log).
+    /// </summary>
+    public Task<Exception> Fatal => _fatal.Task;
+
+    /// <summary>True once the node halted (<see cref="Fatal"/> completes when it has stopped serving).</summary>
+    public bool IsHalted => Volatile.Read(ref _halted) != 0;
 
     /// <summary>
     /// Starts a one-node broker+controller on a free loopback port with data in a new temporary
@@ -195,6 +225,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
             parts.Raft = new RaftDriver(raftConfig, (to, request, ct) => SendRaftAsync(raftNodes, controllerDispatcher, to, request, ct),
                 time, loggers.CreateLogger<RaftDriver>());
             var raft = parts.Raft;
+            parts.WatchFailure(raft.Failed);
             var controller = new QuorumController(new ControllerOptions
             {
                 NodeId = config.NodeId,
@@ -278,7 +309,8 @@ public sealed partial class FreshetServer : IAsyncDisposable
             new LeaderEpochHandler(dispatcher, replicas, cache).Register();
             new LogDirsHandler(dispatcher, logs).Register();
             new ProducerIdHandler(dispatcher, new ProducerIdManager(operations, config.NodeId, brokerOptions.BrokerEpoch)).Register();
-            parts.Groups = new GroupCoordinator(config.Groups, replicas, cache, operations, time, loggers.CreateLogger<GroupCoordinator>());
+            var internalTopics = new InternalTopics(cache, operations, loggers.CreateLogger<InternalTopics>());
+            parts.Groups = new GroupCoordinator(config.Groups, replicas, cache, internalTopics, time, loggers.CreateLogger<GroupCoordinator>());
             new CoordinatorHandler(dispatcher, parts.Groups, cache).Register();
             new GroupMembershipHandler(dispatcher, parts.Groups).Register();
             new OffsetCommitHandler(dispatcher, parts.Groups).Register();
@@ -287,6 +319,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
 
             // ---- start: the quorum first (other nodes reach it through the controller listener), then the broker
             parts.Loader = new MetadataLoader(controller, raft, canLead: isController, config.MetadataSnapshots, time, loggers.CreateLogger<MetadataLoader>());
+            parts.WatchFailure(parts.Loader.Failed);
             raft.Start(PartitionRaftLog.Open(config.MetadataLogDir, time, loggers, new Dictionary<string, string>
                 {
                     [LogConfig.SegmentBytesConfig] = config.MetadataLogSegmentBytes.ToString(CultureInfo.InvariantCulture),
@@ -301,7 +334,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
             parts.Sockets.StartAccepting(earlyListeners: config.ControllerListenerNames);
             // The replica manager sees the metadata once it is whole: a partial image would make it
             // delete the logs of topics it has not read yet as strays.
-            while (!parts.Loader.CaughtUp.Wait(TimeSpan.FromSeconds(10), cancel))
+            while (!parts.WaitUnlessFatal(parts.Loader.CaughtUp, TimeSpan.FromSeconds(10), config.NodeId, cancel))
                 LogWaitingForQuorum(logger, config.NodeId, raft.State.Leader.ToString());
             if (isBroker) controller.AddListenerWithCurrentImage(replicas);
             if (isBroker)
@@ -316,10 +349,11 @@ public sealed partial class FreshetServer : IAsyncDisposable
                 var visible = new OwnRegistrationWatch(config.NodeId, () => lifecycle.BrokerEpoch);
                 controller.AddListenerWithCurrentImage(visible);
                 parts.Lifecycle.Start();
+                parts.WatchLoop(parts.Lifecycle.Running, "the broker's heartbeat loop");
                 // Serve clients once the controller has unfenced this broker (at once on a node that is its own
                 // controller; in a cluster, once a quorum of controllers is up and this broker has caught up),
                 // and this node's image shows it: a Metadata answer then lists at least this broker.
-                while (!Task.WhenAll(parts.Lifecycle.Unfenced, visible.Unfenced).Wait(TimeSpan.FromSeconds(10), cancel))
+                while (!parts.WaitUnlessFatal(Task.WhenAll(parts.Lifecycle.Unfenced, visible.Unfenced), TimeSpan.FromSeconds(10), config.NodeId, cancel))
                     LogWaitingForQuorum(logger, config.NodeId, raft.State.Leader.ToString());
             }
             parts.Sockets.EnableRequestProcessing();
@@ -328,11 +362,15 @@ public sealed partial class FreshetServer : IAsyncDisposable
                 : parts.Sockets.BoundEndpoints.Select(b => new BrokerEndpoint(b.Name, b.EndPoint.Address.ToString(), b.EndPoint.Port, 0)).First();
             string bootstrap = $"{(first.Host.Contains(':', StringComparison.Ordinal) ? $"[{first.Host}]" : first.Host)}:{first.Port}";
             LogStarted(logger, config.NodeId, clusterId, bootstrap, sw.ElapsedMilliseconds);
-            return new FreshetServer(config, logger, logs, parts, controller, replicas, bootstrap, options.DeleteDataOnDispose, sw.Elapsed)
+            var server = new FreshetServer(config, logger, logs, parts, controller, replicas, bootstrap, options.DeleteDataOnDispose, sw.Elapsed)
             {
                 _syncer = syncer,
                 _sessions = isController ? StartSessionLoop(controller, config, logger) : null,
             };
+            if (server._sessions is { } sessions) parts.WatchLoop(sessions.Run, "the controller's session loop");
+            // Observed here for the server's lifetime; HaltAsync never throws.
+            _ = server.HaltOnFatalAsync();
+            return server;
         }
         catch
         {
@@ -375,13 +413,15 @@ public sealed partial class FreshetServer : IAsyncDisposable
                             controller.RebalanceLeaders(config.LeaderImbalancePerBrokerPercentage);
                         }
                     }
-                    catch (IOException e)
-                    {
-                        LogSessionLoopFailed(logger, e.Message);
-                    }
                     catch (NotControllerException)
                     {
                         // Leadership moved on; the new active controller checks sessions now.
+                    }
+#pragma warning disable CA1031 // one failed round is logged and the next tick tries again: fencing reads the image afresh each time
+                    catch (Exception e) when (e is not OperationCanceledException || !stop.IsCancellationRequested)
+#pragma warning restore CA1031
+                    {
+                        LogSessionLoopFailed(logger, e);
                     }
                 }
             }
@@ -518,6 +558,27 @@ public sealed partial class FreshetServer : IAsyncDisposable
         public BrokerLifecycleManager? Lifecycle;
         public GroupCoordinator? Groups;
 
+        /// <summary>Completes with the first failure the node cannot go on from.</summary>
+        public readonly TaskCompletionSource<Exception> Fatal = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>A component's failure signal (it completes with the reason, and never faults) makes the node halt.</summary>
+        public void WatchFailure(Task<Exception> failed) =>
+            failed.ContinueWith(t => Fatal.TrySetResult(t.Result), CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+
+        /// <summary>A loop that runs until the node stops: its ending by an exception makes the node halt.</summary>
+        public void WatchLoop(Task loop, string what) =>
+            loop.ContinueWith(t => Fatal.TrySetResult(new InvalidOperationException($"{what} died: {t.Exception!.GetBaseException().Message}", t.Exception.GetBaseException())),
+                CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+
+        /// <summary>Waits for a start-up step; a fatal failure meanwhile aborts the start with its reason.</summary>
+        public bool WaitUnlessFatal(Task step, TimeSpan timeout, int nodeId, CancellationToken cancel = default)
+        {
+            Task.WaitAny([step, Fatal.Task], (int)timeout.TotalMilliseconds, cancel);
+            if (Fatal.Task.IsCompleted && !step.IsCompleted)
+                throw new InvalidOperationException($"node {nodeId} cannot go on: {Fatal.Task.Result.Message}", Fatal.Task.Result);
+            return step.IsCompleted;
+        }
+
         public async ValueTask DisposeAsync()
         {
             if (Sockets is not null) await Sockets.DisposeAsync().ConfigureAwait(false);
@@ -531,15 +592,60 @@ public sealed partial class FreshetServer : IAsyncDisposable
         }
     }
 
-    /// <summary>Clean shutdown: controlled shutdown in a cluster, stop accepting, close connections, flush and close logs (next start skips recovery).</summary>
+    /// <summary>Waits for the first fatal failure, then halts (for the server's lifetime; never throws).</summary>
+    private async Task HaltOnFatalAsync()
+    {
+        var reason = await _parts.Fatal.Task.ConfigureAwait(false);
+        if (Volatile.Read(ref _disposed) != 0) return; // shutting down anyway: what failed on the way is the shutdown's
+        await HaltAsync(reason).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Stops serving at once: the listeners close (clients and the other nodes see this node gone) and
+    /// the broker stops heartbeating (the controller fences it and moves its leaderships). No controlled
+    /// shutdown, no handing over: the node is not in a state to take part. Then <see cref="Fatal"/> completes.
+    /// </summary>
+    private async Task HaltAsync(Exception reason)
+    {
+        if (Interlocked.Exchange(ref _halted, 1) != 0) return;
+        LogHalted(_logger, Config.NodeId, reason.Message, reason);
+        try
+        {
+            if (_parts.Sockets is { } sockets) await sockets.DisposeAsync().ConfigureAwait(false);
+        }
+#pragma warning disable CA1031 // halting goes on whatever one step says; each failure is logged
+        catch (Exception e)
+        {
+            LogHaltStepFailed(_logger, "the listeners", e);
+        }
+        try
+        {
+            if (_parts.Lifecycle is { } lifecycle) await lifecycle.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            LogHaltStepFailed(_logger, "the broker's heartbeats", e);
+        }
+#pragma warning restore CA1031
+        _fatal.TrySetResult(reason);
+    }
+
+    /// <summary>
+    /// Clean shutdown: controlled shutdown in a cluster, stop accepting, close connections, flush and close
+    /// logs (next start skips recovery). A halted node skips the controlled shutdown and the handing over of
+    /// the quorum's leadership (it takes part in neither any more) and closes the rest.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         var sw = Stopwatch.StartNew();
-        // Controlled shutdown: with other brokers alive, hand leaderships over before going (no failed client request).
-        if (_parts.Lifecycle is { } lifecycle && Controller.Image.ActiveBrokers.Any(b => b.Id != Config.NodeId))
-            await lifecycle.ControlledShutdownAsync(TimeSpan.FromSeconds(15)).ConfigureAwait(false);
-        await ResignQuorumLeadershipAsync().ConfigureAwait(false);
+        if (!IsHalted)
+        {
+            // Controlled shutdown: with other brokers alive, hand leaderships over before going (no failed client request).
+            if (_parts.Lifecycle is { } lifecycle && Controller.Image.ActiveBrokers.Any(b => b.Id != Config.NodeId))
+                await lifecycle.ControlledShutdownAsync(TimeSpan.FromSeconds(15)).ConfigureAwait(false);
+            await ResignQuorumLeadershipAsync().ConfigureAwait(false);
+        }
         if (_sessions is { } sessions)
         {
             await sessions.Stop.CancelAsync().ConfigureAwait(false);
@@ -581,7 +687,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
                 await Task.Delay(20).ConfigureAwait(false);
             LogResigned(_logger, Config.NodeId, raft.State.Leader.ToString());
         }
-        catch (Exception e) when (e is TimeoutException or ObjectDisposedException or InvalidOperationException)
+        catch (Exception e) when (e is TimeoutException or ObjectDisposedException or InvalidOperationException or RaftStoppedException)
         {
             // The quorum will elect a leader after its fetch timeout all the same.
         }
@@ -593,8 +699,14 @@ public sealed partial class FreshetServer : IAsyncDisposable
     [LoggerMessage(EventId = 5005, Level = LogLevel.Information, Message = "Node {NodeId} waiting for the controller quorum to register this broker ({Leader})")]
     private static partial void LogWaitingForQuorum(ILogger logger, int nodeId, string leader);
 
-    [LoggerMessage(EventId = 5004, Level = LogLevel.Warning, Message = "Controller session check failed: {Reason}")]
-    private static partial void LogSessionLoopFailed(ILogger logger, string reason);
+    [LoggerMessage(EventId = 5004, Level = LogLevel.Error, Message = "Controller session check failed; trying again at the next tick")]
+    private static partial void LogSessionLoopFailed(ILogger logger, Exception e);
+
+    [LoggerMessage(EventId = 5007, Level = LogLevel.Critical, Message = "Node {NodeId} halted: {Reason}")]
+    private static partial void LogHalted(ILogger logger, int nodeId, string reason, Exception e);
+
+    [LoggerMessage(EventId = 5008, Level = LogLevel.Error, Message = "Stopping {What} while halting failed")]
+    private static partial void LogHaltStepFailed(ILogger logger, string what, Exception e);
 
     [LoggerMessage(EventId = 5001, Level = LogLevel.Warning, Message = "The configuration '{Key}' was supplied but isn't a known config")]
     private static partial void LogUnknownKey(ILogger logger, string key);

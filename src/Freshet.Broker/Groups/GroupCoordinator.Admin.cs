@@ -86,16 +86,21 @@ public sealed partial class GroupCoordinator
         var ce = CheckCoordinator(groupId);
         if (ce != ErrorCode.None) return ce;
         if (!_groups.TryGetValue(groupId, out var g)) return ErrorCode.GroupIdNotFound;
-        List<(byte[] Key, byte[]? Value)> records;
+        Task<ErrorCode> write;
         lock (g.Lock)
         {
             if (g.IsDead) return ErrorCode.GroupIdNotFound;
             if (!g.IsEmpty) return ErrorCode.NonEmptyGroup;
-            records = GroupTombstones(g);
-            g.IsDead = true;
-            _groups.TryRemove(groupId, out _);
+            // The tombstones first: the group goes from memory only once they are in the log.
+            write = AppendGroupChangeLocked(g, GroupTombstones(g));
+            // Not written (g was rebuilt from the log, and is dead): the error is the answer.
+            if (!g.IsDead)
+            {
+                g.IsDead = true;
+                _groups.TryRemove(new KeyValuePair<string, Group>(groupId, g));
+            }
         }
-        return await AppendAsync(g.CoordinatorPartition, records).ConfigureAwait(false);
+        return await write.ConfigureAwait(false);
     }
 
     /// <summary>Tombstones for everything a group stored: its offsets and its metadata record(s).</summary>

@@ -35,7 +35,12 @@ public sealed partial class GroupCoordinator
         string? instanceId = version >= 5 ? req.GroupInstanceId : null;
 
         var group = _groups.GetOrAdd(req.GroupId, id => new ClassicGroup(id, PartitionFor(id)));
-        if (group is ConsumerGroup consumer) group = ReplaceEmptyConsumerGroup(consumer) ?? group;
+        if (group is ConsumerGroup consumer)
+        {
+            var (classic, replaceError) = ReplaceEmptyConsumerGroup(consumer);
+            if (replaceError != ErrorCode.None) return Fail(replaceError);
+            group = classic ?? group;
+        }
         if (group is not ClassicGroup cg) return Fail(ErrorCode.InconsistentGroupProtocol, req.MemberId);
 
         Task<JoinGroupResponse> wait;
@@ -70,7 +75,8 @@ public sealed partial class GroupCoordinator
                         ScheduleSession(cg, old);
                         immediate = JoinResponse(cg, old, version, includeMembers: leader);
                         immediate.SkipAssignment = leader;
-                        persist = AppendAsync(cg.CoordinatorPartition, [GroupMetadataRecord(cg, null)]);
+                        // Not written: the group is rebuilt from the log (the old member id back) and the join fails.
+                        persist = AppendGroupChangeLocked(cg, [GroupMetadataRecord(cg, null)]);
                         member = null;
                     }
                     else
@@ -295,7 +301,8 @@ public sealed partial class GroupCoordinator
             cg.ProtocolName = null;
             cg.LeaderId = null;
             cg.EmptySinceMs = NowMs;
-            _ = AppendAsync(cg.CoordinatorPartition, [GroupMetadataRecord(cg, null)]);
+            // Not written: the group is rebuilt from the log with its members, whose sessions expire again and bring this back.
+            _ = ObserveBackgroundWriteAsync(AppendGroupChangeLocked(cg, [GroupMetadataRecord(cg, null)]), cg.GroupId, "empty group metadata"); // never faults
             return;
         }
         cg.ProtocolName = cg.SelectProtocol();

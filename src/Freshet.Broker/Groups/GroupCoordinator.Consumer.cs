@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Text.RegularExpressions;
 using Freshet.Metadata.Image;
 using Freshet.Protocol;
@@ -75,8 +76,9 @@ public sealed partial class GroupCoordinator
                     ? Leave(group, req, records)
                     : Heartbeat(group, req, clientId, clientHost, records);
                 // Appending under the lock keeps the log in the order the state changed (the
-                // append itself is synchronous; only the wait for the commit is not).
-                persist = AppendAsync(group.CoordinatorPartition, records);
+                // append itself is synchronous; only the wait for the commit is not); a change
+                // that cannot be written is undone there.
+                persist = AppendGroupChangeLocked(group, records);
             }
             var e = await persist.ConfigureAwait(false);
             return e == ErrorCode.None ? response : HeartbeatError(e);
@@ -165,28 +167,32 @@ public sealed partial class GroupCoordinator
     /// A classic JoinGroup for a consumer group: an empty one is replaced by a classic group that
     /// keeps its offsets (Kafka converts empty groups either way); its records are deleted first,
     /// so a replay ends with the classic group. Null while it has members: the join is refused
-    /// with INCONSISTENT_GROUP_PROTOCOL (no mixed groups here).
+    /// with INCONSISTENT_GROUP_PROTOCOL (no mixed groups here). When the tombstones cannot be
+    /// written the consumer group stays (rebuilt from the log) and the error is returned.
     /// </summary>
-    private ClassicGroup? ReplaceEmptyConsumerGroup(ConsumerGroup g)
+    private (ClassicGroup? Group, ErrorCode Error) ReplaceEmptyConsumerGroup(ConsumerGroup g)
     {
         lock (g.Lock)
         {
-            if (!g.IsEmpty) return null;
-            var classic = new ClassicGroup(g.GroupId, g.CoordinatorPartition) { EmptySinceMs = g.EmptySinceMs };
-            foreach (var (tp, o) in g.Offsets) classic.Offsets[tp] = o;
+            if (!g.IsEmpty) return (null, ErrorCode.None);
             if (!g.IsDead)
             {
-                if (!_groups.TryUpdate(g.GroupId, classic, g)) return null;
+                if (!_groups.TryGetValue(g.GroupId, out var current) || !ReferenceEquals(current, g)) return (null, ErrorCode.None);
+                var classic = new ClassicGroup(g.GroupId, g.CoordinatorPartition) { EmptySinceMs = g.EmptySinceMs };
+                foreach (var (tp, o) in g.Offsets) classic.Offsets[tp] = o;
                 var records = new List<(byte[] Key, byte[]? Value)>();
                 AddConsumerGroupTombstones(g, records);
+                var write = AppendGroupChangeLocked(g, records);
+                if (g.IsDead) return (null, write.Result); // not written: g was rebuilt from the log
+                _groups[g.GroupId] = classic;
                 g.IsDead = true;
-                _ = AppendAsync(g.CoordinatorPartition, records);
+                _ = ObserveBackgroundWriteAsync(write, g.GroupId, "conversion to a classic group"); // never faults
                 LogConsumerGroupConverted(_logger, g.GroupId);
-                return classic;
+                return (classic, ErrorCode.None);
             }
         }
         // Deleted meanwhile: whatever replaced it.
-        return _groups.TryGetValue(g.GroupId, out var now) ? now as ClassicGroup : null;
+        return (_groups.TryGetValue(g.GroupId, out var now) ? now as ClassicGroup : null, ErrorCode.None);
     }
 
     /// <summary>A join (epoch 0) or a heartbeat (epoch &gt; 0). Under the group's lock.</summary>
@@ -607,7 +613,8 @@ public sealed partial class GroupCoordinator
             if (revokingEpoch >= 0 && (m.State != ConsumerMemberState.UnrevokedPartitions || m.MemberEpoch != revokingEpoch)) return;
             LogConsumerFenced(_logger, g.GroupId, m.MemberId, reason);
             RemoveConsumerMember(g, m, records);
-            _ = AppendAsync(g.CoordinatorPartition, records);
+            // Not written: the group is rebuilt with the member, whose session (and so this fencing) runs again.
+            _ = ObserveBackgroundWriteAsync(AppendGroupChangeLocked(g, records), g.GroupId, "fencing of a member"); // never faults
         }
     }
 
@@ -726,17 +733,17 @@ public sealed partial class GroupCoordinator
     // ================================================================ loading
 
     /// <summary>Replays the ConsumerGroup* records (key versions 3-8); other record types are not this protocol's.</summary>
-    partial void ReplayOther(int partition, GroupRecords.Decoded record)
+    partial void ReplayOther(int partition, GroupRecords.Decoded record, ConcurrentDictionary<string, Group> groups)
     {
         switch (record.Key)
         {
             case ConsumerGroupMetadataKey k:
-                if (record.Value is ConsumerGroupMetadataValue gv) ReplayGroup(k.GroupId, partition).GroupEpoch = gv.Epoch;
-                else ReplayGroupDeleted(k.GroupId, partition);
+                if (record.Value is ConsumerGroupMetadataValue gv) ReplayGroup(groups, k.GroupId, partition).GroupEpoch = gv.Epoch;
+                else ReplayGroupDeleted(groups, k.GroupId, partition);
                 break;
             case ConsumerGroupPartitionMetadataKey k:
             {
-                var g = record.Value is null ? Existing(k.GroupId) : ReplayGroup(k.GroupId, partition);
+                var g = record.Value is null ? Existing(groups, k.GroupId) : ReplayGroup(groups, k.GroupId, partition);
                 if (g is null) break;
                 g.SubscriptionMetadata = new SortedDictionary<string, AssignableTopic>(StringComparer.Ordinal);
                 if (record.Value is ConsumerGroupPartitionMetadataValue v)
@@ -747,12 +754,12 @@ public sealed partial class GroupCoordinator
             {
                 if (record.Value is not ConsumerGroupMemberMetadataValue v)
                 {
-                    if (Existing(k.GroupId) is { } og && og.Members.Remove(k.MemberId, out var gone) && gone.InstanceId is not null
+                    if (Existing(groups, k.GroupId) is { } og && og.Members.Remove(k.MemberId, out var gone) && gone.InstanceId is not null
                         && og.StaticMembers.TryGetValue(gone.InstanceId, out var sid) && sid == k.MemberId)
                         og.StaticMembers.Remove(gone.InstanceId);
                     break;
                 }
-                var g = ReplayGroup(k.GroupId, partition);
+                var g = ReplayGroup(groups, k.GroupId, partition);
                 var m = ReplayMember(g, k.MemberId);
                 m.HasMetadata = true;
                 m.InstanceId = v.InstanceId;
@@ -768,27 +775,27 @@ public sealed partial class GroupCoordinator
             }
             case ConsumerGroupTargetAssignmentMetadataKey k:
             {
-                var g = record.Value is null ? Existing(k.GroupId) : ReplayGroup(k.GroupId, partition);
+                var g = record.Value is null ? Existing(groups, k.GroupId) : ReplayGroup(groups, k.GroupId, partition);
                 if (g is not null) g.AssignmentEpoch = record.Value is ConsumerGroupTargetAssignmentMetadataValue v ? v.AssignmentEpoch : 0;
                 break;
             }
             case ConsumerGroupTargetAssignmentMemberKey k:
                 if (record.Value is ConsumerGroupTargetAssignmentMemberValue tv)
-                    ReplayGroup(k.GroupId, partition).TargetAssignment[k.MemberId] = [.. tv.TopicPartitions.SelectMany(t => t.Partitions.Select(p => new TopicIdPartition(t.TopicId, p)))];
-                else Existing(k.GroupId)?.TargetAssignment.Remove(k.MemberId);
+                    ReplayGroup(groups, k.GroupId, partition).TargetAssignment[k.MemberId] = [.. tv.TopicPartitions.SelectMany(t => t.Partitions.Select(p => new TopicIdPartition(t.TopicId, p)))];
+                else Existing(groups, k.GroupId)?.TargetAssignment.Remove(k.MemberId);
                 break;
             case ConsumerGroupCurrentMemberAssignmentKey k:
             {
                 if (record.Value is not ConsumerGroupCurrentMemberAssignmentValue v)
                 {
-                    if (Existing(k.GroupId) is { } og && og.Members.TryGetValue(k.MemberId, out var om))
+                    if (Existing(groups, k.GroupId) is { } og && og.Members.TryGetValue(k.MemberId, out var om))
                     {
                         om.Assigned = [];
                         om.PendingRevocation = [];
                     }
                     break;
                 }
-                var m = ReplayMember(ReplayGroup(k.GroupId, partition), k.MemberId);
+                var m = ReplayMember(ReplayGroup(groups, k.GroupId, partition), k.MemberId);
                 m.MemberEpoch = v.MemberEpoch;
                 m.PreviousMemberEpoch = v.PreviousMemberEpoch;
                 m.State = Enum.IsDefined((ConsumerMemberState)v.State) ? (ConsumerMemberState)v.State : ConsumerMemberState.Unknown;
@@ -799,16 +806,16 @@ public sealed partial class GroupCoordinator
         }
     }
 
-    private ConsumerGroup? Existing(string groupId) => _groups.TryGetValue(groupId, out var g) ? g as ConsumerGroup : null;
+    private static ConsumerGroup? Existing(ConcurrentDictionary<string, Group> groups, string groupId) => groups.TryGetValue(groupId, out var g) ? g as ConsumerGroup : null;
 
     /// <summary>The consumer group a replayed record belongs to: created, or replacing a classic group (whose offsets it keeps).</summary>
-    private ConsumerGroup ReplayGroup(string groupId, int partition)
+    private static ConsumerGroup ReplayGroup(ConcurrentDictionary<string, Group> groups, string groupId, int partition)
     {
-        if (_groups.TryGetValue(groupId, out var g) && g is ConsumerGroup cg) return cg;
+        if (groups.TryGetValue(groupId, out var g) && g is ConsumerGroup cg) return cg;
         cg = new ConsumerGroup(groupId, partition);
         if (g is not null)
             foreach (var (tp, o) in g.Offsets) cg.Offsets[tp] = o;
-        _groups[groupId] = cg;
+        groups[groupId] = cg;
         return cg;
     }
 
@@ -819,14 +826,14 @@ public sealed partial class GroupCoordinator
     }
 
     /// <summary>The group record's tombstone: the group is gone; offsets not deleted with it stay, as a group without members.</summary>
-    private void ReplayGroupDeleted(string groupId, int partition)
+    private static void ReplayGroupDeleted(ConcurrentDictionary<string, Group> groups, string groupId, int partition)
     {
-        if (Existing(groupId) is not { } g) return;
-        _groups.TryRemove(groupId, out _);
+        if (Existing(groups, groupId) is not { } g) return;
+        groups.TryRemove(groupId, out _);
         if (g.Offsets.Count == 0) return;
         var rest = new ClassicGroup(groupId, partition);
         foreach (var (tp, o) in g.Offsets) rest.Offsets[tp] = o;
-        _groups[groupId] = rest;
+        groups[groupId] = rest;
     }
 
     /// <summary>After a load: partition ownership rebuilt, members' sessions (and unfinished revocations' timeouts) started afresh.</summary>

@@ -6,7 +6,10 @@ public sealed record GroupCoordinatorOptions
     /// <summary>offsets.topic.num.partitions</summary>
     public int OffsetsTopicPartitions { get; init; } = 50;
 
-    /// <summary>offsets.topic.replication.factor (capped at the number of brokers, with a warning).</summary>
+    /// <summary>
+    /// offsets.topic.replication.factor: __consumer_offsets gets exactly this many replicas; it is not
+    /// created (COORDINATOR_NOT_AVAILABLE) while fewer brokers are alive.
+    /// </summary>
     public short OffsetsTopicReplicationFactor { get; init; } = 3;
 
     /// <summary>offsets.topic.segment.bytes</summary>

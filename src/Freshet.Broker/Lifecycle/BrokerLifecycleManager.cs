@@ -15,6 +15,12 @@ public sealed record BrokerIdentity(int NodeId, string ClusterId, IReadOnlyList<
 /// reporting how far it has replayed the metadata log; the controller unfences it once it has
 /// caught up. On shutdown it heartbeats with WantShutDown until the controller has moved its
 /// leaderships away (controlled shutdown), so clients see no failed request.
+/// <para>
+/// A registration or heartbeat that fails (the controller unreachable, an answer that cannot be read)
+/// is logged and tried again at the next interval: the loop must outlive any one failure, or the
+/// controller would fence a broker that still looks alive. <see cref="Running"/> ends only when the
+/// manager is disposed (the node's owner treats any other end as fatal).
+/// </para>
 /// </summary>
 public sealed partial class BrokerLifecycleManager(
     BrokerIdentity identity,
@@ -28,6 +34,7 @@ public sealed partial class BrokerLifecycleManager(
     private readonly TaskCompletionSource _unfenced = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Task? _loop;
     private long _epoch = -1;
+    private int _disposed;
     private volatile bool _fenced = true;
     private volatile bool _shuttingDown;
 
@@ -43,20 +50,39 @@ public sealed partial class BrokerLifecycleManager(
 
     public void Start() => _loop = Task.Run(() => RunAsync(_stop.Token));
 
+    /// <summary>The registration and heartbeat loop (completed before <see cref="Start"/>); it ends when the manager stops.</summary>
+    public Task Running => _loop ?? Task.CompletedTask;
+
     private async Task RunAsync(CancellationToken ct)
     {
         try
         {
-            await RegisterAsync(ct).ConfigureAwait(false);
             using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(heartbeatIntervalMs));
+            bool registered = false;
             do
             {
-                var r = await HeartbeatAsync(wantShutDown: false, ct).ConfigureAwait(false);
-                if ((ErrorCode)r.ErrorCode == ErrorCode.StaleBrokerEpoch)
+                try
                 {
-                    // The controller no longer knows this registration (for example, it was fenced and replaced): register again.
-                    LogStaleEpoch(logger, BrokerEpoch);
-                    await RegisterAsync(ct).ConfigureAwait(false);
+                    if (!registered)
+                    {
+                        await RegisterAsync(ct).ConfigureAwait(false);
+                        registered = true;
+                    }
+                    var r = await HeartbeatAsync(wantShutDown: false, ct).ConfigureAwait(false);
+                    if ((ErrorCode)r.ErrorCode == ErrorCode.StaleBrokerEpoch)
+                    {
+                        // The controller no longer knows this registration (for example, it was fenced and replaced): register again.
+                        LogStaleEpoch(logger, BrokerEpoch);
+                        registered = false;
+                        await RegisterAsync(ct).ConfigureAwait(false);
+                        registered = true;
+                    }
+                }
+#pragma warning disable CA1031 // one failed round is logged; the next tick registers or heartbeats again
+                catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+#pragma warning restore CA1031
+                {
+                    LogHeartbeatFailed(logger, registered ? "heartbeat" : "registration", e);
                 }
             }
             while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false));
@@ -148,6 +174,7 @@ public sealed partial class BrokerLifecycleManager(
 
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         await _stop.CancelAsync().ConfigureAwait(false);
         if (_loop is not null) await _loop.ConfigureAwait(false);
         _stop.Dispose();
@@ -164,6 +191,9 @@ public sealed partial class BrokerLifecycleManager(
 
     [LoggerMessage(EventId = 3214, Level = LogLevel.Warning, Message = "Broker epoch {Epoch} is stale; registering again")]
     private static partial void LogStaleEpoch(ILogger logger, long epoch);
+
+    [LoggerMessage(EventId = 3216, Level = LogLevel.Error, Message = "Broker {What} failed; trying again at the next heartbeat interval")]
+    private static partial void LogHeartbeatFailed(ILogger logger, string what, Exception e);
 
     [LoggerMessage(EventId = 3215, Level = LogLevel.Warning, Message = "Controlled shutdown not confirmed within {Ms} ms; stopping anyway")]
     private static partial void LogShutdownTimedOut(ILogger logger, long ms);

@@ -442,20 +442,33 @@ public sealed partial class Partition
         _pending = pending;
         LogIsrProposed(_logger, TopicPartition, string.Join(',', reg.Isr), string.Join(',', newIsr), reg.LeaderEpoch, reg.PartitionEpoch);
         // Never on this thread: the sender may answer synchronously, and the answer takes this lock.
+        // SendProposalAsync never faults: whatever happens to the proposal ends in its result below.
         _ = Task.Run(() => SendProposalAsync(pending));
         return true;
     }
+
+    /// <summary>How long a proposal may wait for the controller before it counts as failed (and is proposed afresh after the backoff).</summary>
+    private const int ProposalTimeoutMs = 30_000;
 
     private async Task SendProposalAsync(PendingIsrChange pending)
     {
         AlterPartitionResult r;
         try
         {
-            r = await _alterPartition!.SendAsync(pending.Proposal, CancellationToken.None).ConfigureAwait(false);
+            using var timeout = new CancellationTokenSource(ProposalTimeoutMs);
+            r = await _alterPartition!.SendAsync(pending.Proposal, timeout.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or TimeoutException or OperationCanceledException)
         {
-            r = AlterPartitionResult.Failed(ErrorCode.NetworkException);
+            LogIsrProposalFailed(_logger, TopicPartition, e.Message);
+            r = AlterPartitionResult.Failed(e is OperationCanceledException ? ErrorCode.RequestTimedOut : ErrorCode.NetworkException);
+        }
+#pragma warning disable CA1031 // a proposal that failed for any reason is reported and made again after the backoff; left pending it would block every later ISR change
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            LogIsrProposalError(_logger, TopicPartition, e);
+            r = AlterPartitionResult.Failed(ErrorCode.UnknownServerError);
         }
         bool moved = false;
         lock (_lock)
@@ -553,6 +566,12 @@ public sealed partial class Partition
 
     [LoggerMessage(EventId = 3103, Level = LogLevel.Information, Message = "{Partition}: ISR [{Isr}] committed at partition epoch {PartitionEpoch}")]
     private static partial void LogIsrCommitted(ILogger logger, TopicPartition partition, string isr, int partitionEpoch);
+
+    [LoggerMessage(EventId = 3107, Level = LogLevel.Warning, Message = "{Partition}: ISR change not delivered to the controller: {Reason}; proposing again after the backoff")]
+    private static partial void LogIsrProposalFailed(ILogger logger, TopicPartition partition, string reason);
+
+    [LoggerMessage(EventId = 3108, Level = LogLevel.Error, Message = "{Partition}: ISR change failed; proposing again after the backoff")]
+    private static partial void LogIsrProposalError(ILogger logger, TopicPartition partition, Exception e);
 
     [LoggerMessage(EventId = 3104, Level = LogLevel.Warning, Message = "{Partition}: ISR change refused: {Error}")]
     private static partial void LogIsrRejected(ILogger logger, TopicPartition partition, string error);

@@ -269,7 +269,19 @@ public sealed partial class ReplicaManager : IMetadataListener, IAsyncDisposable
             using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(period), _time);
             try
             {
-                while (await timer.WaitForNextTickAsync(_stop.Token).ConfigureAwait(false)) MaybeShrinkIsrs();
+                while (await timer.WaitForNextTickAsync(_stop.Token).ConfigureAwait(false))
+                {
+                    try
+                    {
+                        MaybeShrinkIsrs();
+                    }
+#pragma warning disable CA1031 // one failed round is logged; the next tick looks again (a dead loop would leave lagging followers in the ISR for ever)
+                    catch (Exception e) when (e is not OperationCanceledException)
+#pragma warning restore CA1031
+                    {
+                        LogIsrExpirationFailed(_logger, e);
+                    }
+                }
             }
             catch (OperationCanceledException) when (_stop.IsCancellationRequested)
             {
@@ -313,6 +325,9 @@ public sealed partial class ReplicaManager : IMetadataListener, IAsyncDisposable
             await DataWaiter.WaitAsync(one, seen, (int)remaining, ct).ConfigureAwait(false);
         }
     }
+
+    [LoggerMessage(EventId = 3004, Level = LogLevel.Error, Message = "ISR expiration check failed; trying again at the next tick")]
+    private static partial void LogIsrExpirationFailed(ILogger logger, Exception e);
 
     [LoggerMessage(EventId = 3001, Level = LogLevel.Information, Message = "Deleting stray log {Partition}: its topic is not in the metadata")]
     private static partial void LogStray(ILogger logger, TopicPartition partition);

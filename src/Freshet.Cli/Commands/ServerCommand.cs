@@ -3,7 +3,10 @@ using Microsoft.Extensions.Logging;
 
 namespace Freshet.Cli.Commands;
 
-/// <summary>`freshet server`: runs a node until Ctrl-C or SIGTERM, then shuts down cleanly.</summary>
+/// <summary>
+/// `freshet server`: runs a node until Ctrl-C or SIGTERM, then shuts down cleanly; or until the node
+/// halts on a failure it cannot go on from (FreshetServer.Fatal), when it prints why and exits with code 1.
+/// </summary>
 public static class ServerCommand
 {
     public const string Usage = """
@@ -79,16 +82,43 @@ public static class ServerCommand
             // Data directories that belong to another cluster or node, a metadata log that cannot be read.
             throw new CommandFailedException($"cannot start: {e.Message}");
         }
-        await using (var server = started)
+        var server = started;
+        Exception? fatal = null;
+        try
         {
             Console.Out.WriteLine(server.Config.ProcessRoles.Contains("broker")
                 ? $"Freshet is ready: bootstrap.servers={server.BootstrapServers} (cluster {server.ClusterId}, started in {server.StartupTime.TotalMilliseconds:F0} ms)"
                 : $"Freshet is ready: controller {server.Config.NodeId} on {server.BootstrapServers} (controller role only; cluster {server.ClusterId}, started in {server.StartupTime.TotalMilliseconds:F0} ms)");
             Console.Out.Flush();
-            try { await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false); }
-            catch (OperationCanceledException) { }
-            Console.Out.WriteLine("Shutting down...");
+            var signalled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            using (stop.Token.Register(() => signalled.TrySetResult()))
+                await Task.WhenAny(signalled.Task, server.Fatal).ConfigureAwait(false);
+            if (server.Fatal.IsCompleted) fatal = server.Fatal.Result;
+            else Console.Out.WriteLine("Shutting down...");
         }
+        finally
+        {
+            if (fatal is null)
+            {
+                await server.DisposeAsync().ConfigureAwait(false);
+            }
+            else
+            {
+                // The node halted (it already stopped serving): close what is left, but never wait long on a node that failed.
+                try
+                {
+                    await server.DisposeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+                }
+#pragma warning disable CA1031 // the exit code and the reason below are what matters now
+                catch (Exception e)
+#pragma warning restore CA1031
+                {
+                    Console.Error.WriteLine($"freshet server: closing after the halt failed: {e.Message}");
+                }
+            }
+        }
+        // Kafka halts the process (exit code 1) when its metadata log fails; so does a node that cannot go on here.
+        if (fatal is not null) throw new CommandFailedException($"node {server.Config.NodeId} halted: {fatal.Message}");
         return 0;
     }
 

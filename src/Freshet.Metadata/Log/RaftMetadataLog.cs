@@ -9,6 +9,9 @@ namespace Freshet.Metadata.Log;
 /// The metadata log as the Raft quorum keeps it: an append is a commit (it returns once a
 /// majority of voters has the batch), made only by the quorum's leader. Replay is not read from
 /// here: committed records reach the controller through the <see cref="MetadataLoader"/>.
+/// An append on a node whose quorum driver stopped (its metadata log failed) fails at once with
+/// NOT_CONTROLLER, as when leadership moves: the node is about to halt, and brokers retry with the
+/// controller the other voters elect.
 /// </summary>
 public sealed class RaftMetadataLog(RaftDriver raft) : IMetadataLog
 {
@@ -24,6 +27,10 @@ public sealed class RaftMetadataLog(RaftDriver raft) : IMetadataLog
             return raft.AppendAsync(values).GetAwaiter().GetResult();
         }
         catch (NotLeaderException e)
+        {
+            throw new NotControllerException(e.Message);
+        }
+        catch (RaftStoppedException e)
         {
             throw new NotControllerException(e.Message);
         }
@@ -48,6 +55,10 @@ public sealed record SnapshotPolicy(long MaxBytesBetweenSnapshots, long MaxInter
 /// the Raft log then drops the prefix the snapshot covers. A node that starts from a snapshot, or
 /// falls behind the leader's log start and downloads one, gets its image replaced by it.
 /// </para>
+/// Failure policy: records that cannot be applied (a listener or the image builder throws) leave this
+/// node's view of the metadata unknown, so the loader stops, logs why and completes
+/// <see cref="Failed"/>; its owner halts the node (Kafka treats metadata loading faults as fatal).
+/// A snapshot that cannot be written is logged and tried again later.
 /// </summary>
 public sealed partial class MetadataLoader : IRaftListener, IDisposable
 {
@@ -63,6 +74,7 @@ public sealed partial class MetadataLoader : IRaftListener, IDisposable
     private readonly System.Collections.Concurrent.BlockingCollection<Action> _queue = [];
     private readonly Thread _thread;
     private readonly TaskCompletionSource _caughtUp = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<Exception> _failed = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     // Loader-thread state.
     private long _bytesSinceSnapshot;
@@ -88,6 +100,9 @@ public sealed partial class MetadataLoader : IRaftListener, IDisposable
     /// <summary>Completes once this node has applied everything committed when it first learned the high watermark.</summary>
     public Task CaughtUp => _caughtUp.Task;
 
+    /// <summary>Completes, with the reason, when committed metadata could not be applied and the loader stopped.</summary>
+    public Task<Exception> Failed => _failed.Task;
+
     /// <summary>Snapshots this node wrote since it started (tests, operators' logs).</summary>
     public int SnapshotsWritten => Volatile.Read(ref _snapshotsWritten);
 
@@ -105,7 +120,7 @@ public sealed partial class MetadataLoader : IRaftListener, IDisposable
             bytes += e.Value.Length;
         }
         int epoch = entries.Count > 0 ? entries[^1].Epoch : 0;
-        _queue.Add(() =>
+        Enqueue(() =>
         {
             _controller.ApplyCommitted(records);
             _bytesSinceSnapshot += bytes;
@@ -114,7 +129,7 @@ public sealed partial class MetadataLoader : IRaftListener, IDisposable
         });
     }
 
-    public void HandleLeaderChange(LeaderAndEpoch leader) => _queue.Add(() => { });
+    public void HandleLeaderChange(LeaderAndEpoch leader) => Enqueue(() => { });
 
     /// <summary>
     /// Decoded here, on the Raft thread, so a corrupt snapshot stops the node's quorum participation
@@ -123,7 +138,7 @@ public sealed partial class MetadataLoader : IRaftListener, IDisposable
     public void HandleSnapshot(RaftSnapshot snapshot)
     {
         var records = MetadataSnapshot.Read(snapshot.Data);
-        _queue.Add(() =>
+        Enqueue(() =>
         {
             _controller.LoadSnapshot(snapshot.Id.Offset, records);
             _bytesSinceSnapshot = 0;
@@ -135,7 +150,7 @@ public sealed partial class MetadataLoader : IRaftListener, IDisposable
     /// <summary>Writes a snapshot of the image when the policy says so (loader thread).</summary>
     private void MaybeSnapshot()
     {
-        if (_snapshotInFlight || _bytesSinceSnapshot == 0) return;
+        if (_snapshotInFlight || _bytesSinceSnapshot == 0 || _raft.Failed.IsCompleted) return;
         long now = NowMs;
         if (now < _nextAttemptMs) return;
         bool due = _bytesSinceSnapshot >= _policy.MaxBytesBetweenSnapshots
@@ -148,7 +163,7 @@ public sealed partial class MetadataLoader : IRaftListener, IDisposable
         long bytes = _bytesSinceSnapshot;
         _snapshotInFlight = true;
         _raft.InvokeAsync((node, _) => end <= node.CommittedOffsetDelivered ? node.CreateSnapshot(end, data) : null)
-            .ContinueWith(t => _queue.Add(() =>
+            .ContinueWith(t => Enqueue(() =>
             {
                 _snapshotInFlight = false;
                 if (t.IsCompletedSuccessfully && t.Result is { } id)
@@ -164,6 +179,18 @@ public sealed partial class MetadataLoader : IRaftListener, IDisposable
                     _nextAttemptMs = NowMs + RetryMs;
                 }
             }), TaskScheduler.Default);
+    }
+
+    /// <summary>Queues work for the loader's thread; dropped once the loader stopped (failed or disposed).</summary>
+    private void Enqueue(Action work)
+    {
+        try
+        {
+            _queue.Add(work);
+        }
+        catch (Exception e) when (e is InvalidOperationException or ObjectDisposedException)
+        {
+        }
     }
 
     private void Run()
@@ -194,18 +221,30 @@ public sealed partial class MetadataLoader : IRaftListener, IDisposable
             {
                 // Leadership moved while activating: the next round sees it.
             }
+#pragma warning disable CA1031 // any failure to apply committed metadata is fatal to the node: reported, never swallowed
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                LogLoaderFailed(_logger, e);
+                _queue.CompleteAdding();
+                _failed.TrySetResult(new InvalidOperationException($"applying the committed metadata failed: {e.Message}", e));
+                return;
+            }
         }
     }
 
     public void Dispose()
     {
-        _queue.CompleteAdding();
+        if (!_queue.IsAddingCompleted) _queue.CompleteAdding();
         _thread.Join(TimeSpan.FromSeconds(5));
         _queue.Dispose();
     }
 
     [LoggerMessage(EventId = 2210, Level = LogLevel.Information, Message = "Metadata snapshot {Offset}-{Epoch} written ({Bytes} bytes, {LogBytes} bytes of records since the previous one)")]
     private static partial void LogSnapshotWritten(ILogger logger, long offset, int epoch, int bytes, long logBytes);
+
+    [LoggerMessage(EventId = 2212, Level = LogLevel.Critical, Message = "Applying committed metadata failed; this node's metadata loader stopped")]
+    private static partial void LogLoaderFailed(ILogger logger, Exception e);
 
     [LoggerMessage(EventId = 2211, Level = LogLevel.Warning, Message = "Metadata snapshot up to offset {Offset} failed: {Reason}")]
     private static partial void LogSnapshotFailed(ILogger logger, long offset, string reason);

@@ -14,6 +14,16 @@ public delegate Task<object> RaftSender(int toNodeId, object request, Cancellati
 /// through <see cref="RaftSender"/> and come back as HandleResponse, or as a failure after the
 /// request timeout. Appends complete when the high watermark passes them, or fail when this
 /// node stops leading first.
+/// <para>
+/// Failure policy: the node's log and quorum-state file must never be half-written under a running
+/// node (Raft cannot go on with a forgotten vote or a log it is unsure of), so any exception out of the
+/// node (an append, flush, truncation, snapshot or quorum-state write that failed, or a bug) stops the
+/// driver for good: it publishes that it leads nothing, fails every caller waiting on it and every
+/// later one at once with <see cref="RaftStoppedException"/> (nobody waits on work no thread will
+/// run), and completes <see cref="Failed"/> with the reason. The owner of the driver must then halt
+/// the node (Kafka halts the process on a metadata log failure); on restart the log recovers from
+/// what is on disk, and the other voters elect a leader meanwhile.
+/// </para>
 /// </summary>
 public sealed partial class RaftDriver : IRaftTransport, IDisposable
 {
@@ -21,12 +31,20 @@ public sealed partial class RaftDriver : IRaftTransport, IDisposable
     private readonly RaftSender _send;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
-    private readonly BlockingCollection<Action> _queue = new(new ConcurrentQueue<Action>());
+    private readonly BlockingCollection<Work> _queue = new(new ConcurrentQueue<Work>());
     private readonly List<(long Offset, int Epoch, TaskCompletionSource<long> Done)> _appendWaiters = [];
+    /// <summary>Requests from other nodes the node has not answered yet (parked fetches): failed if the driver stops.</summary>
+    private readonly HashSet<TaskCompletionSource<object>> _unanswered = [];
     private readonly CancellationTokenSource _stop = new();
+    private readonly TaskCompletionSource<Exception> _failed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Thread _thread;
     private RaftNode _node = null!;
     private volatile RaftState _state = new(new LeaderAndEpoch(null, 0), false, 0, 0, 0, -1, 0);
+    /// <summary>Set once the driver stopped (failed or disposed): what every later caller is failed with.</summary>
+    private volatile Exception? _stopped;
+
+    /// <summary>Work for the node's thread, and how to fail its caller when it will never run (or threw).</summary>
+    private readonly record struct Work(Action Run, Action<Exception>? Fail);
 
     /// <summary>What callers may read without going through the node's thread.</summary>
     /// <param name="LeaderEpochStartEnd">While leading: the log end right after this epoch's first entry (committing it commits every earlier epoch); -1 otherwise.</param>
@@ -44,6 +62,12 @@ public sealed partial class RaftDriver : IRaftTransport, IDisposable
 
     public RaftState State => _state;
 
+    /// <summary>
+    /// Completes, with the reason, when the node stopped because its log, its quorum-state file or its
+    /// own code failed (never on <see cref="Dispose"/>): the node can no longer take part in the quorum.
+    /// </summary>
+    public Task<Exception> Failed => _failed.Task;
+
     /// <summary>Milliseconds on the monotonic clock (Raft's timers must not jump with the wall clock).</summary>
     public long NowMs => _time.GetTimestamp() / Math.Max(1, _time.TimestampFrequency / 1000);
 
@@ -58,14 +82,16 @@ public sealed partial class RaftDriver : IRaftTransport, IDisposable
     private void Run()
     {
         long nextPoll = 0;
+        Work current = default;
         try
         {
             while (!_stop.IsCancellationRequested)
             {
                 long wait = Math.Max(0, nextPoll - NowMs);
-                if (_queue.TryTake(out var work, (int)Math.Min(wait, int.MaxValue), _stop.Token)) work();
+                if (_queue.TryTake(out current, (int)Math.Min(wait, int.MaxValue), _stop.Token)) current.Run();
                 // Drain what else is waiting before polling: bursts of fetches and responses cost one Poll.
-                while (_queue.TryTake(out var more)) more();
+                while (_queue.TryTake(out current)) current.Run();
+                current = default;
                 nextPoll = _node.Poll(NowMs);
                 Publish();
             }
@@ -73,11 +99,29 @@ public sealed partial class RaftDriver : IRaftTransport, IDisposable
         catch (OperationCanceledException) when (_stop.IsCancellationRequested) { }
         catch (Exception e)
         {
-            // The log or the quorum-state file failed: this node can no longer take part safely.
+            // The log or the quorum-state file failed (or the node has a bug): this node can no longer take part safely.
             LogNodeFailed(_logger, _config.NodeId, e);
-            FailWaiters(new IOException($"the metadata quorum on node {_config.NodeId} stopped: {e.Message}", e));
-            _stop.Cancel();
+            var reason = new RaftStoppedException($"the metadata quorum on node {_config.NodeId} stopped: {e.Message}", e);
+            current.Fail?.Invoke(reason);
+            Stop(reason);
+            _failed.TrySetResult(reason);
         }
+    }
+
+    /// <summary>
+    /// Stops for good (on the node's thread, or after it ended): this node leads nothing from now on, and
+    /// every caller waiting (queued work, appends not yet committed) or still to come is failed with
+    /// <paramref name="reason"/>.
+    /// </summary>
+    private void Stop(Exception reason)
+    {
+        _stopped = reason;
+        var s = _state;
+        _state = s with { Leader = new LeaderAndEpoch(null, s.Epoch), IsLeader = false, LeaderEpochStartEnd = -1 };
+        _stop.Cancel();
+        _queue.CompleteAdding();
+        while (_queue.TryTake(out var work)) work.Fail?.Invoke(reason);
+        FailWaiters(reason);
     }
 
     /// <summary>Publishes the node's state for other threads and completes (or fails) waiting appends.</summary>
@@ -103,17 +147,29 @@ public sealed partial class RaftDriver : IRaftTransport, IDisposable
     {
         foreach (var (_, _, done) in _appendWaiters) done.TrySetException(e);
         _appendWaiters.Clear();
+        foreach (var done in _unanswered) done.TrySetException(e);
+        _unanswered.Clear();
     }
 
-    private void Enqueue(Action work)
+    /// <summary>
+    /// Queues <paramref name="work"/> for the node's thread; once the driver stopped, <paramref name="fail"/>
+    /// runs at once instead (and for work queued but not run when it stops, or that throws).
+    /// </summary>
+    private void Enqueue(Action work, Action<Exception>? fail)
     {
+        if (_stopped is { } stopped)
+        {
+            fail?.Invoke(stopped);
+            return;
+        }
         try
         {
-            _queue.Add(work);
+            _queue.Add(new Work(work, fail));
         }
-        catch (InvalidOperationException)
+        catch (Exception e) when (e is InvalidOperationException or ObjectDisposedException)
         {
-            // Stopped: the work is dropped (callers waiting on it see the driver's disposal).
+            // Stopped meanwhile: whatever was queued before has been failed by Stop; this is failed here.
+            fail?.Invoke(_stopped ?? new RaftStoppedException($"the metadata quorum on node {_config.NodeId} is stopped", null));
         }
     }
 
@@ -121,11 +177,16 @@ public sealed partial class RaftDriver : IRaftTransport, IDisposable
     public Task<object> HandleRequestAsync(int fromNodeId, object request)
     {
         var done = new TaskCompletionSource<object>(TaskCreationOptions.RunContinuationsAsynchronously);
-        Enqueue(() => _node.HandleRequest(fromNodeId, request, NowMs, response =>
+        Enqueue(() =>
         {
-            if (response is Protocol.Messages.DescribeQuorumResponse d) ToWallClock(d);
-            done.TrySetResult(response);
-        }));
+            _unanswered.Add(done);
+            _node.HandleRequest(fromNodeId, request, NowMs, response =>
+            {
+                if (response is Protocol.Messages.DescribeQuorumResponse d) ToWallClock(d);
+                _unanswered.Remove(done);
+                done.TrySetResult(response);
+            });
+        }, e => done.TrySetException(e));
         return done.Task;
     }
 
@@ -149,7 +210,8 @@ public sealed partial class RaftDriver : IRaftTransport, IDisposable
     /// <summary>
     /// Appends record values as one batch when this node leads, and completes with the last
     /// offset once the quorum has committed it; fails with <see cref="NotLeaderException"/>
-    /// when it does not lead, or stops leading first (the entry may or may not end up committed).
+    /// when it does not lead, or stops leading first (the entry may or may not end up committed);
+    /// with <see cref="RaftStoppedException"/> when the driver stopped (the same uncertainty).
     /// </summary>
     public Task<long> AppendAsync(IReadOnlyList<byte[]> values)
     {
@@ -159,19 +221,23 @@ public sealed partial class RaftDriver : IRaftTransport, IDisposable
             long? last = _node.TryAppend(values, out int epoch);
             if (last is null) done.TrySetException(new NotLeaderException($"node {_config.NodeId} does not lead the metadata quorum"));
             else _appendWaiters.Add((last.Value, epoch, done));
-        });
+        }, e => done.TrySetException(e));
         return done.Task;
     }
 
-    /// <summary>Runs <paramref name="action"/> on the node's thread (reads of its state, snapshots, resignation).</summary>
+    /// <summary>
+    /// Runs <paramref name="action"/> on the node's thread (reads of its state, snapshots, resignation).
+    /// An exception it throws goes to the caller; an I/O error (the log or the quorum-state file failed
+    /// under the node, e.g. writing a snapshot) also stops the driver, as any failure of the node does.
+    /// </summary>
     public Task<T> InvokeAsync<T>(Func<RaftNode, long, T> action)
     {
         var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
         Enqueue(() =>
         {
             try { done.TrySetResult(action(_node, NowMs)); }
-            catch (Exception e) { done.TrySetException(e); }
-        });
+            catch (Exception e) when (e is not IOException) { done.TrySetException(e); }
+        }, e => done.TrySetException(e));
         return done.Task;
     }
 
@@ -194,26 +260,42 @@ public sealed partial class RaftDriver : IRaftTransport, IDisposable
         {
             LogSendFailed(_logger, request.GetType().Name, toNodeId, e.Message);
         }
-        Enqueue(() => _node.HandleResponse(toNodeId, request, response, NowMs));
+#pragma warning disable CA1031 // the node must hear back once per send whatever went wrong, or it waits on that peer for ever
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            LogSendFailedUnexpectedly(_logger, request.GetType().Name, toNodeId, e);
+        }
+        Enqueue(() => _node.HandleResponse(toNodeId, request, response, NowMs), null);
     }
 
     public void Dispose()
     {
-        if (_stop.IsCancellationRequested) return;
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         _stop.Cancel();
         if (_thread.IsAlive && Thread.CurrentThread != _thread) _thread.Join(TimeSpan.FromSeconds(10));
-        _queue.CompleteAdding();
-        FailWaiters(new ObjectDisposedException(nameof(RaftDriver)));
+        if (_stopped is null) Stop(new RaftStoppedException($"the metadata quorum on node {_config.NodeId} is shut down", new ObjectDisposedException(nameof(RaftDriver))));
         _node?.Dispose();
-        _queue.Dispose();
     }
+
+    private int _disposed;
 
     [LoggerMessage(EventId = 2201, Level = LogLevel.Critical, Message = "The metadata quorum on node {NodeId} stopped")]
     private static partial void LogNodeFailed(ILogger logger, int nodeId, Exception e);
 
     [LoggerMessage(EventId = 2202, Level = LogLevel.Debug, Message = "{Request} to node {NodeId} failed: {Reason}")]
     private static partial void LogSendFailed(ILogger logger, string request, int nodeId, string reason);
+
+    [LoggerMessage(EventId = 2205, Level = LogLevel.Error, Message = "{Request} to node {NodeId} failed unexpectedly; treated as no answer")]
+    private static partial void LogSendFailedUnexpectedly(ILogger logger, string request, int nodeId, Exception e);
 }
+
+/// <summary>
+/// The metadata quorum's driver on this node stopped (its log or quorum-state file failed, or it was
+/// shut down): nothing more runs on it. An append in flight may or may not end up committed by the
+/// other voters.
+/// </summary>
+public sealed class RaftStoppedException(string message, Exception? inner) : IOException(message, inner);
 
 /// <summary>This node does not lead the Raft quorum (or stopped leading before an append was committed).</summary>
 public sealed class NotLeaderException(string message) : Exception(message);

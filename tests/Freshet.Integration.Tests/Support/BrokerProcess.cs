@@ -134,6 +134,17 @@ public sealed class BrokerProcess : IAsyncDisposable
         return ready.Task;
     }
 
+    /// <summary>True once the started process has exited by itself (or was never started).</summary>
+    public bool HasExited => _process?.HasExited ?? true;
+
+    /// <summary>Waits for the process to exit by itself (its output read to the end) and returns its exit code.</summary>
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        var p = _process ?? throw new InvalidOperationException("the process is not running");
+        await p.WaitForExitAsync().WaitAsync(timeout);
+        return p.ExitCode;
+    }
+
     /// <summary>SIGKILL: no shutdown code runs, as after a power cut of the process (the page cache survives).</summary>
     public async Task KillAsync()
     {

@@ -78,6 +78,9 @@ public sealed class ReplicationCluster : IAsyncDisposable
     /// <summary>While set, AlterPartition requests wait for it (to observe the pending state).</summary>
     public TaskCompletionSource? AlterPartitionGate { get; set; }
 
+    /// <summary>While set, consulted for each AlterPartition request: an exception it returns is thrown to the sender (a failure of any kind).</summary>
+    public Func<AlterPartitionProposal, Exception?>? AlterPartitionFault { get; set; }
+
     // ---------------------------------------------------------------- network
 
     /// <summary>Cuts (or heals) requests from <paramref name="from"/> to <paramref name="to"/>.</summary>
@@ -182,6 +185,7 @@ public sealed class ReplicationCluster : IAsyncDisposable
     internal async Task<AlterPartitionResult> AlterPartitionAsync(int from, AlterPartitionProposal proposal)
     {
         if (AlterPartitionGate is { } gate) await gate.Task.ConfigureAwait(false);
+        if (AlterPartitionFault?.Invoke(proposal) is { } fault) throw fault;
         lock (_imageLock)
         {
             var tp = proposal.TopicPartition;

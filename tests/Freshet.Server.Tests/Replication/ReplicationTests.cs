@@ -140,6 +140,26 @@ public sealed class ReplicationTests
     }
 
     [Fact]
+    public async Task An_isr_proposal_that_fails_in_an_unexpected_way_is_made_again()
+    {
+        await using var c = await StartAsync();
+        await ShrinkOutFollower3Async(c);
+        int calls = 0;
+        // The first two proposals fail with what no transport error looks like (an answer the sender could not read, a bug).
+        c.AlterPartitionFault = _ => Interlocked.Increment(ref calls) <= 2 ? new InvalidOperationException("injected sender failure") : null;
+        c.Cut(3, 1, cut: false);
+        // The retry backoff runs on the test's clock: move it along while waiting.
+        await ReplicationCluster.Until(() =>
+        {
+            c.Clock.Advance(c.Replication.AlterPartitionRetryBackoffMs);
+            return c.Registration(Tp).Isr.Length == 3;
+        }, "node 3 back in the ISR after two failed proposals");
+        Assert.True(Volatile.Read(ref calls) >= 3);
+        Assert.Equal([1, 2, 3], c.Registration(Tp).Isr.Order());
+        Assert.False(c.Nodes[1].Partition(Tp).IsIsrChangePending);
+    }
+
+    [Fact]
     public async Task A_fenced_broker_is_not_proposed_for_the_isr_even_when_caught_up()
     {
         await using var c = await StartAsync();
