@@ -47,7 +47,9 @@ public sealed record FreshetServerOptions
 /// Failures the node cannot go on from halt it (see <see cref="Fatal"/>). Fatal: the metadata quorum's
 /// driver stopping (its log or quorum-state file failed: Kafka halts on a metadata log failure), the
 /// metadata loader failing to apply committed records (the node's view of the cluster is unknown), and
-/// any background loop that must run for the node to be what it claims to be ending by an exception
+/// every log directory of a broker having failed (a failed fsync or write takes its directory offline
+/// for good; Kafka halts once none is left), any background loop that must run for the node to be what
+/// it claims to be ending by an exception
 /// (the controller's session loop, the broker's heartbeat loop): such a node would look alive while
 /// fencing nobody or being fenced. Retried, not fatal: one round of those loops failing (logged; the
 /// next tick tries again: a missed heartbeat or fencing check is made good by the next), a Raft request
@@ -181,6 +183,14 @@ public sealed partial class FreshetServer : IAsyncDisposable
             CleanerIoBufferSize = config.CleanerIoBufferSize,
         }, time, loggers);
         var parts = new Parts();
+        // Kafka halts a broker once every one of its log directories has failed: it can hold no replica
+        // any more, and a node that looks alive while it can store nothing only delays the failover.
+        if (isBroker)
+            logs.Failures.DirectoryFailed += (dir, reason) =>
+            {
+                if (config.LogDirs.All(logs.Failures.IsOffline))
+                    parts.Fatal.TrySetResult(new IOException($"every log directory has failed (the last, {dir}: {reason})"));
+            };
         ReplicaManager? started = null;
         try
         {

@@ -100,6 +100,65 @@ public sealed class StorageFailureTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>
+    /// A broker whose only log directory fails (an fsync, with log.flush.per.append=true) can hold no
+    /// replica any more: it halts, as Kafka's broker does, saying why (Fatal), and stops serving; a
+    /// restart recovers the directory without the failed records.
+    /// </summary>
+    [Fact]
+    public async Task ABrokerWhoseEveryLogDirectoryFailedHaltsAndSaysWhy()
+    {
+        string root = Path.Combine(Path.GetTempPath(), "freshet-fsync-all-" + Guid.NewGuid().ToString("N")[..8]);
+        string dir = Path.Combine(root, "logs");
+        var props = new Dictionary<string, string>
+        {
+            ["log.dirs"] = dir,
+            ["metadata.log.dir"] = Path.Combine(root, "meta"),
+            ["listeners"] = "PLAINTEXT://127.0.0.1:0",
+            ["log.flush.per.append"] = "true",
+        };
+        using var loggers = TestOutputLoggerProvider.Factory(output);
+        var io = new FaultyStorageIo();
+        try
+        {
+            await using (var broker = await FreshetServer.StartAsync(new FreshetServerOptions { Properties = props, Loggers = loggers, StorageIo = io }))
+            {
+                await Clients.CreateTopicAsync(broker.BootstrapServers, Topic, 1);
+                await using var c = await RawKafkaClient.ConnectAsync(broker.BootstrapServers);
+                Assert.Equal((ErrorCode.None, 0L), await ProduceAsync(c, 0, "kept"));
+                Assert.False(broker.Fatal.IsCompleted);
+
+                string failedDir = LogDirFailureChannel.Normalize(dir);
+                io.FailFsync(p => p.StartsWith(failedDir + Path.DirectorySeparatorChar, StringComparison.Ordinal) && p.EndsWith(".log", StringComparison.Ordinal));
+                // Never acknowledged: answered KAFKA_STORAGE_ERROR, or the connection closes unanswered when the
+                // halt closes the listeners first (as a Kafka broker's halt drops it).
+                try { Assert.Equal(ErrorCode.KafkaStorageError, (await ProduceAsync(c, 0, "lost")).Error); }
+                catch (Exception e) when (e is EndOfStreamException or IOException) { output.WriteLine($"the produce was not answered: {e.GetType().Name}"); }
+
+                var reason = await broker.Fatal.WaitAsync(TimeSpan.FromSeconds(60));
+                Assert.Contains("every log directory has failed", reason.Message, StringComparison.Ordinal);
+                Assert.Contains(failedDir, reason.Message, StringComparison.Ordinal);
+                // Halted: the listener is closed.
+                await Assert.ThrowsAnyAsync<Exception>(async () =>
+                {
+                    await using var again = await RawKafkaClient.ConnectAsync(broker.BootstrapServers);
+                    await again.RequestAsync<ApiVersionsResponse>(new ApiVersionsRequest(), 0);
+                });
+            }
+
+            await using (var broker = await FreshetServer.StartAsync(new FreshetServerOptions { Properties = props, Loggers = loggers }))
+            {
+                var read = Clients.ReadAll(broker.BootstrapServers, Topic, 1, TimeSpan.FromSeconds(30));
+                Assert.Equal(["kept-0", "kept-1"], read[0].Select(Value));
+            }
+        }
+        finally
+        {
+            try { Directory.Delete(root, recursive: true); }
+            catch (IOException) { }
+        }
+    }
+
     private static string Value(Confluent.Kafka.ConsumeResult<byte[], byte[]> r) => Encoding.UTF8.GetString(r.Message.Value);
 
     /// <summary>A produce (acks=all) of one batch of two records "tag-0", "tag-1" to a partition; its error and base offset.</summary>

@@ -15,7 +15,7 @@ namespace Freshet.Integration.Tests.Cluster;
 /// Three nodes with log.flush.per.append=true; the partition leader's fsync of a produced batch fails
 /// (a file seam on node 1, <see cref="FaultyStorageIo"/>). The produce is answered KAFKA_STORAGE_ERROR,
 /// and that answer holds: the followers never got the batch (they fetch only what the leader has on
-/// disk), node 1's heartbeats report its directory offline and the controller moves the leadership,
+/// disk), node 1 halts (its only log directory failed, as Kafka's broker does) and the leadership moves,
 /// and a plain (not idempotent) producer's retry to the new leader writes the batch exactly once.
 /// </summary>
 public sealed class LeaderFsyncFailureTests(ITestOutputHelper output)
@@ -85,12 +85,16 @@ public sealed class LeaderFsyncFailureTests(ITestOutputHelper output)
             Assert.Equal(1, io.Fired);
             Assert.False(FollowerHasIt(), "a follower fetched a batch the leader never made durable");
 
-            // Node 1 reports its directory offline: the leadership and its ISR place move; it stays in the cluster.
-            await WaitFor(() => Active().Image.Partition(topic, 0)!.Leader is 2 or 3, "the leadership leaves node 1");
-            await WaitFor(() => !Active().Image.Partition(topic, 0)!.Isr.Contains(1), "node 1 leaves the ISR");
-            Assert.False(Active().Image.Brokers[1].Fenced);
+            // That was node 1's only log directory: it halts, as Kafka's broker does, saying why. The other
+            // nodes fence it and the leadership and its ISR place move.
+            var halted = await servers[1].Fatal.WaitAsync(TimeSpan.FromSeconds(60));
+            Assert.Contains("every log directory has failed", halted.Message, StringComparison.Ordinal);
             Assert.True(servers[1].Logs.GetLog(tp)!.IsOffline);
-            int leader = Active().Image.Partition(topic, 0)!.Leader;
+            QuorumController Survivor() => servers.Where(s => s.Key != 1).Select(s => s.Value.Controller).First(c => c.IsActive);
+            await WaitFor(() => servers.Any(s => s.Key != 1 && s.Value.Controller.IsActive), "node 2 or 3 is the active controller");
+            await WaitFor(() => Survivor().Image.Partition(topic, 0)!.Leader is 2 or 3, "the leadership leaves node 1");
+            await WaitFor(() => !Survivor().Image.Partition(topic, 0)!.Isr.Contains(1), "node 1 leaves the ISR");
+            int leader = Survivor().Image.Partition(topic, 0)!.Leader;
 
             // The producer retries the failed batch (not idempotent) where the metadata now points: written once.
             await using (var c = await RawKafkaClient.ConnectAsync($"127.0.0.1:{ports[leader].Client}"))
