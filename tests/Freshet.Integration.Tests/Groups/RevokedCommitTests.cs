@@ -53,7 +53,7 @@ public sealed class RevokedCommitTests(ITestOutputHelper output) : IAsyncLifetim
 
         using var secondOwnsBoth = new ManualResetEventSlim();
         var lateCommit = new TaskCompletionSource<Exception?>(TaskCreationOptions.RunContinuationsAsynchronously);
-        using var c1 = new ConsumerBuilder<Ignore, Ignore>(cfg1)
+        var c1 = new ConsumerBuilder<Ignore, Ignore>(cfg1)
             .SetPartitionsRevokedHandler((c, parts) =>
             {
                 if (lateCommit.Task.IsCompleted || parts.Count == 0) return;
@@ -78,38 +78,47 @@ public sealed class RevokedCommitTests(ITestOutputHelper output) : IAsyncLifetim
         var deadline = DateTime.UtcNow.AddSeconds(60);
         while (c1.Assignment.Count < 2)
         {
-            Assert.True(DateTime.UtcNow < deadline, "the first consumer never owned both partitions");
+            if (DateTime.UtcNow >= deadline)
+            {
+                c1.Close();
+                c1.Dispose();
+                Assert.Fail("the first consumer never owned both partitions");
+            }
             c1.Consume(100);
         }
-        // The first consumer polls on its own thread from now on; its revocation handler blocks it.
-        using var stop = new CancellationTokenSource();
-        var poller = Task.Run(() =>
-        {
-            while (!stop.IsCancellationRequested && !lateCommit.Task.IsCompleted) c1.Consume(100);
-        });
-
+        // The first consumer polls on its own thread from now on (and goes on polling after its late commit, until
+        // it is closed); its revocation handler blocks it.
+        var first = new PolledConsumer<Ignore, Ignore>(c1);
         try
         {
             await SecondConsumerTakesOverAsync(topic, cfg2, secondOwnsBoth, lateCommit.Task);
         }
         finally
         {
-            stop.Cancel();
             secondOwnsBoth.Set();
-            await poller.WaitAsync(TimeSpan.FromSeconds(120));
+            await first.DisposeAsync();
         }
     }
 
     private async Task SecondConsumerTakesOverAsync(string topic, ConsumerConfig cfg2, ManualResetEventSlim secondOwnsBoth, Task<Exception?> lateCommit)
     {
-        using var c2 = new ConsumerBuilder<Ignore, Ignore>(cfg2).Build();
+        // What the group gave the second consumer, followed through its rebalance handlers (eager ones hand over the
+        // whole assignment, incremental ones the changes).
+        var owned = new HashSet<TopicPartition>();
+        var assigned = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var c2 = new ConsumerBuilder<Ignore, Ignore>(cfg2)
+            .SetPartitionsAssignedHandler((_, parts) =>
+            {
+                owned.UnionWith(parts);
+                if (owned.Count == 2) assigned.TrySetResult();
+            })
+            .SetPartitionsRevokedHandler((_, parts) => owned.ExceptWith(parts.Select(p => p.TopicPartition)))
+            .SetPartitionsLostHandler((_, parts) => owned.ExceptWith(parts.Select(p => p.TopicPartition)))
+            .Build();
         c2.Subscribe(topic);
-        var deadline = DateTime.UtcNow.AddSeconds(90);
-        while (c2.Assignment.Count < 2)
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"the second consumer owns {c2.Assignment.Count} partition(s), not both");
-            c2.Consume(100);
-        }
+        // Polled on its own thread too, so that it serves every rebalance event until it is closed.
+        await using var second = new PolledConsumer<Ignore, Ignore>(c2);
+        await assigned.Task.WaitAsync(TimeSpan.FromSeconds(90));
         c2.Commit([new TopicPartitionOffset(topic, 0, 3), new TopicPartitionOffset(topic, 1, 4)]);
         secondOwnsBoth.Set();
 
@@ -120,6 +129,5 @@ public sealed class RevokedCommitTests(ITestOutputHelper output) : IAsyncLifetim
 
         var committed = c2.Committed([new TopicPartition(topic, 0), new TopicPartition(topic, 1)], TimeSpan.FromSeconds(30));
         Assert.Equal([3L, 4L], committed.OrderBy(c => c.Partition.Value).Select(c => c.Offset.Value));
-        c2.Close();
     }
 }
