@@ -85,32 +85,32 @@ public sealed partial class NodeClient(NodeResolver resolve, NodeClientOptions o
     private async Task<NodeConnection> ConnectionAsync(int nodeId, CancellationToken ct)
     {
         ObjectDisposedException.ThrowIf(_closed.IsCancellationRequested, this);
-        if (_connections.TryGetValue(nodeId, out var existing) && existing.IsOpen) return existing;
+        if (_connections.TryGetValue(nodeId, out var existing) && existing.IsOpen) return await ConnectedAsync(existing, ct).ConfigureAwait(false);
         if (_lastFailure.TryGetValue(nodeId, out long failedAt))
         {
             long wait = failedAt + Options.ReconnectBackoffMs - Environment.TickCount64;
             if (wait > 0) await Task.Delay((int)wait, ct).ConfigureAwait(false);
         }
         var endpoint = resolve(nodeId) ?? throw new NodeUnreachableException($"node {nodeId} has no known address");
-        NodeConnection created;
+        NodeConnection connection;
         lock (_connectLock)
         {
-            if (_connections.TryGetValue(nodeId, out existing) && existing.IsOpen) return existing;
-            created = new NodeConnection(nodeId, endpoint.Host, endpoint.Port, Options, this);
-            _connections[nodeId] = created;
+            if (!_connections.TryGetValue(nodeId, out connection!) || !connection.IsOpen)
+            {
+                // Published while it connects: callers meanwhile wait for the same connect rather than open another.
+                connection = new NodeConnection(nodeId, endpoint.Host, endpoint.Port, Options, this);
+                connection.StartConnecting(_closed.Token);
+                _connections[nodeId] = connection;
+            }
         }
-        try
-        {
-            await created.ConnectAsync(ct).ConfigureAwait(false);
-            _lastFailure.TryRemove(nodeId, out _);
-            return created;
-        }
-        catch (Exception e) when (e is SocketException or IOException or OperationCanceledException && !ct.IsCancellationRequested)
-        {
-            var failure = new NodeUnreachableException($"cannot connect to node {nodeId} at {endpoint.Host}:{endpoint.Port}: {e.Message}", e);
-            created.Close(failure); // releases the socket (and its port) and backs off
-            throw failure;
-        }
+        return await ConnectedAsync(connection, ct).ConfigureAwait(false);
+    }
+
+    private async Task<NodeConnection> ConnectedAsync(NodeConnection connection, CancellationToken ct)
+    {
+        await connection.Connected.WaitAsync(ct).ConfigureAwait(false);
+        _lastFailure.TryRemove(connection.NodeId, out _);
+        return connection;
     }
 
     /// <summary>Called by a connection that broke: forget it and back off before the next connect.</summary>
@@ -157,17 +157,32 @@ internal sealed class NodeConnection(int nodeId, string host, int port, NodeClie
     public string Address { get; } = $"{host}:{port}";
     public bool IsOpen => Volatile.Read(ref _closed) == 0;
 
-    public async Task ConnectAsync(CancellationToken ct)
+    /// <summary>Completes once the connection is open; fails with <see cref="NodeUnreachableException"/> when it cannot be opened.</summary>
+    public Task Connected { get; private set; } = Task.CompletedTask;
+
+    /// <summary>Starts connecting (before the connection is shared, so that every caller finds <see cref="Connected"/> set).</summary>
+    public void StartConnecting(CancellationToken closed) => Connected = ConnectAsync(closed);
+
+    private async Task ConnectAsync(CancellationToken closed)
     {
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        timeout.CancelAfter(options.ConnectTimeoutMs);
-        await _socket.ConnectAsync(host, port, timeout.Token).ConfigureAwait(false);
-        // Connecting to a loopback port nobody listens on, inside the ephemeral range, can connect the
-        // socket to itself (TCP simultaneous open) and hold that port: refuse such a connection.
-        if (Equals(_socket.LocalEndPoint, _socket.RemoteEndPoint))
-            throw new SocketException((int)SocketError.ConnectionRefused);
-        _stream = new NetworkStream(_socket, ownsSocket: false);
-        _ = Task.Run(ReadLoopAsync, CancellationToken.None);
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(closed);
+            timeout.CancelAfter(options.ConnectTimeoutMs);
+            await _socket.ConnectAsync(host, port, timeout.Token).ConfigureAwait(false);
+            // Connecting to a loopback port nobody listens on, inside the ephemeral range, can connect the
+            // socket to itself (TCP simultaneous open) and hold that port: refuse such a connection.
+            if (Equals(_socket.LocalEndPoint, _socket.RemoteEndPoint))
+                throw new SocketException((int)SocketError.ConnectionRefused);
+            _stream = new NetworkStream(_socket, ownsSocket: false);
+            _ = Task.Run(ReadLoopAsync, CancellationToken.None);
+        }
+        catch (Exception e) when (e is SocketException or IOException or OperationCanceledException or ObjectDisposedException)
+        {
+            var failure = new NodeUnreachableException($"cannot connect to node {NodeId} at {Address}: {e.Message}", e);
+            Close(failure); // releases the socket (and its port) and backs off
+            throw failure;
+        }
     }
 
     /// <summary>Sends a request and returns the response body; with <paramref name="pooled"/> it lies in <c>Rented</c>, which the caller returns to the shared pool.</summary>

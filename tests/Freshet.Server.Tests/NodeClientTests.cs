@@ -41,6 +41,33 @@ public sealed class NodeClientTests
         }
     }
 
+    /// <summary>
+    /// Requests sent while the first connection to a node is still being opened wait for that connect
+    /// (and share its connection); they used to find the half-open connection and fail with a
+    /// NullReferenceException, which callers such as Raft treated as no answer.
+    /// </summary>
+    [Fact]
+    public async Task RequestsSentWhileTheFirstConnectIsUnderWayWaitForIt()
+    {
+        await using var server = await FreshetServer.StartEmbeddedAsync();
+        await using var client = Client(Split(server.BootstrapServers));
+        var tasks = Enumerable.Range(0, 50)
+            .Select(_ => client.SendAsync<ApiVersionsResponse>(1, new ApiVersionsRequest { ClientSoftwareName = "t", ClientSoftwareVersion = "1" }, 3, CancellationToken.None))
+            .ToList();
+        Assert.All(await Task.WhenAll(tasks), r => Assert.Equal(0, r.ErrorCode));
+
+        // A node that cannot be reached fails every one of them the same way.
+        using var closed = new TcpListener(IPAddress.Loopback, 0);
+        closed.Start();
+        int port = ((IPEndPoint)closed.LocalEndpoint).Port;
+        closed.Stop();
+        await using var unreachable = Client(("127.0.0.1", port));
+        var failing = Enumerable.Range(0, 50)
+            .Select(_ => unreachable.SendAsync<ApiVersionsResponse>(1, new ApiVersionsRequest { ClientSoftwareName = "t", ClientSoftwareVersion = "1" }, 3, CancellationToken.None))
+            .ToList();
+        foreach (var t in failing) await Assert.ThrowsAsync<NodeUnreachableException>(() => t);
+    }
+
     [Fact]
     public async Task LeasedFetchResponsesCarryTheRecordsAndMixWithOrdinaryResponses()
     {

@@ -1,4 +1,7 @@
 using System.Globalization;
+using ConsumerGroupState = Confluent.Kafka.ConsumerGroupState;
+using IAdminClient = Confluent.Kafka.IAdminClient;
+using Confluent.Kafka.Admin;
 using System.Text;
 using System.Text.RegularExpressions;
 using Freshet.Integration.Tests.Support;
@@ -184,36 +187,86 @@ public sealed partial class KcatTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// Two kcat -G members started together share a 4-partition topic: the range assignor gives each
-    /// two partitions, each reads only its own, and together they read every record once. The
-    /// broker's group.initial.rebalance.delay.ms (3 s, Kafka's default) lets both join the group's
-    /// first generation before either is given a partition.
+    /// Two kcat -G members share a 4-partition topic: once the group is stable the range assignor has
+    /// given each two partitions; records produced then are read by the member that owns their
+    /// partition, each exactly once, and the members' auto commits reach the end of every partition.
+    /// (Waiting for the stable group, instead of counting on both members joining within the initial
+    /// rebalance delay, keeps a slow process start on a loaded machine from handing one member all four.)
     /// </summary>
     [Fact]
     public async Task TwoGroupMembersSplitTheTopicsPartitions()
     {
         string kcat = await ClientTools.RequireKcatAsync(output.WriteLine);
         using var loggers = TestOutputLoggerProvider.Factory(output);
-        // Both members must join within the initial rebalance delay; on a loaded 2-core machine starting
-        // two kcat processes can take seconds (3 s once let one member take all four partitions).
-        await using var broker = await FreshetServer.StartEmbeddedAsync(GroupBrokerProperties(initialRebalanceDelayMs: 6000), loggers);
+        await using var broker = await FreshetServer.StartEmbeddedAsync(GroupBrokerProperties(initialRebalanceDelayMs: 0), loggers);
         const string topic = "kcat-split", group = "kcat-split-g";
         await Clients.CreateTopicAsync(broker.BootstrapServers, topic, 4);
-        await ProduceLinesAsync(kcat, broker, topic, 0, 400);
 
-        var runs = await Task.WhenAll(
-            RunKcatAsync(kcat, broker, GroupConsumeArgs(group, topic, "kcat-a")),
-            RunKcatAsync(kcat, broker, GroupConsumeArgs(group, topic, "kcat-b")));
-        var a = ParseConsumed(runs[0]);
-        var b = ParseConsumed(runs[1]);
+        // Members without -e: they consume until they are stopped (SIGTERM, on which kcat commits and leaves).
+        using var stop = new CancellationTokenSource();
+        string[] Member(string clientId) =>
+            ["-G", group, "-X", "auto.offset.reset=earliest", "-q", "-f", "%p\t%o\t%s\n", "-X", "client.id=" + clientId,
+                "-X", "heartbeat.interval.ms=500", "-X", "session.timeout.ms=10000", "-X", "auto.commit.interval.ms=200", topic];
+        var runA = RunKcatAsync(kcat, broker, Member("kcat-a"), terminate: stop.Token, timeout: TimeSpan.FromMinutes(5));
+        var runB = RunKcatAsync(kcat, broker, Member("kcat-b"), terminate: stop.Token, timeout: TimeSpan.FromMinutes(5));
+        Dictionary<string, HashSet<int>> owned;
+        using (var admin = Clients.Admin(broker.BootstrapServers))
+        {
+            try
+            {
+                owned = await StableAssignmentAsync(admin, group, topic);
+                await ProduceLinesAsync(kcat, broker, topic, 0, 400);
+                var ends = await ClientTools.EndOffsetsAsync(broker.BootstrapServers, topic, 4);
+                Assert.Equal(400, ends.Values.Sum());
+                for (var deadline = DateTime.UtcNow.AddSeconds(90); ; await Task.Delay(200))
+                {
+                    var committed = await ClientTools.CommittedAsync(broker.BootstrapServers, group, topic, 4);
+                    if (committed.OrderBy(c => c.Key).SequenceEqual(ends.OrderBy(e => e.Key))) break;
+                    Assert.True(DateTime.UtcNow < deadline, $"the members committed {string.Join(",", committed.OrderBy(c => c.Key))}, not the ends {string.Join(",", ends.OrderBy(e => e.Key))}");
+                }
+                // Still the assignment the records were read under (no rebalance in between).
+                Assert.Equal(owned.OrderBy(o => o.Key).Select(o => (o.Key, string.Join(",", o.Value.Order()))),
+                    (await StableAssignmentAsync(admin, group, topic)).OrderBy(o => o.Key).Select(o => (o.Key, string.Join(",", o.Value.Order()))));
+            }
+            finally
+            {
+                await stop.CancelAsync();
+            }
+        }
+        var a = ParseConsumed(await runA);
+        var b = ParseConsumed(await runB);
         var partitionsA = a.Select(r => r.Partition).ToHashSet();
         var partitionsB = b.Select(r => r.Partition).ToHashSet();
         output.WriteLine($"kcat-a read partitions {string.Join(',', partitionsA.Order())}, kcat-b {string.Join(',', partitionsB.Order())}");
-        Assert.Equal(2, partitionsA.Count);
-        Assert.Equal(2, partitionsB.Count);
-        Assert.Empty(partitionsA.Intersect(partitionsB));
+        Assert.Equal(2, owned["kcat-a"].Count);
+        Assert.Equal(2, owned["kcat-b"].Count);
+        Assert.Equal(owned["kcat-a"].Order(), partitionsA.Order());
+        Assert.Equal(owned["kcat-b"].Order(), partitionsB.Order());
         CheckExactlyOnce([.. a, .. b], 0, 400);
-        Assert.Equal(await ClientTools.EndOffsetsAsync(broker.BootstrapServers, topic, 4), await ClientTools.CommittedAsync(broker.BootstrapServers, group, topic, 4));
+    }
+
+    /// <summary>The partitions each member (by client id) owns once the group is stable with two members covering the topic's four partitions.</summary>
+    private static async Task<Dictionary<string, HashSet<int>>> StableAssignmentAsync(IAdminClient admin, string group, string topic)
+    {
+        string last = "";
+        for (var deadline = DateTime.UtcNow.AddSeconds(90); DateTime.UtcNow < deadline; await Task.Delay(200))
+        {
+            try
+            {
+                var d = (await admin.DescribeConsumerGroupsAsync([group])).ConsumerGroupDescriptions.Single();
+                var owned = d.Members.ToDictionary(m => m.ClientId,
+                    m => m.Assignment.TopicPartitions.Where(tp => tp.Topic == topic).Select(tp => tp.Partition.Value).ToHashSet());
+                last = $"{d.State}: {string.Join("; ", owned.Select(o => $"{o.Key}: {string.Join(",", o.Value.Order())}"))}";
+                if (d.State == ConsumerGroupState.Stable && owned.Count == 2 && owned.Values.Sum(v => v.Count) == 4
+                    && owned.Values.SelectMany(v => v).Distinct().Count() == 4)
+                    return owned;
+            }
+            catch (DescribeConsumerGroupsException)
+            {
+                // The group is not there yet.
+            }
+        }
+        throw new TimeoutException($"group {group} did not become stable with two members sharing the four partitions; last seen {last}");
     }
 
     /// <summary>Short sessions are allowed; how long a new group waits for more members before its first rebalance.</summary>
@@ -282,12 +335,12 @@ public sealed partial class KcatTests(ITestOutputHelper output)
         return versions.ApiKeys.Any(k => k.ApiKey == (short)ApiKey.FindCoordinator);
     }
 
-    private async Task<ProcessResult> RunKcatAsync(string kcat, FreshetServer broker, string[] args, string? stdin = null)
+    private async Task<ProcessResult> RunKcatAsync(string kcat, FreshetServer broker, string[] args, string? stdin = null, CancellationToken terminate = default, TimeSpan? timeout = null)
     {
         var all = new List<string> { "-b", broker.BootstrapServers, "-X", "socket.connection.setup.timeout.ms=10000" };
         if (ClientTools.Debug) all.AddRange(["-d", args.Contains("-G") ? "broker,protocol,cgrp" : "broker,protocol"]);
         all.AddRange(args);
-        var result = await ExternalProcess.RunAsync(kcat, all, ClientTools.ClientTimeout, stdin);
+        var result = await ExternalProcess.RunAsync(kcat, all, timeout ?? ClientTools.ClientTimeout, stdin, terminate: terminate);
         output.WriteLine(ClientTools.Debug ? result.Describe() : result.Summary);
         Assert.True(result.ExitCode == 0, $"kcat failed (exit code {result.ExitCode}): {result.Describe()}");
         return result;

@@ -32,7 +32,8 @@ public sealed record ProcessResult(string CommandLine, int ExitCode, string StdO
 public static class ExternalProcess
 {
     public static async Task<ProcessResult> RunAsync(string fileName, IEnumerable<string> arguments, TimeSpan timeout,
-        string? standardInput = null, string? workingDirectory = null, IReadOnlyDictionary<string, string>? environment = null)
+        string? standardInput = null, string? workingDirectory = null, IReadOnlyDictionary<string, string>? environment = null,
+        CancellationToken terminate = default)
     {
         var psi = new ProcessStartInfo(fileName)
         {
@@ -81,6 +82,19 @@ public static class ExternalProcess
             }
             try { process.StandardInput.Close(); }
             catch (IOException) { }
+            // A long-running command (a consumer without an end) is asked to stop with SIGTERM, as Ctrl-C would.
+            using var stopping = terminate.Register(() =>
+            {
+                try
+                {
+                    using var kill = Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+                    kill.WaitForExit();
+                }
+                catch (InvalidOperationException)
+                {
+                    // It has exited already.
+                }
+            });
             await process.WaitForExitAsync(cts.Token);
         }
         catch (OperationCanceledException)
