@@ -103,6 +103,16 @@ public sealed class ReassignmentTests(ITestOutputHelper output)
             verify = await FreshetCli.RunAsync("partitions", "reassign", "--verify", "--reassignment-json-file", plan, "--bootstrap-server", cluster.BootstrapServers);
             output.WriteLine($"verify: {verify}");
         }
+        catch (TimeoutException)
+        {
+            foreach (int p in new[] { 0, 1 })
+            {
+                var (replicas, isr, leader) = State(admin, topic, p);
+                output.WriteLine($"partition {p}: replicas {string.Join(",", replicas)}, in sync {string.Join(",", isr)}, leader {leader}");
+            }
+            foreach (var (id, node) in cluster.Nodes) output.WriteLine($"--- node {id}:\n{node.Output}");
+            throw;
+        }
         finally
         {
             File.Delete(plan);

@@ -37,13 +37,50 @@ public sealed class BrokerProcess : IAsyncDisposable
     public string Output { get { lock (_output) return _output.ToString(); } }
     public int? Pid => _process?.Id;
 
+    /// <summary>
+    /// A loopback port free now for a broker started soon, chosen below the kernel's ephemeral range: a port the
+    /// kernel handed out (port 0) is in that range, and any outgoing connection (a client, another node) may be
+    /// given it as its local port before the broker binds it ("Address already in use" under load). Ports are
+    /// picked at random and never twice by this process, so concurrent tests (and test runs) rarely meet.
+    /// </summary>
     public static int FreePort()
     {
+        int below = EphemeralRangeStart();
+        if (below > LowestPort + 1000)
+        {
+            for (int attempt = 0; attempt < 200; attempt++)
+            {
+                int candidate = Random.Shared.Next(LowestPort, below);
+                lock (HandedOut)
+                {
+                    if (HandedOut.Contains(candidate) || !IsFree(candidate)) continue;
+                    HandedOut.Add(candidate);
+                    return candidate;
+                }
+            }
+        }
         var l = new TcpListener(IPAddress.Loopback, 0);
         l.Start();
         int port = ((IPEndPoint)l.LocalEndpoint).Port;
         l.Stop();
         return port;
+    }
+
+    private const int LowestPort = 10_000;
+    private static readonly HashSet<int> HandedOut = [];
+
+    /// <summary>The first port of the kernel's ephemeral range (Linux), or 0 when it is not known.</summary>
+    private static int EphemeralRangeStart()
+    {
+        try
+        {
+            var range = File.ReadAllText("/proc/sys/net/ipv4/ip_local_port_range").Split((char[])[' ', '\t', '\n'], StringSplitOptions.RemoveEmptyEntries);
+            return int.Parse(range[0], System.Globalization.CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
+        {
+            return 0;
+        }
     }
 
     /// <summary>
@@ -56,7 +93,12 @@ public sealed class BrokerProcess : IAsyncDisposable
         {
             int first = FreePort();
             bool overlaps = avoid is { } a && first < a + count && a < first + count;
-            if (!overlaps && first + count - 1 <= 65535 && Enumerable.Range(first + 1, count - 1).All(IsFree)) return first;
+            if (!overlaps && first + count - 1 <= 65535 && Enumerable.Range(first + 1, count - 1).All(IsFree))
+            {
+                lock (HandedOut)
+                    for (int p = first + 1; p < first + count; p++) HandedOut.Add(p);
+                return first;
+            }
             if (attempt == 50) throw new InvalidOperationException($"no {count} consecutive free ports found");
         }
     }
