@@ -72,7 +72,10 @@ public sealed record LogOptions
 /// The log of one partition replica (Kafka's UnifiedLog + LocalLog): an ordered list of
 /// <see cref="LogSegment"/>s, the log start and end offsets, the high watermark, the recovery point,
 /// the producer state for idempotence, and the leader epoch cache (<see cref="LeaderEpochFileCache"/>)
-/// that replication's truncation and OffsetForLeaderEpoch rely on.
+/// that replication's truncation and OffsetForLeaderEpoch rely on. It starts from what
+/// <see cref="LogLoader"/> made of its directory (<see cref="Create"/>, <see cref="Open"/>: the files
+/// opened and recovered, the offsets and the state rebuilt) and from there appends, reads, rolls,
+/// truncates, flushes and applies retention.
 ///
 /// Concurrency: appends, rolls, truncation and segment deletion take <see cref="_lock"/>; reads
 /// do not. The segment list is copy-on-write and offsets are read with volatile semantics, so a
