@@ -72,7 +72,10 @@ public sealed record LogOptions
 /// The log of one partition replica (Kafka's UnifiedLog + LocalLog): an ordered list of
 /// <see cref="LogSegment"/>s, the log start and end offsets, the high watermark, the recovery point,
 /// the producer state for idempotence, and the leader epoch cache (<see cref="LeaderEpochFileCache"/>)
-/// that replication's truncation and OffsetForLeaderEpoch rely on.
+/// that replication's truncation and OffsetForLeaderEpoch rely on. It starts from what
+/// <see cref="LogLoader"/> made of its directory (<see cref="Create"/>, <see cref="Open"/>: the files
+/// opened and recovered, the offsets and the state rebuilt) and from there appends, reads, rolls,
+/// truncates, flushes and applies retention.
 ///
 /// Concurrency: appends, rolls, truncation and segment deletion take <see cref="_lock"/>; reads
 /// do not. The segment list is copy-on-write and offsets are read with volatile semantics, so a
@@ -131,17 +134,27 @@ public sealed partial class PartitionLog : IDisposable
     /// <summary>Set once this log has cut its unsynced tail after its directory went offline.</summary>
     private bool _tailCut;
 
-    private PartitionLog(string dir, TopicPartition tp, Uuid topicId, LogConfig config, LogOptions options, LogSegment[] segments,
-        ProducerStateManager producers, LeaderEpochFileCache epochs, TimeProvider time, ILogger logger, Action<LogSegment, long> scheduleDelete)
+    private PartitionLog(string dir, TopicPartition tp, LogConfig config, LogOptions options, LoadedLog loaded, TimeProvider time, ILogger logger,
+        Action<LogSegment, long> scheduleDelete)
     {
-        _epochs = epochs;
+        _epochs = loaded.Epochs;
         Dir = dir;
         TopicPartition = tp;
-        TopicId = topicId;
+        TopicId = loaded.TopicId;
         _config = config;
         Options = options;
-        _segments = segments;
-        Producers = producers;
+        _segments = loaded.Segments;
+        Producers = loaded.Producers;
+        _logStartOffset = loaded.LogStartOffset;
+        _logEndOffset = loaded.LogEndOffset;
+        _recoveryPoint = loaded.RecoveryPoint;
+        _highWatermark = loaded.LogStartOffset;
+        // What the loader kept counts as on disk (as Kafka counts it): after a process crash it may be in the
+        // page cache only, but no append in it was answered with an error (a failed fsync cut the unsynced
+        // tail first, unless the disk refused that too).
+        _durableEnd = loaded.LogEndOffset;
+        // The directory is fsynced with the first sync, for whatever the loader created, deleted or renamed.
+        _dirSyncPending = 1;
         _time = time;
         _logger = logger;
         _scheduleDelete = scheduleDelete;
@@ -228,22 +241,16 @@ public sealed partial class PartitionLog : IDisposable
 
     // ================================================================ opening
 
-    /// <summary>Creates an empty log in <paramref name="dir"/>.</summary>
+    /// <summary>Creates an empty log in <paramref name="dir"/> (see <see cref="LogLoader.CreateEmpty"/>).</summary>
     public static PartitionLog Create(string dir, TopicPartition tp, Uuid topicId, LogConfig config, LogOptions options,
         TimeProvider time, ILogger logger, Action<LogSegment, long>? scheduleDelete = null)
     {
-        var io = options.Io;
-        Directory.CreateDirectory(dir);
-        PartitionMetadataFile.Write(io, dir, topicId, syncDirectory: false);
-        var seg = LogSegment.Create(io, dir, 0, config.IndexIntervalBytes, config.SegmentIndexBytes, time.GetUtcNow().ToUnixTimeMilliseconds());
-        var producers = new ProducerStateManager(dir, options.ProducerIdExpirationMs, io);
-        var epochs = LeaderEpochFileCache.Create(dir, io);
+        var loaded = LogLoader.CreateEmpty(dir, topicId, config, options, time);
         // The names of these files, then the partition directory's own in the log directory, are made durable
         // by the first sync or flush (before the first acknowledgement that relies on them), not here: creating
         // a topic of many partitions (__consumer_offsets has 50) would otherwise pay two directory fsyncs each,
         // most of them for partitions that are never written.
-        var log = new PartitionLog(dir, tp, topicId, config, options, [seg], producers, epochs, time, logger, scheduleDelete ?? DeleteNow);
-        log._dirSyncPending = 1;
+        var log = new PartitionLog(dir, tp, config, options, loaded, time, logger, scheduleDelete ?? DeleteNow);
         log._parentSyncPending = 1;
         return log;
     }
@@ -251,172 +258,17 @@ public sealed partial class PartitionLog : IDisposable
     private static void DeleteNow(LogSegment s, long delayMs) => s.DeleteFiles();
 
     /// <summary>
-    /// Opens an existing log: removes leftovers of interrupted operations (*.deleted, *.cleaned,
-    /// *.tmp), completes cleaner swaps a crash interrupted (*.log.swap, see <see cref="CompleteInterruptedSwaps"/>),
-    /// loads the segments, recovers every segment from the recovery point on (or from the
-    /// first one whose indexes are unusable), truncates a torn or corrupt tail, deletes segments
-    /// after a corrupt one, and rebuilds the producer state from its snapshot and the log.
+    /// Opens an existing log, recovering it after a crash (<see cref="LogLoader.Load"/>): removes leftovers
+    /// of interrupted operations, completes interrupted cleaner swaps, loads the segments, recovers every
+    /// segment from the recovery point on (or from the first one whose indexes are unusable), truncates a
+    /// torn or corrupt tail, deletes segments after a corrupt one, and rebuilds the producer state and the
+    /// leader epoch cache from their files and the log.
     /// </summary>
     public static PartitionLog Open(string dir, TopicPartition tp, LogConfig config, LogOptions options, long recoveryPoint,
         long logStartOffsetCheckpoint, bool hadCleanShutdown, TimeProvider time, ILogger logger, Action<LogSegment, long>? scheduleDelete = null)
     {
-        foreach (var f in Directory.EnumerateFiles(dir))
-        {
-            if (f.EndsWith(LogSegment.DeletedSuffix, StringComparison.Ordinal) || f.EndsWith(LogSegment.CleanedSuffix, StringComparison.Ordinal)
-                || f.EndsWith(".tmp", StringComparison.Ordinal))
-                File.Delete(f);
-        }
-        var swapped = CompleteInterruptedSwaps(dir, tp, logger);
-        var topicId = PartitionMetadataFile.Read(dir) ?? Uuid.Zero;
-        var bases = Directory.EnumerateFiles(dir, "*" + LogSegment.LogSuffix)
-            .Select(f => Path.GetFileNameWithoutExtension(f))
-            .Select(n => long.TryParse(n, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long b) ? b : -1)
-            .Where(b => b >= 0).Order().ToList();
-        // Index files without a log file are leftovers of a crash during roll or delete.
-        foreach (var f in Directory.EnumerateFiles(dir).Where(f => f.EndsWith(LogSegment.IndexSuffix, StringComparison.Ordinal) || f.EndsWith(LogSegment.TimeIndexSuffix, StringComparison.Ordinal)))
-        {
-            var n = Path.GetFileNameWithoutExtension(f);
-            if (long.TryParse(n, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long b) && !bases.Contains(b)) File.Delete(f);
-        }
-
-        var segments = new List<LogSegment>();
-        foreach (long b in bases) segments.Add(LogSegment.Open(options.Io, dir, b, config.IndexIntervalBytes, config.SegmentIndexBytes));
-        var producers = new ProducerStateManager(dir, options.ProducerIdExpirationMs, options.Io);
-
-        long nextOffset = 0;
-        bool recovering = false;
-        for (int i = 0; i < segments.Count; i++)
-        {
-            var seg = segments[i];
-            long nextBase = i + 1 < segments.Count ? segments[i + 1].BaseOffset : long.MaxValue;
-            bool needsRecovery = recovering || !hadCleanShutdown && nextBase > recoveryPoint || i == segments.Count - 1 && !hadCleanShutdown;
-            // A segment swapped in by CompleteInterruptedSwaps gets its indexes rebuilt (its index files
-            // may be the old segment's); that alone does not make the segments after it suspect.
-            bool swappedIn = swapped.Contains(seg.BaseOffset);
-            if (!needsRecovery && !swappedIn && !seg.LoadIndexes(Math.Min(nextBase, long.MaxValue)))
-            {
-                LogIndexRebuild(logger, tp, seg.BaseOffset);
-                needsRecovery = true;
-            }
-            if (needsRecovery || swappedIn)
-            {
-                var (cut, next) = seg.Recover();
-                if (needsRecovery || cut > 0) recovering = true;
-                if (cut > 0)
-                {
-                    LogTruncatedTail(logger, tp, seg.BaseOffset, cut, next);
-                    // Everything after a corrupt batch is unreachable: drop the later segments.
-                    for (int j = segments.Count - 1; j > i; j--)
-                    {
-                        LogDroppedSegment(logger, tp, segments[j].BaseOffset);
-                        segments[j].DeleteFiles();
-                        segments.RemoveAt(j);
-                    }
-                }
-                nextOffset = next;
-            }
-            else
-            {
-                nextOffset = seg.ReadNextOffset();
-            }
-        }
-        if (segments.Count == 0)
-        {
-            long start = Math.Max(0, logStartOffsetCheckpoint);
-            segments.Add(LogSegment.Create(options.Io, dir, start, config.IndexIntervalBytes, config.SegmentIndexBytes, time.GetUtcNow().ToUnixTimeMilliseconds()));
-            nextOffset = start;
-        }
-        // An empty last segment keeps its base as the end offset.
-        if (nextOffset < segments[^1].BaseOffset) nextOffset = segments[^1].BaseOffset;
-        // Snapshots past the recovered end describe batches that were cut off (torn tail, corrupt
-        // batch, dropped segments). Left in place, a later restart would load one of them once the
-        // log grows past its offset again, and replace the real producer state with that of the
-        // lost batches. Kafka deletes them on load too.
-        foreach (var (offset, path) in producers.ListSnapshots().ToList())
-            if (offset > nextOffset) File.Delete(path);
-
-        var epochs = LeaderEpochFileCache.Load(dir, out bool epochsFound, options.Io);
-        var log = new PartitionLog(dir, tp, topicId, config, options, segments.ToArray(), producers, epochs, time, logger, scheduleDelete ?? DeleteNow);
-        log._logEndOffset = nextOffset;
-        // What recovery kept counts as on disk (as Kafka counts it): after a process crash it may be in the
-        // page cache only, but no append in it was answered with an error (a failed fsync cut the unsynced
-        // tail first, unless the disk refused that too). The directory is fsynced with the first sync, for
-        // whatever recovery and the clean-up above deleted or renamed.
-        log._durableEnd = nextOffset;
-        log._dirSyncPending = 1;
-        log._logStartOffset = Math.Max(segments[0].BaseOffset, Math.Min(logStartOffsetCheckpoint, nextOffset));
-        log._recoveryPoint = hadCleanShutdown ? nextOffset : Math.Min(recoveryPoint, nextOffset);
-        log._highWatermark = log._logStartOffset;
-        log.RebuildProducerState(hadCleanShutdown);
-        log.ReconcileEpochCache(epochsFound);
-        return log;
-    }
-
-    /// <summary>
-    /// Brings the loaded leader epoch cache in line with the recovered log: epochs starting past
-    /// its end (a cut tail) or ending before its start go. A missing or malformed file, or one that
-    /// lacks the epoch of the last batch (a crash between an append and the checkpoint write), is
-    /// rebuilt from the batch headers, which carry their leader epoch.
-    /// </summary>
-    private void ReconcileEpochCache(bool found)
-    {
-        try
-        {
-            _epochs.TruncateFromEnd(LogEndOffset);
-            _epochs.TruncateFromStart(LogStartOffset);
-            int last = LastBatchEpoch();
-            if (found && last <= _epochs.LatestEpoch) return;
-            var rebuilt = new List<EpochEntry>();
-            Span<byte> header = stackalloc byte[RecordBatch.HeaderSize];
-            foreach (var seg in Segments)
-            {
-                int limit = seg.Size;
-                if (limit == 0) continue;
-                var start = seg.FindBatch(LogStartOffset, limit);
-                if (start is null) continue;
-                int pos = start.Value.Position;
-                while (seg.ReadHeader(pos, limit) is { } h)
-                {
-                    if (h.Magic == RecordBatch.CurrentMagic && h.Size >= RecordBatch.HeaderSize)
-                    {
-                        seg.ReadExactly(pos, header);
-                        int epoch = new RecordBatch(header).PartitionLeaderEpoch;
-                        if (epoch >= 0 && (rebuilt.Count == 0 || epoch > rebuilt[^1].Epoch))
-                            rebuilt.Add(new EpochEntry(epoch, Math.Max(h.BaseOffset, LogStartOffset)));
-                    }
-                    pos += h.Size;
-                }
-            }
-            LogEpochCacheRebuilt(_logger, TopicPartition, found ? "stale" : "missing", rebuilt.Count);
-            _epochs.Reset(rebuilt);
-        }
-        catch (IOException e)
-        {
-            LogEpochCheckpointFailed(_logger, TopicPartition, e.Message);
-        }
-    }
-
-    /// <summary>The partition leader epoch of the last batch in the log, -1 when the log is empty.</summary>
-    private int LastBatchEpoch()
-    {
-        var segs = Segments;
-        for (int i = segs.Count - 1; i >= 0; i--)
-        {
-            var seg = segs[i];
-            if (seg.Size == 0) continue;
-            var (_, pos) = seg.OffsetIndex.Lookup(long.MaxValue);
-            int lastPos = -1;
-            while (seg.ReadHeader(pos, seg.Size) is { } h)
-            {
-                if (h.Magic == RecordBatch.CurrentMagic && h.Size >= RecordBatch.HeaderSize) lastPos = pos;
-                pos += h.Size;
-            }
-            if (lastPos < 0) continue;
-            Span<byte> header = stackalloc byte[RecordBatch.HeaderSize];
-            seg.ReadExactly(lastPos, header);
-            return new RecordBatch(header).PartitionLeaderEpoch;
-        }
-        return EpochEndOffset.UndefinedEpoch;
+        var loaded = new LogLoader(dir, tp, config, options, recoveryPoint, logStartOffsetCheckpoint, hadCleanShutdown, time, logger).Load();
+        return new PartitionLog(dir, tp, config, options, loaded, time, logger, scheduleDelete ?? DeleteNow);
     }
 
     /// <summary>Applies a change to the epoch cache; a failed checkpoint write is logged (the cache in memory is right, and recovery repairs the file).</summary>
@@ -445,104 +297,6 @@ public sealed partial class PartitionLog : IDisposable
             if (_disposed || IsOffline) return;
             AssignEpochLocked(epoch, Math.Min(startOffset, LogEndOffset));
         }
-    }
-
-    /// <summary>
-    /// Finishes the cleaner swaps a crash interrupted. A <c>{base}.log.swap</c> file is a cleaned
-    /// segment the cleaner had committed to swapping in (it is written and synced as .cleaned and
-    /// renamed to .swap only then): it replaces every segment whose base offset lies in its offset
-    /// range [base, next offset after its last batch), which are deleted with their indexes, and
-    /// takes its normal name. Its indexes are rebuilt by the caller (returned bases). Other *.swap
-    /// files (index files of a swap whose .log never got to .swap) are discarded.
-    /// </summary>
-    private static HashSet<long> CompleteInterruptedSwaps(string dir, TopicPartition tp, ILogger logger)
-    {
-        var done = new HashSet<long>();
-        string logSwap = LogSegment.LogSuffix + LogSegment.SwapSuffix;
-        var swaps = Directory.EnumerateFiles(dir, "*" + logSwap)
-            .Select(f => (Path: f, Base: ParseBaseOffset(Path.GetFileName(f))))
-            .Where(x => x.Base >= 0).OrderBy(x => x.Base).ToList();
-        foreach (var (swapPath, swapBase) in swaps)
-        {
-            long next = ScanNextOffset(swapPath, swapBase);
-            long end = Math.Max(next, swapBase + 1); // the segment of the same name is replaced even by an empty swap
-            int replaced = 0;
-            foreach (var f in Directory.EnumerateFiles(dir, "*" + LogSegment.LogSuffix).ToList())
-            {
-                long b = ParseBaseOffset(Path.GetFileName(f));
-                if (b < swapBase || b >= end) continue;
-                File.Delete(f);
-                replaced++;
-            }
-            foreach (var f in Directory.EnumerateFiles(dir).ToList())
-            {
-                string name = Path.GetFileName(f);
-                if (!(name.EndsWith(LogSegment.IndexSuffix, StringComparison.Ordinal) || name.EndsWith(LogSegment.TimeIndexSuffix, StringComparison.Ordinal)
-                    || name.EndsWith(LogSegment.IndexSuffix + LogSegment.SwapSuffix, StringComparison.Ordinal)
-                    || name.EndsWith(LogSegment.TimeIndexSuffix + LogSegment.SwapSuffix, StringComparison.Ordinal)))
-                    continue;
-                long b = ParseBaseOffset(name);
-                if (b >= swapBase && b < end) File.Delete(f);
-            }
-            File.Move(swapPath, LogSegment.FilePath(dir, swapBase, LogSegment.LogSuffix), overwrite: true);
-            done.Add(swapBase);
-            LogSwapCompleted(logger, tp, swapBase, replaced);
-        }
-        foreach (var f in Directory.EnumerateFiles(dir, "*" + LogSegment.SwapSuffix).ToList()) File.Delete(f);
-        return done;
-    }
-
-    /// <summary>The base offset a segment file's name starts with (20 digits), or -1.</summary>
-    private static long ParseBaseOffset(string fileName)
-    {
-        int dot = fileName.IndexOf('.', StringComparison.Ordinal);
-        return dot > 0 && long.TryParse(fileName.AsSpan(0, dot), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long b)
-            ? b : -1;
-    }
-
-    /// <summary>The offset after the last whole batch of a segment file, from the batch headers (base offset when empty).</summary>
-    private static long ScanNextOffset(string path, long baseOffset)
-    {
-        using var h = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-        long length = RandomAccess.GetLength(h);
-        Span<byte> head = stackalloc byte[RecordBatch.BaseTimestampOffset];
-        long pos = 0, next = baseOffset;
-        while (pos + head.Length <= length)
-        {
-            if (RandomAccess.Read(h, head, pos) < head.Length) break;
-            int size = RecordBatch.LogOverhead + System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(head[RecordBatch.LengthOffset..]);
-            if (size < RecordBatch.HeaderSize || pos + size > length) break;
-            next = Math.Max(next, new RecordBatch(head).NextOffset); // the header up to lastOffsetDelta is all it reads
-            pos += size;
-        }
-        return next;
-    }
-
-    /// <summary>Loads the newest snapshot at or below the end and replays the batch headers after it.</summary>
-    private void RebuildProducerState(bool hadCleanShutdown)
-    {
-        long end = LogEndOffset;
-        long from = Producers.LoadLatestSnapshot(end) ?? LogStartOffset;
-        if (hadCleanShutdown && from == end) return;
-        Span<byte> header = stackalloc byte[RecordBatch.HeaderSize];
-        foreach (var seg in Segments)
-        {
-            int limit = seg.Size;
-            if (seg.Size == 0) continue;
-            var start = seg.FindBatch(from, limit);
-            if (start is null) continue;
-            int pos = start.Value.Position;
-            while (seg.ReadHeader(pos, limit) is { } h)
-            {
-                if (h.Magic == RecordBatch.CurrentMagic && h.BaseOffset >= from)
-                {
-                    seg.ReadExactly(pos, header);
-                    Producers.Replay(header);
-                }
-                pos += h.Size;
-            }
-        }
-        Producers.SetMapEndOffset(end);
     }
 
     // ================================================================ append
@@ -1412,7 +1166,7 @@ public sealed partial class PartitionLog : IDisposable
             if (CleanerCheckpoint > LogEndOffset) SetCleanerCheckpoint(LogEndOffset);
             EpochChange(static (c, o) => c.TruncateFromEnd(o), LogEndOffset);
             Producers.ResetTo(LogEndOffset);
-            RebuildProducerState(false);
+            LogLoader.RebuildProducerState(Producers, _segments, LogStartOffset, LogEndOffset, hadCleanShutdown: false);
         }
     }
 
@@ -1503,7 +1257,7 @@ public sealed partial class PartitionLog : IDisposable
     /// deletion got there first; the caller discards its output). The cleaned segment must be flushed.
     /// <para>
     /// Files: <c>{base}.log.cleaned</c> is renamed to <c>.log.swap</c> (the commit point: from here a
-    /// crash is finished by <see cref="Open"/>), the old segments are renamed to *.deleted and handed to
+    /// crash is finished by <see cref="LogLoader"/>), the old segments are renamed to *.deleted and handed to
     /// the delayed deletion (readers holding their file ranges keep working), then the cleaned
     /// segment's index files and finally its .log file get their normal names. An empty result replaces
     /// nothing unless it is the first segment of the log, which keeps the log start where it is; else
@@ -1534,13 +1288,13 @@ public sealed partial class PartitionLog : IDisposable
                 try { Io.FsyncDirectory(Dir); }
                 catch (IOException e)
                 {
-                    // The .swap may or may not survive; either way Open finds a consistent set (the old
+                    // The .swap may or may not survive; either way the loader finds a consistent set (the old
                     // segments, or the swap replacing them), and the directory is no longer trusted.
                     MarkOffline(e, "directory fsync");
                     return false;
                 }
             }
-            // Committed. A failure from here on leaves the files in a state Open completes; the log in
+            // Committed. A failure from here on leaves the files in a state the loader completes; the log in
             // memory takes the new segment regardless, so the two agree after a restart.
             try
             {
@@ -1623,15 +1377,6 @@ public sealed partial class PartitionLog : IDisposable
 
     // ================================================================ logging
 
-    [LoggerMessage(EventId = 1001, Level = LogLevel.Warning, Message = "{Partition}: truncated {Bytes} bytes of torn or corrupt data at the end of segment {BaseOffset}; log ends at offset {Next}")]
-    private static partial void LogTruncatedTail(ILogger logger, TopicPartition partition, long baseOffset, int bytes, long next);
-
-    [LoggerMessage(EventId = 1002, Level = LogLevel.Warning, Message = "{Partition}: deleted segment {BaseOffset}, which followed a corrupt segment")]
-    private static partial void LogDroppedSegment(ILogger logger, TopicPartition partition, long baseOffset);
-
-    [LoggerMessage(EventId = 1003, Level = LogLevel.Information, Message = "{Partition}: rebuilding the indexes of segment {BaseOffset}")]
-    private static partial void LogIndexRebuild(ILogger logger, TopicPartition partition, long baseOffset);
-
     [LoggerMessage(EventId = 1004, Level = LogLevel.Error, Message = "{Partition}: append failed: {Reason}")]
     private static partial void LogAppendFailed(ILogger logger, TopicPartition partition, string reason);
 
@@ -1647,14 +1392,8 @@ public sealed partial class PartitionLog : IDisposable
     [LoggerMessage(EventId = 1008, Level = LogLevel.Information, Message = "{Partition}: deleting segment {BaseOffset} (retention or log start offset)")]
     private static partial void LogSegmentDeleted(ILogger logger, TopicPartition partition, long baseOffset);
 
-    [LoggerMessage(EventId = 1009, Level = LogLevel.Warning, Message = "{Partition}: completed an interrupted cleaner swap: segment {BaseOffset} replaces {Replaced} segment files")]
-    private static partial void LogSwapCompleted(ILogger logger, TopicPartition partition, long baseOffset, int replaced);
-
     [LoggerMessage(EventId = 1010, Level = LogLevel.Warning, Message = "{Partition}: leader epoch checkpoint write failed: {Reason}")]
-    private static partial void LogEpochCheckpointFailed(ILogger logger, TopicPartition partition, string reason);
-
-    [LoggerMessage(EventId = 1011, Level = LogLevel.Information, Message = "{Partition}: leader epoch cache was {Why}; rebuilt {Count} entries from the log")]
-    private static partial void LogEpochCacheRebuilt(ILogger logger, TopicPartition partition, string why, int count);
+    internal static partial void LogEpochCheckpointFailed(ILogger logger, TopicPartition partition, string reason);
 
     [LoggerMessage(EventId = 1012, Level = LogLevel.Warning, Message = "{Partition}: follower append refused: {Reason}")]
     private static partial void LogFollowerAppendRefused(ILogger logger, TopicPartition partition, string reason);

@@ -99,7 +99,7 @@ public sealed record CleanResult
 /// <see cref="PartitionLog.ReplaceSegments"/> under the partition's lock (the only time the cleaner
 /// holds it): .cleaned -> .swap (commit), old segments -> .deleted (delayed deletion, so readers of
 /// their file ranges keep working), then the new files get their normal names. After a crash
-/// <see cref="PartitionLog.Open"/> drops *.cleaned and completes *.swap. Groups are swapped in
+/// <see cref="LogLoader"/> drops *.cleaned and completes *.swap. Groups are swapped in
 /// offset order, so a crash between groups leaves a log cleaned up to some point, which is consistent
 /// since every dropped record has a later one for its key still in the log.</item>
 /// </list>
