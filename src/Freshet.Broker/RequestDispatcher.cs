@@ -9,13 +9,17 @@ public delegate ValueTask<IApiMessage?> ApiHandler(RequestContext context, IApiM
 /// <summary>
 /// Maps API keys to handlers. What is registered here is what ApiVersions advertises, at every
 /// version the schemas list as valid (an unstable latest version only when asked for, as Kafka's
-/// unstable.api.versions.enable does); anything else is refused before a handler sees it.
+/// unstable.api.versions.enable does) up to the highest version the handler implements, when its
+/// registration says so; anything else is refused before a handler sees it. The generated schemas
+/// can so gain versions (a newer Kafka's, through the generator's overlays) without the broker
+/// advertising a version whose meaning it does not implement yet.
 /// </summary>
 public sealed class RequestDispatcher(bool enableUnstableVersions = false)
 {
     private readonly ApiHandler?[] _handlers = new ApiHandler?[short.MaxValue + 1];
     private readonly bool[] _ordered = new bool[short.MaxValue + 1];
     private readonly bool[] _latestReleased = new bool[short.MaxValue + 1];
+    private readonly short[] _implementedMax = new short[short.MaxValue + 1];
     private readonly SortedSet<short> _keys = [];
 
     /// <param name="ordered">
@@ -29,11 +33,19 @@ public sealed class RequestDispatcher(bool enableUnstableVersions = false)
     /// The schemas' latest version is marked unstable, but Kafka has since released it unchanged
     /// and the handler implements all of it: advertise it without unstable.api.versions.enable.
     /// </param>
-    public void Register(ApiKey key, ApiHandler handler, bool ordered = false, bool latestReleased = false)
+    /// <param name="maxVersion">
+    /// The highest version the handler implements, when the schemas have newer ones whose meaning
+    /// it does not (Produce v12 means transactions v2, KIP-890): nothing above it is advertised or
+    /// accepted. Null: every version of the schemas.
+    /// </param>
+    public void Register(ApiKey key, ApiHandler handler, bool ordered = false, bool latestReleased = false, short? maxVersion = null)
     {
+        if (maxVersion is short cap && (cap < ApiMessages.LowestVersion((short)key) || cap > ApiMessages.HighestVersion((short)key)))
+            throw new ArgumentOutOfRangeException(nameof(maxVersion), cap, $"{key} has versions {ApiMessages.LowestVersion((short)key)}-{ApiMessages.HighestVersion((short)key)}");
         _handlers[(short)key] = handler;
         _ordered[(short)key] = ordered;
         _latestReleased[(short)key] = latestReleased;
+        _implementedMax[(short)key] = maxVersion ?? short.MaxValue;
         _keys.Add((short)key);
     }
 
@@ -48,8 +60,13 @@ public sealed class RequestDispatcher(bool enableUnstableVersions = false)
     {
         short max = ApiMessages.HighestVersion(apiKey);
         bool hidden = !enableUnstableVersions && !(apiKey >= 0 && _latestReleased[apiKey]) && ApiMessages.IsLatestVersionUnstable(apiKey);
-        return hidden && max > ApiMessages.LowestVersion(apiKey) ? (short)(max - 1) : max;
+        if (hidden && max > ApiMessages.LowestVersion(apiKey)) max--;
+        return apiKey >= 0 && _handlers[apiKey] is not null ? Math.Min(max, _implementedMax[apiKey]) : max;
     }
+
+    /// <summary>The highest version the registration of an API implements (see Register), or null when it takes every version of the schemas.</summary>
+    public short? ImplementedMaxVersion(short apiKey) =>
+        apiKey >= 0 && _handlers[apiKey] is not null && _implementedMax[apiKey] != short.MaxValue ? _implementedMax[apiKey] : null;
 
     public bool IsSupported(short apiKey, short version) =>
         apiKey >= 0 && _handlers[apiKey] is not null && version >= MinVersion(apiKey) && version <= MaxVersion(apiKey);

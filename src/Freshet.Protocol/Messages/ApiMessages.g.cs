@@ -424,7 +424,7 @@ public static class ApiMessages
         23 => false,
         24 => false,
         25 => false,
-        26 => true,
+        26 => false,
         27 => false,
         28 => false,
         29 => false,
