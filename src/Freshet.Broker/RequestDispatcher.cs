@@ -9,10 +9,10 @@ public delegate ValueTask<IApiMessage?> ApiHandler(RequestContext context, IApiM
 /// <summary>
 /// Maps API keys to handlers. What is registered here is what ApiVersions advertises, at every
 /// version the schemas list as valid (an unstable latest version only when asked for, as Kafka's
-/// unstable.api.versions.enable does) up to the highest version the handler implements, when its
-/// registration says so; anything else is refused before a handler sees it. The generated schemas
-/// can so gain versions (a newer Kafka's, through the generator's overlays) without the broker
-/// advertising a version whose meaning it does not implement yet.
+/// unstable.api.versions.enable does); anything else is refused before a handler sees it.
+/// The versions Freshet's generator overlays add to Kafka's schema files (a newer Kafka's, e.g.
+/// Produce v12, or EndTxn v5 released) are advertised only when the registration names them with
+/// maxVersion: a schema gaining a version never raises what the broker advertises by itself.
 /// </summary>
 public sealed class RequestDispatcher(bool enableUnstableVersions = false)
 {
@@ -34,9 +34,9 @@ public sealed class RequestDispatcher(bool enableUnstableVersions = false)
     /// and the handler implements all of it: advertise it without unstable.api.versions.enable.
     /// </param>
     /// <param name="maxVersion">
-    /// The highest version the handler implements, when the schemas have newer ones whose meaning
-    /// it does not (Produce v12 means transactions v2, KIP-890): nothing above it is advertised or
-    /// accepted. Null: every version of the schemas.
+    /// The highest version the handler implements: nothing above it is advertised or accepted, and
+    /// versions up to it that only the overlays define are. Null: the versions of Kafka's schema
+    /// files alone, without what the overlays add.
     /// </param>
     public void Register(ApiKey key, ApiHandler handler, bool ordered = false, bool latestReleased = false, short? maxVersion = null)
     {
@@ -58,10 +58,14 @@ public sealed class RequestDispatcher(bool enableUnstableVersions = false)
 
     public short MaxVersion(short apiKey)
     {
-        short max = ApiMessages.HighestVersion(apiKey);
-        bool hidden = !enableUnstableVersions && !(apiKey >= 0 && _latestReleased[apiKey]) && ApiMessages.IsLatestVersionUnstable(apiKey);
+        // Without a cap the registration has not looked at the overlays' versions: Kafka's schema
+        // files decide (EndTxn then stops at v4, its v5 being unstable there).
+        bool capped = ImplementedMaxVersion(apiKey) is not null;
+        short max = capped ? ApiMessages.HighestVersion(apiKey) : ApiMessages.KafkaSchemaHighestVersion(apiKey);
+        bool unstable = capped ? ApiMessages.IsLatestVersionUnstable(apiKey) : ApiMessages.KafkaSchemaLatestVersionUnstable(apiKey);
+        bool hidden = !enableUnstableVersions && !(apiKey >= 0 && _latestReleased[apiKey]) && unstable;
         if (hidden && max > ApiMessages.LowestVersion(apiKey)) max--;
-        return apiKey >= 0 && _handlers[apiKey] is not null ? Math.Min(max, _implementedMax[apiKey]) : max;
+        return capped ? Math.Min(max, _implementedMax[apiKey]) : max;
     }
 
     /// <summary>The highest version the registration of an API implements (see Register), or null when it takes every version of the schemas.</summary>

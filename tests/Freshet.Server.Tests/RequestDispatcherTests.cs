@@ -32,6 +32,31 @@ public class RequestDispatcherTests
     }
 
     [Fact]
+    public void VersionsOnlyTheOverlaysDefineAreAdvertisedOnlyWhenTheRegistrationNamesThem()
+    {
+        // Kafka's schema files (../shared) have Produce 0-11 and EndTxn 0-5 with v5 unstable; the
+        // generator's overlays add Produce v12 and release EndTxn v5.
+        Assert.Equal(11, ApiMessages.KafkaSchemaHighestVersion((short)ApiKey.Produce));
+        Assert.True(ApiMessages.KafkaSchemaLatestVersionUnstable((short)ApiKey.EndTxn));
+        Assert.False(ApiMessages.IsLatestVersionUnstable((short)ApiKey.EndTxn));
+
+        var d = new RequestDispatcher();
+        d.Register(ApiKey.Produce, Nothing);
+        d.Register(ApiKey.EndTxn, Nothing);
+        Assert.Equal(11, d.MaxVersion((short)ApiKey.Produce));
+        Assert.False(d.IsSupported((short)ApiKey.Produce, 12));
+        Assert.Equal(4, d.MaxVersion((short)ApiKey.EndTxn));
+        Assert.False(d.IsSupported((short)ApiKey.EndTxn, 5));
+
+        var v2 = new RequestDispatcher();
+        v2.Register(ApiKey.Produce, Nothing, maxVersion: 12);
+        v2.Register(ApiKey.EndTxn, Nothing, maxVersion: 5);
+        Assert.Equal(12, v2.MaxVersion((short)ApiKey.Produce));
+        Assert.Equal(5, v2.MaxVersion((short)ApiKey.EndTxn));
+        Assert.True(v2.IsSupported((short)ApiKey.EndTxn, 5));
+    }
+
+    [Fact]
     public void ACapAboveAnUnstableLatestVersionDoesNotRevealIt()
     {
         // The cap only lowers: the schemas' unstable latest version stays hidden without unstable.api.versions.enable.

@@ -153,6 +153,7 @@ public static class Overlay
             Kind = spec.Kind,
             SourcePath = spec.SourcePath,
             OverlayPath = overlayPath,
+            WithoutOverlay = spec,
             ApiKey = spec.ApiKey,
             ValidVersions = valid,
             FlexibleVersions = spec.FlexibleVersions,

@@ -213,6 +213,9 @@ public sealed class MessageSpec
     /// <summary>The repository-relative path of the <see cref="Overlay"/> applied to this schema, or null.</summary>
     public string? OverlayPath { get; init; }
 
+    /// <summary>The schema as Kafka's file has it, before the overlay; null when no overlay applies.</summary>
+    public MessageSpec? WithoutOverlay { get; init; }
+
     public short? ApiKey { get; init; }
     public required VersionRange ValidVersions { get; init; }
     public required VersionRange FlexibleVersions { get; init; }
