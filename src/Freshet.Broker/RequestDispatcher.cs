@@ -10,12 +10,16 @@ public delegate ValueTask<IApiMessage?> ApiHandler(RequestContext context, IApiM
 /// Maps API keys to handlers. What is registered here is what ApiVersions advertises, at every
 /// version the schemas list as valid (an unstable latest version only when asked for, as Kafka's
 /// unstable.api.versions.enable does); anything else is refused before a handler sees it.
+/// The versions Freshet's generator overlays add to Kafka's schema files (a newer Kafka's, e.g.
+/// Produce v12, or EndTxn v5 released) are advertised only when the registration names them with
+/// maxVersion: a schema gaining a version never raises what the broker advertises by itself.
 /// </summary>
 public sealed class RequestDispatcher(bool enableUnstableVersions = false)
 {
     private readonly ApiHandler?[] _handlers = new ApiHandler?[short.MaxValue + 1];
     private readonly bool[] _ordered = new bool[short.MaxValue + 1];
     private readonly bool[] _latestReleased = new bool[short.MaxValue + 1];
+    private readonly short[] _implementedMax = new short[short.MaxValue + 1];
     private readonly SortedSet<short> _keys = [];
 
     /// <param name="ordered">
@@ -29,11 +33,19 @@ public sealed class RequestDispatcher(bool enableUnstableVersions = false)
     /// The schemas' latest version is marked unstable, but Kafka has since released it unchanged
     /// and the handler implements all of it: advertise it without unstable.api.versions.enable.
     /// </param>
-    public void Register(ApiKey key, ApiHandler handler, bool ordered = false, bool latestReleased = false)
+    /// <param name="maxVersion">
+    /// The highest version the handler implements: nothing above it is advertised or accepted, and
+    /// versions up to it that only the overlays define are. Null: the versions of Kafka's schema
+    /// files alone, without what the overlays add.
+    /// </param>
+    public void Register(ApiKey key, ApiHandler handler, bool ordered = false, bool latestReleased = false, short? maxVersion = null)
     {
+        if (maxVersion is short cap && (cap < ApiMessages.LowestVersion((short)key) || cap > ApiMessages.HighestVersion((short)key)))
+            throw new ArgumentOutOfRangeException(nameof(maxVersion), cap, $"{key} has versions {ApiMessages.LowestVersion((short)key)}-{ApiMessages.HighestVersion((short)key)}");
         _handlers[(short)key] = handler;
         _ordered[(short)key] = ordered;
         _latestReleased[(short)key] = latestReleased;
+        _implementedMax[(short)key] = maxVersion ?? short.MaxValue;
         _keys.Add((short)key);
     }
 
@@ -46,10 +58,19 @@ public sealed class RequestDispatcher(bool enableUnstableVersions = false)
 
     public short MaxVersion(short apiKey)
     {
-        short max = ApiMessages.HighestVersion(apiKey);
-        bool hidden = !enableUnstableVersions && !(apiKey >= 0 && _latestReleased[apiKey]) && ApiMessages.IsLatestVersionUnstable(apiKey);
-        return hidden && max > ApiMessages.LowestVersion(apiKey) ? (short)(max - 1) : max;
+        // Without a cap the registration has not looked at the overlays' versions: Kafka's schema
+        // files decide (EndTxn then stops at v4, its v5 being unstable there).
+        bool capped = ImplementedMaxVersion(apiKey) is not null;
+        short max = capped ? ApiMessages.HighestVersion(apiKey) : ApiMessages.KafkaSchemaHighestVersion(apiKey);
+        bool unstable = capped ? ApiMessages.IsLatestVersionUnstable(apiKey) : ApiMessages.KafkaSchemaLatestVersionUnstable(apiKey);
+        bool hidden = !enableUnstableVersions && !(apiKey >= 0 && _latestReleased[apiKey]) && unstable;
+        if (hidden && max > ApiMessages.LowestVersion(apiKey)) max--;
+        return capped ? Math.Min(max, _implementedMax[apiKey]) : max;
     }
+
+    /// <summary>The highest version the registration of an API implements (see Register), or null when it takes every version of the schemas.</summary>
+    public short? ImplementedMaxVersion(short apiKey) =>
+        apiKey >= 0 && _handlers[apiKey] is not null && _implementedMax[apiKey] != short.MaxValue ? _implementedMax[apiKey] : null;
 
     public bool IsSupported(short apiKey, short version) =>
         apiKey >= 0 && _handlers[apiKey] is not null && version >= MinVersion(apiKey) && version <= MaxVersion(apiKey);

@@ -293,14 +293,16 @@ public sealed partial class FreshetServer : IAsyncDisposable
             foreach (short key in admin.ApiKeys)
             {
                 var handler = admin.HandlerOf((ApiKey)key)!;
+                bool ordered = admin.IsOrdered(key), released = admin.IsLatestReleased(key);
+                short? max = admin.ImplementedMaxVersion(key);
                 if (ForwardedToController(key) is { } notController)
                 {
-                    if (isController) controllerDispatcher.Register((ApiKey)key, handler, admin.IsOrdered(key));
-                    dispatcher.Register((ApiKey)key, operations.Forwarding(handler, notController), admin.IsOrdered(key));
+                    if (isController) controllerDispatcher.Register((ApiKey)key, handler, ordered, released, max);
+                    dispatcher.Register((ApiKey)key, operations.Forwarding(handler, notController), ordered, released, max);
                 }
                 else
                 {
-                    dispatcher.Register((ApiKey)key, handler, admin.IsOrdered(key));
+                    dispatcher.Register((ApiKey)key, handler, ordered, released, max);
                 }
             }
 

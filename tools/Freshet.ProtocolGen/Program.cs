@@ -14,7 +14,9 @@ namespace Freshet.ProtocolGen;
 /// trying generator changes without touching the build).
 ///
 /// The schemas stay outside the repository (they are Kafka's files); only the generated code is
-/// committed. Without them nothing can be generated or checked: that is an error (exit 3), never a
+/// committed, with Freshet's overlays (tools/Freshet.ProtocolGen/overlay, see <see cref="Overlay"/>):
+/// the versions a newer Kafka release added, applied on top of the schemas at every run, --check
+/// included. Without them nothing can be generated or checked: that is an error (exit 3), never a
 /// silent pass; test.sh says the check was skipped when the schemas are absent, and fails when they
 /// are required (FRESHET_REQUIRE_SCHEMAS=1, set by .ci/run).
 /// </summary>
@@ -69,7 +71,7 @@ public static class Program
         int classCount;
         try
         {
-            (generated, classCount) = Generate(schemas);
+            (generated, classCount) = Generate(schemas, repo);
         }
         catch (SchemaException e)
         {
@@ -115,19 +117,41 @@ public static class Program
         return 0;
     }
 
-    /// <summary>Every output file (repository-relative path, text) and the number of classes in them.</summary>
-    private static (Dictionary<string, string> Files, int Classes) Generate(string schemaRoot)
+    /// <summary>
+    /// Every output file (repository-relative path, text) and the number of classes in them: the
+    /// schemas under <paramref name="schemaRoot"/> with the repository's overlays applied (see <see cref="Overlay"/>).
+    /// </summary>
+    public static (Dictionary<string, string> Files, int Classes) Generate(string schemaRoot, string repoRoot)
     {
         var files = new Dictionary<string, string>(StringComparer.Ordinal);
         int classes = 0;
+        string overlayRoot = Path.Combine(repoRoot, Overlay.Folder);
+        if (Directory.Exists(overlayRoot))
+        {
+            foreach (var d in Directory.EnumerateFileSystemEntries(overlayRoot))
+            {
+                if (!Sets.Any(s => s.SchemaDir == Path.GetFileName(d)) || !Directory.Exists(d))
+                    throw new SchemaException($"{Overlay.Folder}/{Path.GetFileName(d)}: not a schema folder ({string.Join(", ", Sets.Select(s => s.SchemaDir))})");
+            }
+        }
         foreach (var (schemaDir, kind, outputDir, ns) in Sets)
         {
             string dir = Path.Combine(schemaRoot, schemaDir);
             if (!Directory.Exists(dir)) throw new SchemaException($"{dir} not found");
+            var overlays = Overlay.FilesFor(repoRoot, schemaDir);
             var specs = Directory.EnumerateFiles(dir, "*.json")
                 .Order(StringComparer.Ordinal)
-                .Select(p => SchemaParser.ParseFile(p, $"{schemaDir}/{Path.GetFileName(p)}", kind))
+                .Select(p =>
+                {
+                    string file = Path.GetFileName(p);
+                    var spec = SchemaParser.ParseFile(p, $"{schemaDir}/{file}", kind);
+                    if (!overlays.Remove(file, out var overlay)) return spec;
+                    return Overlay.Apply(spec, File.ReadAllText(overlay), $"{Overlay.Folder}/{schemaDir}/{file}");
+                })
                 .ToList();
+            // An overlay whose schema is gone would silently stop applying.
+            foreach (var file in overlays.Keys)
+                throw new SchemaException($"{Overlay.Folder}/{schemaDir}/{file}: there is no schema {schemaDir}/{file} to apply it to");
             foreach (var spec in specs)
             {
                 var model = ClassModelBuilder.Build(spec);

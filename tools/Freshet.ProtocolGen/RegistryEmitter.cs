@@ -54,6 +54,12 @@ public static class RegistryEmitter
         Switch(w, null, "public static short HighestVersion(short apiKey)", apis, a => $"{a.Request.Name}.HighestVersion", "throw Unknown(apiKey)");
         Switch(w, "/// <summary>True when the latest version is still in development and not offered to clients by default.</summary>",
             "public static bool IsLatestVersionUnstable(short apiKey)", apis, a => a.Request.LatestVersionUnstable ? "true" : "false", "throw Unknown(apiKey)");
+        Switch(w, "/// <summary>HighestVersion as Kafka's schema file has it, before Freshet's overlays (tools/Freshet.ProtocolGen/overlay).</summary>",
+            "public static short KafkaSchemaHighestVersion(short apiKey)", apis,
+            a => (a.Request.WithoutOverlay ?? a.Request).ValidVersions.Highest.ToString(System.Globalization.CultureInfo.InvariantCulture), "throw Unknown(apiKey)");
+        Switch(w, "/// <summary>IsLatestVersionUnstable as Kafka's schema file has it, before Freshet's overlays.</summary>",
+            "public static bool KafkaSchemaLatestVersionUnstable(short apiKey)", apis,
+            a => (a.Request.WithoutOverlay ?? a.Request).LatestVersionUnstable ? "true" : "false", "throw Unknown(apiKey)");
         Switch(w, "/// <summary>Whether the request at this version uses the flexible (KIP-482) encodings.</summary>",
             "public static bool IsFlexible(short apiKey, short version)", apis, a => $"{a.Request.Name}.IsFlexibleVersion(version)", "throw Unknown(apiKey)");
         Switch(w, null, "public static bool IsDeprecated(short apiKey, short version)", apis,

@@ -210,6 +210,12 @@ public sealed class MessageSpec
     /// <summary>File name relative to the schema root, e.g. "kafka-protocol/ProduceRequest.json".</summary>
     public required string SourcePath { get; init; }
 
+    /// <summary>The repository-relative path of the <see cref="Overlay"/> applied to this schema, or null.</summary>
+    public string? OverlayPath { get; init; }
+
+    /// <summary>The schema as Kafka's file has it, before the overlay; null when no overlay applies.</summary>
+    public MessageSpec? WithoutOverlay { get; init; }
+
     public short? ApiKey { get; init; }
     public required VersionRange ValidVersions { get; init; }
     public required VersionRange FlexibleVersions { get; init; }

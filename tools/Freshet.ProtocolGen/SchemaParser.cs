@@ -67,7 +67,8 @@ public static class SchemaParser
         return [.. fields.EnumerateArray().Select(f => ParseField(f, parentName))];
     }
 
-    private static FieldSpec ParseField(JsonElement e, string parentName)
+    /// <summary>One field in the schema syntax (also used for the fields an <see cref="Overlay"/> adds).</summary>
+    internal static FieldSpec ParseField(JsonElement e, string parentName)
     {
         string name = RequiredString(e, "name");
         string where = $"{parentName}.{name}";

@@ -20,7 +20,17 @@ namespace Freshet.Broker.Handlers;
 /// </summary>
 public sealed class ProduceHandler(RequestDispatcher dispatcher, ReplicaManager replicas, MetadataCache cache)
 {
-    public void Register() => dispatcher.Register(ApiKey.Produce, (c, r) => HandleAsync(c, (ProduceRequest)r));
+    /// <summary>
+    /// The highest Produce version served. Version 12 (Kafka 4.0) has version 11's fields, but a
+    /// transactional producer sends it only to a cluster that finalizes transaction.version 2, and
+    /// then counts on the leader to add the partition to the transaction itself (KIP-890 part 2),
+    /// which Freshet does not do yet. Some clients pick the version from ApiVersions alone (franz-go
+    /// 1.19.1 sent 12 inside transactions, twmb/franz-go#1017), so the version is advertised only
+    /// once it means what it says. Raise this with transactions v2 (docs/design/transactions-protocol.md).
+    /// </summary>
+    public const short MaxVersion = 11;
+
+    public void Register() => dispatcher.Register(ApiKey.Produce, (c, r) => HandleAsync(c, (ProduceRequest)r), maxVersion: MaxVersion);
 
     public async ValueTask<IApiMessage?> HandleAsync(RequestContext context, ProduceRequest request)
     {
