@@ -314,7 +314,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
             metadataHandler.Register();
             if (isController) metadataHandler.RegisterControllerListener(controllerDispatcher);
             new ProduceHandler(dispatcher, replicas, cache).Register();
-            new FetchHandler(dispatcher, brokerOptions, replicas, cache).Register();
+            new FetchHandler(dispatcher, replicas, cache).Register();
             new OffsetsHandler(dispatcher, replicas, cache).Register();
             new LeaderEpochHandler(dispatcher, replicas, cache).Register();
             new LogDirsHandler(dispatcher, logs).Register();
