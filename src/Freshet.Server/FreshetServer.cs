@@ -317,7 +317,7 @@ public sealed partial class FreshetServer : IAsyncDisposable
             new FetchHandler(dispatcher, replicas, cache).Register();
             new OffsetsHandler(dispatcher, replicas, cache).Register();
             new LeaderEpochHandler(dispatcher, replicas, cache).Register();
-            new LogDirsHandler(dispatcher, logs).Register();
+            new LogDirsHandler(dispatcher, replicas).Register();
             new ProducerIdHandler(dispatcher, new ProducerIdManager(operations, config.NodeId, brokerOptions.BrokerEpoch)).Register();
             var internalTopics = new InternalTopics(cache, operations, loggers.CreateLogger<InternalTopics>());
             parts.Groups = new GroupCoordinator(config.Groups, replicas, cache, internalTopics, time, loggers.CreateLogger<GroupCoordinator>());
