@@ -316,10 +316,10 @@ public sealed partial class FreshetServer : IAsyncDisposable
             metadataHandler.Register();
             if (isController) metadataHandler.RegisterControllerListener(controllerDispatcher);
             new ProduceHandler(dispatcher, replicas, cache).Register();
-            new FetchHandler(dispatcher, brokerOptions, replicas, cache).Register();
+            new FetchHandler(dispatcher, replicas, cache).Register();
             new OffsetsHandler(dispatcher, replicas, cache).Register();
             new LeaderEpochHandler(dispatcher, replicas, cache).Register();
-            new LogDirsHandler(dispatcher, logs).Register();
+            new LogDirsHandler(dispatcher, replicas).Register();
             new ProducerIdHandler(dispatcher, new ProducerIdManager(operations, config.NodeId, brokerOptions.BrokerEpoch)).Register();
             var internalTopics = new InternalTopics(cache, operations, loggers.CreateLogger<InternalTopics>());
             parts.Groups = new GroupCoordinator(config.Groups, replicas, cache, internalTopics, time, loggers.CreateLogger<GroupCoordinator>());

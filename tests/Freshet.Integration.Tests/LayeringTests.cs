@@ -1,3 +1,5 @@
+using System.Reflection;
+using System.Text.RegularExpressions;
 using System.Xml.Linq;
 
 namespace Freshet.Integration.Tests;
@@ -51,5 +53,72 @@ public sealed class LayeringTests
                         $"{Path.GetFileName(file)} in {name} uses a higher layer: {line}");
             }
         }
+    }
+
+    /// <summary>The storage types that only Partition and ReplicaManager may touch: handlers ask them, never a log.</summary>
+    private static readonly Type[] LogTypes = [typeof(Freshet.Storage.PartitionLog), typeof(Freshet.Storage.LogManager), typeof(Freshet.Storage.Segments.LogSegment)];
+
+    /// <summary>
+    /// No request handler reaches into a partition's log (Kafka's KafkaApis asks ReplicaManager and Partition): no type in
+    /// Freshet.Broker.Handlers has a field, property, constructor or method parameter, or method return of a log type
+    /// (method bodies are not inspected by reflection; the source scan below covers them).
+    /// </summary>
+    [Fact]
+    public void NoHandlerSignatureUsesALogType()
+    {
+        const BindingFlags all = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly;
+        var handlers = typeof(Freshet.Broker.Handlers.FetchHandler).Assembly.GetTypes()
+            .Where(t => t.Namespace == "Freshet.Broker.Handlers").ToList();
+        Assert.NotEmpty(handlers);
+        var found = new List<string>();
+        foreach (var t in handlers)
+        {
+            foreach (var f in t.GetFields(all)) Check(f.FieldType, $"{t.Name}.{f.Name}");
+            foreach (var p in t.GetProperties(all)) Check(p.PropertyType, $"{t.Name}.{p.Name}");
+            foreach (var m in t.GetMethods(all).Cast<MethodBase>().Concat(t.GetConstructors(all)))
+            {
+                if (m is MethodInfo mi) Check(mi.ReturnType, $"{t.Name}.{m.Name} returns");
+                foreach (var p in m.GetParameters()) Check(p.ParameterType, $"{t.Name}.{m.Name}({p.Name})");
+            }
+        }
+        Assert.True(found.Count == 0, "handlers use log types: " + string.Join("; ", found));
+
+        void Check(Type type, string where)
+        {
+            if (Mentions(type)) found.Add($"{where}: {type.Name}");
+        }
+    }
+
+    private static bool Mentions(Type type)
+    {
+        if (LogTypes.Contains(type)) return true;
+        if (type.HasElementType && Mentions(type.GetElementType()!)) return true;
+        return type.IsGenericType && type.GetGenericArguments().Any(Mentions);
+    }
+
+    /// <summary>
+    /// The same in the handlers' source: no log type named, and no <c>.Log</c> / <c>.Logs</c> member reached (a
+    /// partition's log, the broker's log manager), which reflection over signatures cannot see inside method bodies.
+    /// </summary>
+    [Fact]
+    public void NoHandlerSourceReachesIntoALog()
+    {
+        string dir = Path.Combine(RepoRoot(), "src", "Freshet.Broker", "Handlers");
+        var forbidden = new Regex(@"\b(PartitionLog|LogManager|LogSegment)\b|\.Logs?\b(?!\s*\()", RegexOptions.CultureInvariant);
+        var found = new List<string>();
+        var files = Directory.GetFiles(dir, "*.cs");
+        Assert.NotEmpty(files);
+        foreach (var file in files)
+        {
+            int n = 0;
+            foreach (var line in File.ReadLines(file))
+            {
+                n++;
+                string code = line.TrimStart();
+                if (code.StartsWith("//", StringComparison.Ordinal)) continue;
+                if (forbidden.Match(code) is { Success: true } m) found.Add($"{Path.GetFileName(file)}:{n}: {m.Value}");
+            }
+        }
+        Assert.True(found.Count == 0, "handlers reach into logs: " + string.Join("; ", found));
     }
 }

@@ -31,13 +31,14 @@ public sealed class LeaderEpochHandler(RequestDispatcher dispatcher, ReplicaMana
                 var pr = new OffsetForLeaderEpochResponse.EpochEndOffset { Partition = rp.Partition, LeaderEpoch = -1, EndOffset = -1 };
                 tr.Partitions.Add(pr);
                 var p = replicas.GetPartition(topic.Topic, rp.Partition);
-                ErrorCode error;
-                if (p is null) error = image.Partition(topic.Topic, rp.Partition) is null ? ErrorCode.UnknownTopicOrPartition : ErrorCode.NotLeaderOrFollower;
-                else if (!p.IsLeader) error = ErrorCode.NotLeaderOrFollower;
-                else error = v >= 2 ? p.CheckLeaderEpoch(rp.CurrentLeaderEpoch) : ErrorCode.None;
+                if (p is null)
+                {
+                    pr.ErrorCode = (short)(image.Partition(topic.Topic, rp.Partition) is null ? ErrorCode.UnknownTopicOrPartition : ErrorCode.NotLeaderOrFollower);
+                    continue;
+                }
+                var (error, end) = p.LastOffsetForLeaderEpoch(v >= 2 ? rp.CurrentLeaderEpoch : -1, rp.LeaderEpoch);
                 pr.ErrorCode = (short)error;
                 if (error != ErrorCode.None) continue;
-                var end = p!.Log.EndOffsetForEpoch(rp.LeaderEpoch);
                 pr.LeaderEpoch = end.Epoch;
                 pr.EndOffset = end.EndOffset;
             }

@@ -1,7 +1,7 @@
+using Freshet.Broker.Replication;
 using Freshet.Protocol;
 using Freshet.Protocol.Messages;
 using Freshet.Protocol.Wire;
-using Freshet.Storage;
 
 namespace Freshet.Broker.Handlers;
 
@@ -11,7 +11,7 @@ namespace Freshet.Broker.Handlers;
 /// and from v4 the directory's total and usable bytes. A directory that failed (a failed fsync or
 /// write) answers KAFKA_STORAGE_ERROR.
 /// </summary>
-public sealed class LogDirsHandler(RequestDispatcher dispatcher, LogManager logs)
+public sealed class LogDirsHandler(RequestDispatcher dispatcher, ReplicaManager replicas)
 {
     public void Register() =>
         dispatcher.Register(ApiKey.DescribeLogDirs, (c, r) => new(Task.Run<IApiMessage?>(() => Handle((DescribeLogDirsRequest)r))));
@@ -22,11 +22,10 @@ public sealed class LogDirsHandler(RequestDispatcher dispatcher, LogManager logs
         HashSet<TopicPartition>? wanted = request.Topics is null ? null
             : [.. request.Topics.SelectMany(t => t.Partitions.Select(p => new TopicPartition(t.Topic, p)))];
         var response = new DescribeLogDirsResponse();
-        foreach (string dir in logs.Options.LogDirs)
+        foreach (var dir in replicas.DescribeLogDirs(wanted))
         {
-            string full = Path.GetFullPath(dir);
-            var result = new DescribeLogDirsResponse.DescribeLogDirsResult { LogDir = full };
-            if (logs.Failures.IsOffline(dir))
+            var result = new DescribeLogDirsResponse.DescribeLogDirsResult { LogDir = dir.Path };
+            if (dir.Offline)
             {
                 // As Kafka answers for an offline directory: the error, and nothing about its partitions.
                 result.ErrorCode = (short)ErrorCode.KafkaStorageError;
@@ -35,7 +34,7 @@ public sealed class LogDirsHandler(RequestDispatcher dispatcher, LogManager logs
             }
             try
             {
-                var drive = new DriveInfo(full);
+                var drive = new DriveInfo(dir.Path);
                 result.TotalBytes = drive.TotalSize;
                 result.UsableBytes = drive.AvailableFreeSpace;
             }
@@ -43,21 +42,16 @@ public sealed class LogDirsHandler(RequestDispatcher dispatcher, LogManager logs
             {
                 result.ErrorCode = (short)ErrorCode.KafkaStorageError;
             }
-            var inDir = logs.Logs
-                .Where(l => string.Equals(Path.GetFullPath(Path.GetDirectoryName(l.Dir)!), full, StringComparison.Ordinal))
-                .Where(l => wanted is null || wanted.Contains(l.TopicPartition))
-                .GroupBy(l => l.TopicPartition.Topic)
-                .OrderBy(g => g.Key, StringComparer.Ordinal);
-            foreach (var topic in inDir)
+            foreach (var topic in dir.Replicas.GroupBy(r => r.TopicPartition.Topic).OrderBy(g => g.Key, StringComparer.Ordinal))
             {
                 result.Topics.Add(new DescribeLogDirsResponse.DescribeLogDirsTopic
                 {
                     Name = topic.Key,
-                    Partitions = [.. topic.OrderBy(l => l.TopicPartition.Partition).Select(l => new DescribeLogDirsResponse.DescribeLogDirsPartition
+                    Partitions = [.. topic.OrderBy(r => r.TopicPartition.Partition).Select(r => new DescribeLogDirsResponse.DescribeLogDirsPartition
                     {
-                        PartitionIndex = l.TopicPartition.Partition,
-                        PartitionSize = l.Size,
-                        OffsetLag = Math.Max(0, l.HighWatermark - l.LogEndOffset),
+                        PartitionIndex = r.TopicPartition.Partition,
+                        PartitionSize = r.Size,
+                        OffsetLag = r.OffsetLag,
                     })],
                 });
             }

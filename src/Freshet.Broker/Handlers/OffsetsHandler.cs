@@ -8,11 +8,11 @@ namespace Freshet.Broker.Handlers;
 /// <summary>ListOffsets (earliest, latest, by timestamp, max timestamp) and DeleteRecords.</summary>
 public sealed class OffsetsHandler(RequestDispatcher dispatcher, ReplicaManager replicas, MetadataCache cache)
 {
-    public const long LatestTimestamp = -1;
-    public const long EarliestTimestamp = -2;
-    public const long MaxTimestamp = -3;
-    public const long EarliestLocalTimestamp = -4;
-    public const long LatestTieredTimestamp = -5;
+    public const long LatestTimestamp = ListOffsetsTimestamp.Latest;
+    public const long EarliestTimestamp = ListOffsetsTimestamp.Earliest;
+    public const long MaxTimestamp = ListOffsetsTimestamp.Max;
+    public const long EarliestLocalTimestamp = ListOffsetsTimestamp.EarliestLocal;
+    public const long LatestTieredTimestamp = ListOffsetsTimestamp.LatestTiered;
 
     private const int ConsumerReplicaId = -1;
     private const sbyte ReadCommitted = 1;
@@ -65,20 +65,10 @@ public sealed class OffsetsHandler(RequestDispatcher dispatcher, ReplicaManager 
                     pr.ErrorCode = (short)error;
                     continue;
                 }
-                var log = p!.Log;
-                long hw = p.HighWatermark;
                 // Followers (replica id >= 0) and debugging tools (-2) see the log end; consumers (-1) the
                 // high watermark (the LSO == HW until transactions).
-                long latest = request.ReplicaId == ConsumerReplicaId ? hw : log.LogEndOffset;
-                (long Offset, long Timestamp)? found = rp.Timestamp switch
-                {
-                    LatestTimestamp => (latest, -1),
-                    EarliestTimestamp or EarliestLocalTimestamp => (log.LogStartOffset, -1),
-                    MaxTimestamp => log.FindMaxTimestamp() ?? (-1, -1),
-                    LatestTieredTimestamp => (-1, -1),
-                    < 0 => null,
-                    _ => log.FindOffsetByTimestamp(rp.Timestamp) ?? (-1, -1),
-                };
+                var isolation = request.ReplicaId == ConsumerReplicaId ? FetchIsolation.HighWatermark : FetchIsolation.LogEnd;
+                var found = p!.FetchOffsetForTimestamp(rp.Timestamp, isolation);
                 if (found is null)
                 {
                     pr.ErrorCode = (short)ErrorCode.InvalidRequest;
@@ -118,8 +108,7 @@ public sealed class OffsetsHandler(RequestDispatcher dispatcher, ReplicaManager 
                     continue;
                 }
                 // -1 means "up to the high watermark".
-                long offset = rp.Offset == -1 ? p!.HighWatermark : rp.Offset;
-                var e = p!.Log.DeleteRecordsBefore(offset, out long low);
+                var e = p!.DeleteRecordsOnLeader(rp.Offset, out long low);
                 pr.ErrorCode = (short)e;
                 pr.LowWatermark = e == ErrorCode.None ? low : -1;
             }

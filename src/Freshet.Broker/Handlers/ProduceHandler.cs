@@ -103,7 +103,7 @@ public sealed class ProduceHandler(RequestDispatcher dispatcher, ReplicaManager 
                 {
                     ErrorCode.RequestTimedOut => "Timed out waiting for the in-sync replicas",
                     ErrorCode.NotEnoughReplicasAfterAppend =>
-                        $"The ISR of {partition.TopicPartition} shrank below min.insync.replicas ({partition.Log.Config.MinInSyncReplicas}) before the write was replicated",
+                        $"The ISR of {partition.TopicPartition} shrank below min.insync.replicas ({partition.MinInSyncReplicas}) before the write was replicated",
                     _ => $"Leadership of {partition.TopicPartition} moved before the write was replicated",
                 };
                 if (error == ErrorCode.NotLeaderOrFollower) AddLeaderHint(v, response, pr, partition.TopicPartition.Topic, partition.TopicPartition.Partition, partition, context.ListenerName);
@@ -136,7 +136,7 @@ public sealed class ProduceHandler(RequestDispatcher dispatcher, ReplicaManager 
         if (TopicNames.IsInternal(topic))
             return (ErrorCode.InvalidTopicException, $"Cannot append to internal topic {topic}", partition, default);
         var records = pd.Records;
-        if (records is null || records.Length == 0) return (ErrorCode.None, null, partition, new LogAppendResult(ErrorCode.None, null, -1, -1, -1, partition.Log.LogStartOffset, 0, false));
+        if (records is null || records.Length == 0) return (ErrorCode.None, null, partition, new LogAppendResult(ErrorCode.None, null, -1, -1, -1, partition.LogStartOffset, 0, false));
 
         Memory<byte> bytes;
         if (version <= 2)

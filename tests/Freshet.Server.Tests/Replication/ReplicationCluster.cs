@@ -301,7 +301,7 @@ public sealed class ReplicationCluster : IAsyncDisposable
                 NullLoggerFactory.Instance);
             Dispatcher = new RequestDispatcher();
             new ProduceHandler(Dispatcher, Replicas, Cache).Register();
-            new FetchHandler(Dispatcher, Options, Replicas, Cache).Register();
+            new FetchHandler(Dispatcher, Replicas, Cache).Register();
             new OffsetsHandler(Dispatcher, Replicas, Cache).Register();
             new LeaderEpochHandler(Dispatcher, Replicas, Cache).Register();
         }
