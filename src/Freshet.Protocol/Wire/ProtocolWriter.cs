@@ -119,7 +119,7 @@ public ref struct ProtocolWriter
         int n = v.Length;
         if (compact) WriteUnsignedVarInt((uint)n + 1);
         else WriteInt32(n);
-        if (v is ExternalRecordSet ext)
+        if (v is TransferableRecords ext)
             (_splices ??= []).Add(new RecordSplice(_pos, ext));
         else
             v.Memory.Span.CopyTo(Take(n));
