@@ -336,7 +336,7 @@ internal sealed partial class KafkaConnection : IRecordTransferTarget, IAsyncDis
         }
     }
 
-    /// <summary>Encodes size, response header and body into the output buffer; external record sets are noted for sendfile.</summary>
+    /// <summary>Encodes size, response header and body into the output buffer; transferable records are noted, to write themselves when flushed.</summary>
     private void Append(RequestContext ctx, IApiMessage response)
     {
         short headerVersion = ApiMessages.ResponseHeaderVersion(ctx.ApiKey, ctx.ApiVersion);
@@ -400,21 +400,21 @@ internal sealed partial class KafkaConnection : IRecordTransferTarget, IAsyncDis
     /// IRecordTransferTarget: a file range (fetched batches), sent with sendfile while the socket takes
     /// it, a pooled copy when it is full (which waits for room).
     /// </summary>
-    async ValueTask IRecordTransferTarget.TransferFromFileAsync(SafeFileHandle file, long position, long length, CancellationToken ct)
+    async ValueTask IRecordTransferTarget.TransferFromFileAsync(SafeFileHandle file, long position, long count, CancellationToken ct)
     {
         long done = 0;
         byte[]? chunk = null;
         try
         {
-            while (done < length)
+            while (done < count)
             {
                 if (SendFile.IsSupported)
                 {
-                    done += SendFile.TrySend(_socket, file, position + done, length - done);
-                    if (done >= length) break;
+                    done += SendFile.TrySend(_socket, file, position + done, count - done);
+                    if (done >= count) break;
                 }
                 chunk ??= ArrayPool<byte>.Shared.Rent(CopyChunk);
-                int want = (int)Math.Min(chunk.Length, length - done);
+                int want = (int)Math.Min(chunk.Length, count - done);
                 int n = RandomAccess.Read(file, chunk.AsSpan(0, want), position + done);
                 if (n <= 0) throw new IOException("file ended before the range to send");
                 await SendAsync(chunk.AsMemory(0, n), ct).ConfigureAwait(false);

@@ -9,8 +9,8 @@ namespace Freshet.Metadata.Raft;
 /// the requests other nodes send, the responses to what it sent, appends, and its timers (Poll);
 /// the network and the waiting callers never touch the node. Requests the node sends go out
 /// through the inter-node client (<see cref="INodeClient"/>, typed by the request) and come back
-/// as HandleResponse, or as a failure after the request timeout. Appends complete when the high watermark passes them, or fail when this
-/// node stops leading first.
+/// as HandleResponse, or as a failure after the request timeout. Appends complete when the high
+/// watermark passes them, or fail when this node stops leading first.
 /// <para>
 /// Failure policy: the node's log and quorum-state file must never be half-written under a running
 /// node (Raft cannot go on with a forgotten vote or a log it is unsure of), so any exception out of the
