@@ -63,7 +63,7 @@ public sealed class BareAdminClient : IAsyncDisposable
     /// Sends <paramref name="request"/> to the first bootstrap broker that answers. A broker that
     /// cannot be reached (refused, dropped, timed out) is skipped; when none answers the command fails.
     /// </summary>
-    public async Task<T> SendAsync<T>(IApiMessage request, short version) where T : IApiMessage, new()
+    public async Task<T> SendAsync<T>(IApiRequest<T> request, short version) where T : IApiMessage, new()
     {
         string? lastError = null;
         for (int tried = 0; tried < _endpoints.Length; tried++)
@@ -72,7 +72,7 @@ public sealed class BareAdminClient : IAsyncDisposable
             using var cts = new CancellationTokenSource(_timeout);
             try
             {
-                var response = await _nodes.SendAsync<T>(node, request, version, cts.Token).ConfigureAwait(false);
+                var response = await _nodes.SendAsync(node, request, version, cts.Token).ConfigureAwait(false);
                 _current = node;
                 return response;
             }

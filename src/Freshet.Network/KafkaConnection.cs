@@ -8,8 +8,8 @@ using Freshet.Broker.Handlers;
 using Freshet.Protocol.Messages;
 using Freshet.Protocol.Records;
 using Freshet.Protocol.Wire;
-using Freshet.Storage.Segments;
 using Microsoft.Extensions.Logging;
+using Microsoft.Win32.SafeHandles;
 
 namespace Freshet.Network;
 
@@ -30,7 +30,7 @@ namespace Freshet.Network;
 /// decoding it: its requests run in order once the node is ready, and a client that gives up and
 /// closes first ends the connection with nothing answered.
 /// </summary>
-internal sealed partial class KafkaConnection : IAsyncDisposable
+internal sealed partial class KafkaConnection : IRecordTransferTarget, IAsyncDisposable
 {
     private const int MinFrameSize = 8; // api key, version, correlation id
     private const int CoalesceLimit = 256 * 1024;
@@ -50,7 +50,7 @@ internal sealed partial class KafkaConnection : IAsyncDisposable
     // Rented on the first response and returned whenever the write queue runs dry: an idle
     // connection holds no output buffer.
     private readonly PooledBufferWriter _out = new();
-    private readonly List<(int Position, ExternalRecordSet Records)> _outSplices = [];
+    private readonly List<(int Position, TransferableRecords Records)> _outSplices = [];
     private readonly Task? _requestsEnabled;
     private int _disposed;
 
@@ -336,7 +336,7 @@ internal sealed partial class KafkaConnection : IAsyncDisposable
         }
     }
 
-    /// <summary>Encodes size, response header and body into the output buffer; external record sets are noted for sendfile.</summary>
+    /// <summary>Encodes size, response header and body into the output buffer; transferable records are noted, to write themselves when flushed.</summary>
     private void Append(RequestContext ctx, IApiMessage response)
     {
         short headerVersion = ApiMessages.ResponseHeaderVersion(ctx.ApiKey, ctx.ApiVersion);
@@ -375,7 +375,7 @@ internal sealed partial class KafkaConnection : IAsyncDisposable
         foreach (var (pos, records) in _outSplices)
         {
             await SendAsync(data[sent..pos], ct).ConfigureAwait(false);
-            await SendExternalAsync(records, ct).ConfigureAwait(false);
+            await records.WriteToAsync(this, ct).ConfigureAwait(false);
             sent = pos;
         }
         await SendAsync(data[sent..], ct).ConfigureAwait(false);
@@ -393,26 +393,30 @@ internal sealed partial class KafkaConnection : IAsyncDisposable
         }
     }
 
-    /// <summary>Sends a file range: sendfile while the socket takes it, a pooled copy when it is full (which waits for room).</summary>
-    private async ValueTask SendExternalAsync(ExternalRecordSet records, CancellationToken ct)
+    /// <summary>IRecordTransferTarget: transferable records that are in memory after all.</summary>
+    ValueTask IRecordTransferTarget.WriteAsync(ReadOnlyMemory<byte> bytes, CancellationToken ct) => SendAsync(bytes, ct);
+
+    /// <summary>
+    /// IRecordTransferTarget: a file range (fetched batches), sent with sendfile while the socket takes
+    /// it, a pooled copy when it is full (which waits for room).
+    /// </summary>
+    async ValueTask IRecordTransferTarget.TransferFromFileAsync(SafeFileHandle file, long position, long count, CancellationToken ct)
     {
-        if (records is not FileRecords file)
-            throw new InvalidOperationException($"cannot send {records.GetType().Name}");
-        long length = file.Length, done = 0;
+        long done = 0;
         byte[]? chunk = null;
         try
         {
-            while (done < length)
+            while (done < count)
             {
                 if (SendFile.IsSupported)
                 {
-                    done += SendFile.TrySend(_socket, file.Handle, file.Position + done, length - done);
-                    if (done >= length) break;
+                    done += SendFile.TrySend(_socket, file, position + done, count - done);
+                    if (done >= count) break;
                 }
                 chunk ??= ArrayPool<byte>.Shared.Rent(CopyChunk);
-                int want = (int)Math.Min(chunk.Length, length - done);
-                int n = RandomAccess.Read(file.Handle, chunk.AsSpan(0, want), file.Position + done);
-                if (n <= 0) throw new IOException("segment file ended before the fetched range");
+                int want = (int)Math.Min(chunk.Length, count - done);
+                int n = RandomAccess.Read(file, chunk.AsSpan(0, want), position + done);
+                if (n <= 0) throw new IOException("file ended before the range to send");
                 await SendAsync(chunk.AsMemory(0, n), ct).ConfigureAwait(false);
                 done += n;
             }

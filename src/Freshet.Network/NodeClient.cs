@@ -2,7 +2,6 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.Net.Sockets;
-using Freshet.Broker.Replication;
 using Freshet.Protocol.Messages;
 using Freshet.Protocol.Wire;
 using Microsoft.Extensions.Logging;
@@ -46,7 +45,7 @@ public sealed partial class NodeClient(NodeResolver resolve, NodeClientOptions o
 
     public NodeClientOptions Options { get; } = options;
 
-    public async Task<TResponse> SendAsync<TResponse>(int nodeId, IApiMessage request, short version, CancellationToken ct) where TResponse : IApiMessage, new()
+    public async Task<TResponse> SendAsync<TResponse>(int nodeId, IApiRequest<TResponse> request, short version, CancellationToken ct) where TResponse : IApiMessage, new()
     {
         var connection = await ConnectionAsync(nodeId, ct).ConfigureAwait(false);
         var (body, _) = await connection.SendAsync(request, version, pooled: false, ct).ConfigureAwait(false);
@@ -54,7 +53,7 @@ public sealed partial class NodeClient(NodeResolver resolve, NodeClientOptions o
     }
 
     /// <summary>The response is read into a buffer rented from the shared pool, returned when the lease is disposed.</summary>
-    public async Task<ResponseLease<TResponse>> SendLeasedAsync<TResponse>(int nodeId, IApiMessage request, short version, CancellationToken ct)
+    public async Task<ResponseLease<TResponse>> SendLeasedAsync<TResponse>(int nodeId, IApiRequest<TResponse> request, short version, CancellationToken ct)
         where TResponse : IApiMessage, new()
     {
         var connection = await ConnectionAsync(nodeId, ct).ConfigureAwait(false);

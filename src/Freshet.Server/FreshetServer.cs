@@ -232,8 +232,8 @@ public sealed partial class FreshetServer : IAsyncDisposable
                 new NodeClientOptions { ClientId = $"freshet-{config.NodeId}-raft", RequestTimeoutMs = 30_000 }, loggers.CreateLogger<NodeClient>());
             var raftNodes = parts.RaftNodes;
             parts.OtherVoters = voters.Count > 1;
-            parts.Raft = new RaftDriver(raftConfig, (to, request, ct) => SendRaftAsync(raftNodes, controllerDispatcher, to, request, ct),
-                time, loggers.CreateLogger<RaftDriver>());
+            // Raft sends at the highest version this node serves: the voters run the same software.
+            parts.Raft = new RaftDriver(raftConfig, raftNodes, controllerDispatcher.MaxVersion, time, loggers.CreateLogger<RaftDriver>());
             var raft = parts.Raft;
             parts.WatchFailure(raft.Failed);
             var controller = new QuorumController(new ControllerOptions
@@ -540,22 +540,6 @@ public sealed partial class FreshetServer : IAsyncDisposable
     /// <summary>A broker's address on the inter-broker listener, from the metadata image.</summary>
     private static (string, int)? BrokerAddress(MetadataCache cache, string listener, int brokerId) =>
         cache.Image.Brokers.TryGetValue(brokerId, out var b) && b.Endpoints.FirstOrDefault(e => e.Name == listener) is { } ep ? (ep.Host, ep.Port) : null;
-
-    /// <summary>A Raft request to another controller, at the highest version both run (the same software).</summary>
-    private static async Task<object> SendRaftAsync(NodeClient nodes, RequestDispatcher versions, int to, object request, CancellationToken ct)
-    {
-        var message = (IApiMessage)request;
-        short v = versions.MaxVersion(message.ApiKey);
-        return request switch
-        {
-            VoteRequest => await nodes.SendAsync<VoteResponse>(to, message, v, ct).ConfigureAwait(false),
-            BeginQuorumEpochRequest => await nodes.SendAsync<BeginQuorumEpochResponse>(to, message, v, ct).ConfigureAwait(false),
-            EndQuorumEpochRequest => await nodes.SendAsync<EndQuorumEpochResponse>(to, message, v, ct).ConfigureAwait(false),
-            FetchRequest => await nodes.SendAsync<FetchResponse>(to, message, v, ct).ConfigureAwait(false),
-            FetchSnapshotRequest => await nodes.SendAsync<FetchSnapshotResponse>(to, message, v, ct).ConfigureAwait(false),
-            _ => throw new InvalidOperationException($"Raft does not send {request.GetType().Name}"),
-        };
-    }
 
     /// <summary>What the node runs besides its storage, for disposal in reverse order.</summary>
     private sealed class Parts : IAsyncDisposable

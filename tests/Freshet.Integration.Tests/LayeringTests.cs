@@ -121,4 +121,22 @@ public sealed class LayeringTests
         }
         Assert.True(found.Count == 0, "handlers reach into logs: " + string.Join("; ", found));
     }
+
+    /// <summary>
+    /// The network layer sends records through Protocol's TransferableRecords and never names Storage
+    /// (Storage never sees a socket, and the socket side never sees a segment): a new kind of records
+    /// needs no change in Network.
+    /// </summary>
+    [Fact]
+    public void TheNetworkLayerNamesNothingFromStorage()
+    {
+        string network = Path.Combine(RepoRoot(), "src", "Freshet.Network");
+        foreach (var file in Directory.EnumerateFiles(network, "*.cs", SearchOption.AllDirectories))
+        {
+            if (file.Contains($"{Path.DirectorySeparatorChar}obj{Path.DirectorySeparatorChar}", StringComparison.Ordinal)) continue;
+            string text = File.ReadAllText(file);
+            Assert.False(text.Contains("Freshet.Storage", StringComparison.Ordinal), $"{Path.GetFileName(file)} names Freshet.Storage");
+            Assert.False(text.Contains("FileRecords", StringComparison.Ordinal), $"{Path.GetFileName(file)} names Storage's FileRecords");
+        }
+    }
 }

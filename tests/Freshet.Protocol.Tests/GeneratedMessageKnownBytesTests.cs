@@ -259,6 +259,9 @@ public class GeneratedMessageKnownBytesTests
             Assert.Equal(key, response.ApiKey);
             Assert.Equal(ApiMessages.LowestVersion(key), request.LowestSupportedVersion);
             Assert.Equal(ApiMessages.HighestVersion(key), response.HighestSupportedVersion);
+            // A request names its response type (typed clients infer it): the response the registry pairs with it.
+            var typed = Assert.Single(request.GetType().GetInterfaces(), i => i.IsGenericType && i.GetGenericTypeDefinition() == typeof(IApiRequest<>));
+            Assert.Equal(response.GetType(), typed.GetGenericArguments()[0]);
         }
 
         Assert.Equal(2, (short)MetadataRecordType.Topic);

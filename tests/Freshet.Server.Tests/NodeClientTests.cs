@@ -1,8 +1,8 @@
 using System.Net;
 using System.Net.Sockets;
-using Freshet.Broker.Replication;
 using Freshet.Network;
 using Freshet.Protocol.Messages;
+using Freshet.Protocol.Wire;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Freshet.Server.Tests;

@@ -83,7 +83,7 @@ public static class ClassModelBuilder
     private static readonly HashSet<string> UsedTypeNames =
     [
         .. ExpressionTypeNames, "List", "ReadOnlyMemory", "RecordSet", "RawTaggedField", "ProtocolReader",
-        "ProtocolWriter", "IMessage", "IApiMessage", "HashCode",
+        "ProtocolWriter", "IMessage", "IApiMessage", "IApiRequest", "HashCode",
     ];
 
     public static ClassModel Build(MessageSpec message)

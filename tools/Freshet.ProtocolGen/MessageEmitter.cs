@@ -54,7 +54,10 @@ public static class MessageEmitter
     private static void EmitClass(CodeWriter w, ClassModel c)
     {
         var m = c.Message;
-        string iface = c.IsTopLevel && m.IsApiMessage ? "IApiMessage" : "IMessage";
+        // A request names its response type, so that a typed client infers what comes back (VoteRequest -> VoteResponse).
+        string iface = !c.IsTopLevel || !m.IsApiMessage ? "IMessage"
+            : m.Type == "request" ? $"IApiRequest<{m.Name[..^"Request".Length]}Response>"
+            : "IApiMessage";
         w.Open($"public sealed partial class {c.Name} : {iface}");
         if (c.IsTopLevel)
         {

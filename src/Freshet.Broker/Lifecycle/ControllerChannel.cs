@@ -1,4 +1,3 @@
-using Freshet.Broker.Replication;
 using Freshet.Protocol;
 using Freshet.Protocol.Wire;
 using Microsoft.Extensions.Logging;
@@ -14,7 +13,7 @@ public interface IControllerChannel
     /// <paramref name="topLevelError"/>), the request is sent again, to whichever controller is
     /// active then, after a backoff, until <paramref name="ct"/> is cancelled.
     /// </summary>
-    Task<TResponse> SendAsync<TResponse>(IApiMessage request, short version, Func<TResponse, ErrorCode> topLevelError, CancellationToken ct)
+    Task<TResponse> SendAsync<TResponse>(IApiRequest<TResponse> request, short version, Func<TResponse, ErrorCode> topLevelError, CancellationToken ct)
         where TResponse : IApiMessage, new();
 }
 
@@ -26,7 +25,7 @@ public interface IControllerChannel
 public sealed partial class ControllerChannel(INodeClient nodes, Func<int?> activeController, ILogger<ControllerChannel> logger, int retryBackoffMs = 100)
     : IControllerChannel
 {
-    public async Task<TResponse> SendAsync<TResponse>(IApiMessage request, short version, Func<TResponse, ErrorCode> topLevelError, CancellationToken ct)
+    public async Task<TResponse> SendAsync<TResponse>(IApiRequest<TResponse> request, short version, Func<TResponse, ErrorCode> topLevelError, CancellationToken ct)
         where TResponse : IApiMessage, new()
     {
         while (true)
@@ -36,7 +35,7 @@ public sealed partial class ControllerChannel(INodeClient nodes, Func<int?> acti
             {
                 try
                 {
-                    var response = await nodes.SendAsync<TResponse>(id, request, version, ct).ConfigureAwait(false);
+                    var response = await nodes.SendAsync(id, request, version, ct).ConfigureAwait(false);
                     if (topLevelError(response) != ErrorCode.NotController) return response;
                     LogNotController(logger, id, request.GetType().Name);
                 }

@@ -80,18 +80,18 @@ public sealed class ControllerOperations(QuorumController local, IControllerChan
 
     private Task<IApiMessage> ForwardAsync(IApiMessage request, short version, Func<IApiMessage, ErrorCode> notController, CancellationToken ct) => request switch
     {
-        CreateTopicsRequest => Send<CreateTopicsResponse>(request, version, notController, ct),
-        DeleteTopicsRequest => Send<DeleteTopicsResponse>(request, version, notController, ct),
-        CreatePartitionsRequest => Send<CreatePartitionsResponse>(request, version, notController, ct),
-        IncrementalAlterConfigsRequest => Send<IncrementalAlterConfigsResponse>(request, version, notController, ct),
-        ElectLeadersRequest => Send<ElectLeadersResponse>(request, version, notController, ct),
-        AlterPartitionReassignmentsRequest => Send<AlterPartitionReassignmentsResponse>(request, version, notController, ct),
-        ListPartitionReassignmentsRequest => Send<ListPartitionReassignmentsResponse>(request, version, notController, ct),
-        DescribeQuorumRequest => Send<DescribeQuorumResponse>(request, version, notController, ct),
+        CreateTopicsRequest r => Send(r, version, notController, ct),
+        DeleteTopicsRequest r => Send(r, version, notController, ct),
+        CreatePartitionsRequest r => Send(r, version, notController, ct),
+        IncrementalAlterConfigsRequest r => Send(r, version, notController, ct),
+        ElectLeadersRequest r => Send(r, version, notController, ct),
+        AlterPartitionReassignmentsRequest r => Send(r, version, notController, ct),
+        ListPartitionReassignmentsRequest r => Send(r, version, notController, ct),
+        DescribeQuorumRequest r => Send(r, version, notController, ct),
         _ => throw new InvalidOperationException($"{request.GetType().Name} is not forwarded to the controller"),
     };
 
-    private async Task<IApiMessage> Send<T>(IApiMessage request, short version, Func<IApiMessage, ErrorCode> notController, CancellationToken ct)
+    private async Task<IApiMessage> Send<T>(IApiRequest<T> request, short version, Func<IApiMessage, ErrorCode> notController, CancellationToken ct)
         where T : IApiMessage, new() =>
-        await remote!.SendAsync<T>(request, version, r => notController(r), ct).ConfigureAwait(false);
+        await remote!.SendAsync(request, version, r => notController(r), ct).ConfigureAwait(false);
 }

@@ -12,7 +12,7 @@ public sealed class LocalControllerChannel(RequestDispatcher controllerApis, int
 {
     private int _correlation;
 
-    public async Task<TResponse> SendAsync<TResponse>(IApiMessage request, short version, Func<TResponse, ErrorCode> topLevelError, CancellationToken ct)
+    public async Task<TResponse> SendAsync<TResponse>(IApiRequest<TResponse> request, short version, Func<TResponse, ErrorCode> topLevelError, CancellationToken ct)
         where TResponse : IApiMessage, new()
     {
         while (true)

@@ -1,4 +1,5 @@
 using Freshet.Protocol;
+using Freshet.Protocol.Wire;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Freshet.Metadata.Controller;
 using Freshet.Metadata.Image;
 using Freshet.Protocol;
+using Freshet.Protocol.Wire;
 using Freshet.Storage;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;

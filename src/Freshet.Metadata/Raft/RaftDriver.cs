@@ -4,16 +4,13 @@ using Microsoft.Extensions.Logging;
 
 namespace Freshet.Metadata.Raft;
 
-/// <summary>Sends a Raft request to another node and returns its response (any failure throws).</summary>
-public delegate Task<object> RaftSender(int toNodeId, object request, CancellationToken ct);
-
 /// <summary>
 /// Runs a <see cref="RaftNode"/> for real: one dedicated thread owns the node and runs, in order,
 /// the requests other nodes send, the responses to what it sent, appends, and its timers (Poll);
 /// the network and the waiting callers never touch the node. Requests the node sends go out
-/// through <see cref="RaftSender"/> and come back as HandleResponse, or as a failure after the
-/// request timeout. Appends complete when the high watermark passes them, or fail when this
-/// node stops leading first.
+/// through the inter-node client (<see cref="INodeClient"/>, typed by the request) and come back
+/// as HandleResponse, or as a failure after the request timeout. Appends complete when the high
+/// watermark passes them, or fail when this node stops leading first.
 /// <para>
 /// Failure policy: the node's log and quorum-state file must never be half-written under a running
 /// node (Raft cannot go on with a forgotten vote or a log it is unsure of), so any exception out of the
@@ -28,7 +25,8 @@ public delegate Task<object> RaftSender(int toNodeId, object request, Cancellati
 public sealed partial class RaftDriver : IRaftTransport, IDisposable
 {
     private readonly RaftConfig _config;
-    private readonly RaftSender _send;
+    private readonly INodeClient _nodes;
+    private readonly Func<short, short> _versionOf;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly BlockingCollection<Work> _queue = new(new ConcurrentQueue<Work>());
@@ -51,10 +49,13 @@ public sealed partial class RaftDriver : IRaftTransport, IDisposable
     /// <param name="Delivered">Offsets below this were handed to the listener.</param>
     public sealed record RaftState(LeaderAndEpoch Leader, bool IsLeader, long HighWatermark, long LogEndOffset, int Epoch, long LeaderEpochStartEnd, long Delivered);
 
-    public RaftDriver(RaftConfig config, RaftSender send, TimeProvider time, ILogger<RaftDriver> logger)
+    /// <param name="nodes">The client to the other voters (Raft's own connections: see FreshetServer).</param>
+    /// <param name="versionOf">The version to send an API at, by API key (the highest this node serves: the voters run the same software).</param>
+    public RaftDriver(RaftConfig config, INodeClient nodes, Func<short, short> versionOf, TimeProvider time, ILogger<RaftDriver> logger)
     {
         _config = config;
-        _send = send;
+        _nodes = nodes;
+        _versionOf = versionOf;
         _time = time;
         _logger = logger;
         _thread = new Thread(Run) { IsBackground = true, Name = $"raft-{config.NodeId}" };
@@ -242,19 +243,19 @@ public sealed partial class RaftDriver : IRaftTransport, IDisposable
     }
 
     /// <summary>IRaftTransport: called on the node's thread; the response (or failure) comes back through the queue.</summary>
-    void IRaftTransport.Send(int toNodeId, object request)
+    void IRaftTransport.Send<TResponse>(int toNodeId, IApiRequest<TResponse> request)
     {
         _ = SendAsync(toNodeId, request);
     }
 
-    private async Task SendAsync(int toNodeId, object request)
+    private async Task SendAsync<TResponse>(int toNodeId, IApiRequest<TResponse> request) where TResponse : IApiMessage, new()
     {
-        object? response = null;
+        TResponse? response = default;
         try
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
             timeout.CancelAfter(_config.RequestTimeoutMs);
-            response = await _send(toNodeId, request, timeout.Token).ConfigureAwait(false);
+            response = await _nodes.SendAsync(toNodeId, request, _versionOf(request.ApiKey), timeout.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or OperationCanceledException or TimeoutException or Protocol.Wire.ProtocolException)
         {

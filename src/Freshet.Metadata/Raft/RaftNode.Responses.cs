@@ -7,22 +7,29 @@ namespace Freshet.Metadata.Raft;
 // Requests this node sends, and their responses.
 public sealed partial class RaftNode
 {
-    private object BuildVoteRequest(int voterId) =>
+    private VoteRequest BuildVoteRequest(int voterId) =>
         RaftMessages.VoteRequest(_config.ClusterId, voterId, _epoch, NodeId, new OffsetAndEpoch(_log.EndOffset, _log.LastFetchedEpoch));
 
-    private object BuildBeginQuorumEpochRequest(int voterId) =>
+    private BeginQuorumEpochRequest BuildBeginQuorumEpochRequest(int voterId) =>
         RaftMessages.BeginQuorumEpochRequest(_config.ClusterId, voterId, NodeId, _epoch);
 
-    private object BuildEndQuorumEpochRequest(int voterId) =>
+    private EndQuorumEpochRequest BuildEndQuorumEpochRequest(int voterId) =>
         RaftMessages.EndQuorumEpochRequest(_config.ClusterId, NodeId, _epoch, _state is ResignedState r ? r.Successors : []);
 
     private void SendFetch(FollowerState f)
     {
-        object request = f.Snapshot is { } s
-            ? RaftMessages.FetchSnapshotRequest(_config.ClusterId, NodeId, _epoch, s.Id, s.Data.WrittenCount, _config.SnapshotChunkBytes)
-            : RaftMessages.FetchRequest(_config.ClusterId, NodeId, _epoch, _log.EndOffset, _log.LastFetchedEpoch, _config.FetchMaxWaitMs, _config.FetchMaxBytes);
-        f.FetchInFlight = request;
-        _transport.Send(_leaderId, request);
+        if (f.Snapshot is { } s)
+        {
+            var request = RaftMessages.FetchSnapshotRequest(_config.ClusterId, NodeId, _epoch, s.Id, s.Data.WrittenCount, _config.SnapshotChunkBytes);
+            f.FetchInFlight = request;
+            _transport.Send(_leaderId, request);
+        }
+        else
+        {
+            var request = RaftMessages.FetchRequest(_config.ClusterId, NodeId, _epoch, _log.EndOffset, _log.LastFetchedEpoch, _config.FetchMaxWaitMs, _config.FetchMaxBytes);
+            f.FetchInFlight = request;
+            _transport.Send(_leaderId, request);
+        }
     }
 
     /// <summary>An observer that knows no leader asks the voters in turn; any answer names the leader they know.</summary>

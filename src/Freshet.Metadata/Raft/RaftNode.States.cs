@@ -1,4 +1,5 @@
 using Freshet.Protocol.Records;
+using Freshet.Protocol.Wire;
 
 namespace Freshet.Metadata.Raft;
 
@@ -111,13 +112,14 @@ public sealed partial class RaftNode
         }
 
         /// <summary>Sends to every peer that is neither done, nor waiting on a request, nor backing off.</summary>
-        public void SendDue(long nowMs, IRaftTransport transport, Func<int, object> build)
+        public void SendDue<TResponse>(long nowMs, IRaftTransport transport, Func<int, IApiRequest<TResponse>> build) where TResponse : IApiMessage, new()
         {
             foreach (var (id, p) in _peers)
             {
                 if (p.Done || p.InFlight is not null || nowMs < p.RetryAtMs) continue;
-                p.InFlight = build(id);
-                transport.Send(id, p.InFlight);
+                var request = build(id);
+                p.InFlight = request;
+                transport.Send(id, request);
             }
         }
 

@@ -1,3 +1,5 @@
+using Freshet.Protocol.Wire;
+
 namespace Freshet.Metadata.Raft;
 
 /// <summary>
@@ -39,11 +41,18 @@ public enum RaftRole
 /// Where a <see cref="RaftNode"/> sends requests. The driver must later call
 /// <see cref="RaftNode.HandleResponse"/> exactly once per <see cref="Send"/>: with the response, or
 /// with null when the send failed or timed out. Send must not call back into the node.
+/// <para>
+/// This seam stays synchronous and fire-and-forget, apart from <see cref="INodeClient"/>: the node is
+/// a deterministic state machine that hears back through HandleResponse on its own thread, so the
+/// simulation can deliver (or lose, or reorder) responses at a simulated time without tasks.
+/// <see cref="RaftDriver"/> feeds it to the typed inter-node client; the request's type names its
+/// response type, so neither side switches on it.
+/// </para>
 /// </summary>
 public interface IRaftTransport
 {
-    /// <param name="request">A generated request message (VoteRequest, BeginQuorumEpochRequest, EndQuorumEpochRequest, FetchRequest, FetchSnapshotRequest).</param>
-    void Send(int toNodeId, object request);
+    /// <param name="request">VoteRequest, BeginQuorumEpochRequest, EndQuorumEpochRequest, FetchRequest or FetchSnapshotRequest.</param>
+    void Send<TResponse>(int toNodeId, IApiRequest<TResponse> request) where TResponse : IApiMessage, new();
 }
 
 /// <summary>

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class AddOffsetsToTxnRequest : IApiMessage
+public sealed partial class AddOffsetsToTxnRequest : IApiRequest<AddOffsetsToTxnResponse>
 {
     public const short ApiKeyValue = 25;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class AddPartitionsToTxnRequest : IApiMessage
+public sealed partial class AddPartitionsToTxnRequest : IApiRequest<AddPartitionsToTxnResponse>
 {
     public const short ApiKeyValue = 24;
     public const short LowestVersion = 0;

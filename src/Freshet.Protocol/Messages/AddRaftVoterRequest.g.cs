@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class AddRaftVoterRequest : IApiMessage
+public sealed partial class AddRaftVoterRequest : IApiRequest<AddRaftVoterResponse>
 {
     public const short ApiKeyValue = 80;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class AllocateProducerIdsRequest : IApiMessage
+public sealed partial class AllocateProducerIdsRequest : IApiRequest<AllocateProducerIdsResponse>
 {
     public const short ApiKeyValue = 67;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class AlterClientQuotasRequest : IApiMessage
+public sealed partial class AlterClientQuotasRequest : IApiRequest<AlterClientQuotasResponse>
 {
     public const short ApiKeyValue = 49;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class AlterConfigsRequest : IApiMessage
+public sealed partial class AlterConfigsRequest : IApiRequest<AlterConfigsResponse>
 {
     public const short ApiKeyValue = 33;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class AlterPartitionReassignmentsRequest : IApiMessage
+public sealed partial class AlterPartitionReassignmentsRequest : IApiRequest<AlterPartitionReassignmentsResponse>
 {
     public const short ApiKeyValue = 45;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class AlterPartitionRequest : IApiMessage
+public sealed partial class AlterPartitionRequest : IApiRequest<AlterPartitionResponse>
 {
     public const short ApiKeyValue = 56;
     public const short LowestVersion = 0;

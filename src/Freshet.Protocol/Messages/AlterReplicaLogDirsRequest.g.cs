@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class AlterReplicaLogDirsRequest : IApiMessage
+public sealed partial class AlterReplicaLogDirsRequest : IApiRequest<AlterReplicaLogDirsResponse>
 {
     public const short ApiKeyValue = 34;
     public const short LowestVersion = 0;

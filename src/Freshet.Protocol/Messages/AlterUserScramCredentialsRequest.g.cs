@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class AlterUserScramCredentialsRequest : IApiMessage
+public sealed partial class AlterUserScramCredentialsRequest : IApiRequest<AlterUserScramCredentialsResponse>
 {
     public const short ApiKeyValue = 51;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class ApiVersionsRequest : IApiMessage
+public sealed partial class ApiVersionsRequest : IApiRequest<ApiVersionsResponse>
 {
     public const short ApiKeyValue = 18;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class AssignReplicasToDirsRequest : IApiMessage
+public sealed partial class AssignReplicasToDirsRequest : IApiRequest<AssignReplicasToDirsResponse>
 {
     public const short ApiKeyValue = 73;
     public const short LowestVersion = 0;

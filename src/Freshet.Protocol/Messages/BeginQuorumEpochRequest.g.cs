@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class BeginQuorumEpochRequest : IApiMessage
+public sealed partial class BeginQuorumEpochRequest : IApiRequest<BeginQuorumEpochResponse>
 {
     public const short ApiKeyValue = 53;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class BrokerHeartbeatRequest : IApiMessage
+public sealed partial class BrokerHeartbeatRequest : IApiRequest<BrokerHeartbeatResponse>
 {
     public const short ApiKeyValue = 63;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class BrokerRegistrationRequest : IApiMessage
+public sealed partial class BrokerRegistrationRequest : IApiRequest<BrokerRegistrationResponse>
 {
     public const short ApiKeyValue = 62;
     public const short LowestVersion = 0;

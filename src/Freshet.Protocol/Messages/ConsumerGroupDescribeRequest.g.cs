@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class ConsumerGroupDescribeRequest : IApiMessage
+public sealed partial class ConsumerGroupDescribeRequest : IApiRequest<ConsumerGroupDescribeResponse>
 {
     public const short ApiKeyValue = 69;
     public const short LowestVersion = 0;

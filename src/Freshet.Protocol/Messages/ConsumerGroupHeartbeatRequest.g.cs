@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class ConsumerGroupHeartbeatRequest : IApiMessage
+public sealed partial class ConsumerGroupHeartbeatRequest : IApiRequest<ConsumerGroupHeartbeatResponse>
 {
     public const short ApiKeyValue = 68;
     public const short LowestVersion = 0;

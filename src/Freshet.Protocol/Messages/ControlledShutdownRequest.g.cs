@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class ControlledShutdownRequest : IApiMessage
+public sealed partial class ControlledShutdownRequest : IApiRequest<ControlledShutdownResponse>
 {
     public const short ApiKeyValue = 7;
     public const short LowestVersion = 0;

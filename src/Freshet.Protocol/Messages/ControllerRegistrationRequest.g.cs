@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class ControllerRegistrationRequest : IApiMessage
+public sealed partial class ControllerRegistrationRequest : IApiRequest<ControllerRegistrationResponse>
 {
     public const short ApiKeyValue = 70;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class CreateAclsRequest : IApiMessage
+public sealed partial class CreateAclsRequest : IApiRequest<CreateAclsResponse>
 {
     public const short ApiKeyValue = 30;
     public const short LowestVersion = 0;

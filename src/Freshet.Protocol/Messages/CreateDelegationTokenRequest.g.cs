@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class CreateDelegationTokenRequest : IApiMessage
+public sealed partial class CreateDelegationTokenRequest : IApiRequest<CreateDelegationTokenResponse>
 {
     public const short ApiKeyValue = 38;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class CreatePartitionsRequest : IApiMessage
+public sealed partial class CreatePartitionsRequest : IApiRequest<CreatePartitionsResponse>
 {
     public const short ApiKeyValue = 37;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class CreateTopicsRequest : IApiMessage
+public sealed partial class CreateTopicsRequest : IApiRequest<CreateTopicsResponse>
 {
     public const short ApiKeyValue = 19;
     public const short LowestVersion = 0;

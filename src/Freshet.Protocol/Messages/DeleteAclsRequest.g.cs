@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class DeleteAclsRequest : IApiMessage
+public sealed partial class DeleteAclsRequest : IApiRequest<DeleteAclsResponse>
 {
     public const short ApiKeyValue = 31;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class DeleteGroupsRequest : IApiMessage
+public sealed partial class DeleteGroupsRequest : IApiRequest<DeleteGroupsResponse>
 {
     public const short ApiKeyValue = 42;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class DeleteRecordsRequest : IApiMessage
+public sealed partial class DeleteRecordsRequest : IApiRequest<DeleteRecordsResponse>
 {
     public const short ApiKeyValue = 21;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class DeleteShareGroupStateRequest : IApiMessage
+public sealed partial class DeleteShareGroupStateRequest : IApiRequest<DeleteShareGroupStateResponse>
 {
     public const short ApiKeyValue = 86;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class DeleteTopicsRequest : IApiMessage
+public sealed partial class DeleteTopicsRequest : IApiRequest<DeleteTopicsResponse>
 {
     public const short ApiKeyValue = 20;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class DescribeAclsRequest : IApiMessage
+public sealed partial class DescribeAclsRequest : IApiRequest<DescribeAclsResponse>
 {
     public const short ApiKeyValue = 29;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class DescribeClientQuotasRequest : IApiMessage
+public sealed partial class DescribeClientQuotasRequest : IApiRequest<DescribeClientQuotasResponse>
 {
     public const short ApiKeyValue = 48;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class DescribeClusterRequest : IApiMessage
+public sealed partial class DescribeClusterRequest : IApiRequest<DescribeClusterResponse>
 {
     public const short ApiKeyValue = 60;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class DescribeConfigsRequest : IApiMessage
+public sealed partial class DescribeConfigsRequest : IApiRequest<DescribeConfigsResponse>
 {
     public const short ApiKeyValue = 32;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class DescribeDelegationTokenRequest : IApiMessage
+public sealed partial class DescribeDelegationTokenRequest : IApiRequest<DescribeDelegationTokenResponse>
 {
     public const short ApiKeyValue = 41;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class DescribeGroupsRequest : IApiMessage
+public sealed partial class DescribeGroupsRequest : IApiRequest<DescribeGroupsResponse>
 {
     public const short ApiKeyValue = 15;
     public const short LowestVersion = 0;

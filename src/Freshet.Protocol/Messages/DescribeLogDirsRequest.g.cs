@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class DescribeLogDirsRequest : IApiMessage
+public sealed partial class DescribeLogDirsRequest : IApiRequest<DescribeLogDirsResponse>
 {
     public const short ApiKeyValue = 35;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class DescribeProducersRequest : IApiMessage
+public sealed partial class DescribeProducersRequest : IApiRequest<DescribeProducersResponse>
 {
     public const short ApiKeyValue = 61;
     public const short LowestVersion = 0;

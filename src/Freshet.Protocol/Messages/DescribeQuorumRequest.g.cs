@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class DescribeQuorumRequest : IApiMessage
+public sealed partial class DescribeQuorumRequest : IApiRequest<DescribeQuorumResponse>
 {
     public const short ApiKeyValue = 55;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class DescribeTopicPartitionsRequest : IApiMessage
+public sealed partial class DescribeTopicPartitionsRequest : IApiRequest<DescribeTopicPartitionsResponse>
 {
     public const short ApiKeyValue = 75;
     public const short LowestVersion = 0;

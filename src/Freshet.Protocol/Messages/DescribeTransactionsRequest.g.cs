@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class DescribeTransactionsRequest : IApiMessage
+public sealed partial class DescribeTransactionsRequest : IApiRequest<DescribeTransactionsResponse>
 {
     public const short ApiKeyValue = 65;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class DescribeUserScramCredentialsRequest : IApiMessage
+public sealed partial class DescribeUserScramCredentialsRequest : IApiRequest<DescribeUserScramCredentialsResponse>
 {
     public const short ApiKeyValue = 50;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class ElectLeadersRequest : IApiMessage
+public sealed partial class ElectLeadersRequest : IApiRequest<ElectLeadersResponse>
 {
     public const short ApiKeyValue = 43;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class EndQuorumEpochRequest : IApiMessage
+public sealed partial class EndQuorumEpochRequest : IApiRequest<EndQuorumEpochResponse>
 {
     public const short ApiKeyValue = 54;
     public const short LowestVersion = 0;

@@ -10,7 +10,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class EndTxnRequest : IApiMessage
+public sealed partial class EndTxnRequest : IApiRequest<EndTxnResponse>
 {
     public const short ApiKeyValue = 26;
     public const short LowestVersion = 0;

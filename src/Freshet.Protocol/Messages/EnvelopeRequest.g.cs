@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class EnvelopeRequest : IApiMessage
+public sealed partial class EnvelopeRequest : IApiRequest<EnvelopeResponse>
 {
     public const short ApiKeyValue = 58;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class ExpireDelegationTokenRequest : IApiMessage
+public sealed partial class ExpireDelegationTokenRequest : IApiRequest<ExpireDelegationTokenResponse>
 {
     public const short ApiKeyValue = 40;
     public const short LowestVersion = 0;

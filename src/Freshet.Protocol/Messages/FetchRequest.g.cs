@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class FetchRequest : IApiMessage
+public sealed partial class FetchRequest : IApiRequest<FetchResponse>
 {
     public const short ApiKeyValue = 1;
     public const short LowestVersion = 0;

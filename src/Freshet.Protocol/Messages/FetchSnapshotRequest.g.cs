@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class FetchSnapshotRequest : IApiMessage
+public sealed partial class FetchSnapshotRequest : IApiRequest<FetchSnapshotResponse>
 {
     public const short ApiKeyValue = 59;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class FindCoordinatorRequest : IApiMessage
+public sealed partial class FindCoordinatorRequest : IApiRequest<FindCoordinatorResponse>
 {
     public const short ApiKeyValue = 10;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class GetTelemetrySubscriptionsRequest : IApiMessage
+public sealed partial class GetTelemetrySubscriptionsRequest : IApiRequest<GetTelemetrySubscriptionsResponse>
 {
     public const short ApiKeyValue = 71;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class HeartbeatRequest : IApiMessage
+public sealed partial class HeartbeatRequest : IApiRequest<HeartbeatResponse>
 {
     public const short ApiKeyValue = 12;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class IncrementalAlterConfigsRequest : IApiMessage
+public sealed partial class IncrementalAlterConfigsRequest : IApiRequest<IncrementalAlterConfigsResponse>
 {
     public const short ApiKeyValue = 44;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class InitProducerIdRequest : IApiMessage
+public sealed partial class InitProducerIdRequest : IApiRequest<InitProducerIdResponse>
 {
     public const short ApiKeyValue = 22;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class InitializeShareGroupStateRequest : IApiMessage
+public sealed partial class InitializeShareGroupStateRequest : IApiRequest<InitializeShareGroupStateResponse>
 {
     public const short ApiKeyValue = 83;
     public const short LowestVersion = 0;

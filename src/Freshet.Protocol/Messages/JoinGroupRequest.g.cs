@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class JoinGroupRequest : IApiMessage
+public sealed partial class JoinGroupRequest : IApiRequest<JoinGroupResponse>
 {
     public const short ApiKeyValue = 11;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class LeaderAndIsrRequest : IApiMessage
+public sealed partial class LeaderAndIsrRequest : IApiRequest<LeaderAndIsrResponse>
 {
     public const short ApiKeyValue = 4;
     public const short LowestVersion = 0;

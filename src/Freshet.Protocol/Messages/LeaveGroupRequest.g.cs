@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class LeaveGroupRequest : IApiMessage
+public sealed partial class LeaveGroupRequest : IApiRequest<LeaveGroupResponse>
 {
     public const short ApiKeyValue = 13;
     public const short LowestVersion = 0;

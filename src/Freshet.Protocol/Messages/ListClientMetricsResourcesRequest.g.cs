@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class ListClientMetricsResourcesRequest : IApiMessage
+public sealed partial class ListClientMetricsResourcesRequest : IApiRequest<ListClientMetricsResourcesResponse>
 {
     public const short ApiKeyValue = 74;
     public const short LowestVersion = 0;

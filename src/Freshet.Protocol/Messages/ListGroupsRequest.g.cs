@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class ListGroupsRequest : IApiMessage
+public sealed partial class ListGroupsRequest : IApiRequest<ListGroupsResponse>
 {
     public const short ApiKeyValue = 16;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class ListOffsetsRequest : IApiMessage
+public sealed partial class ListOffsetsRequest : IApiRequest<ListOffsetsResponse>
 {
     public const short ApiKeyValue = 2;
     public const short LowestVersion = 0;

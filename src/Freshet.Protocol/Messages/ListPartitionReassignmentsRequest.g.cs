@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class ListPartitionReassignmentsRequest : IApiMessage
+public sealed partial class ListPartitionReassignmentsRequest : IApiRequest<ListPartitionReassignmentsResponse>
 {
     public const short ApiKeyValue = 46;
     public const short LowestVersion = 0;

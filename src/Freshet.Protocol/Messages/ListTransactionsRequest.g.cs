@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class ListTransactionsRequest : IApiMessage
+public sealed partial class ListTransactionsRequest : IApiRequest<ListTransactionsResponse>
 {
     public const short ApiKeyValue = 66;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class MetadataRequest : IApiMessage
+public sealed partial class MetadataRequest : IApiRequest<MetadataResponse>
 {
     public const short ApiKeyValue = 3;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class OffsetCommitRequest : IApiMessage
+public sealed partial class OffsetCommitRequest : IApiRequest<OffsetCommitResponse>
 {
     public const short ApiKeyValue = 8;
     public const short LowestVersion = 0;

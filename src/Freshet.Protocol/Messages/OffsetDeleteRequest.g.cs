@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class OffsetDeleteRequest : IApiMessage
+public sealed partial class OffsetDeleteRequest : IApiRequest<OffsetDeleteResponse>
 {
     public const short ApiKeyValue = 47;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class OffsetFetchRequest : IApiMessage
+public sealed partial class OffsetFetchRequest : IApiRequest<OffsetFetchResponse>
 {
     public const short ApiKeyValue = 9;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class OffsetForLeaderEpochRequest : IApiMessage
+public sealed partial class OffsetForLeaderEpochRequest : IApiRequest<OffsetForLeaderEpochResponse>
 {
     public const short ApiKeyValue = 23;
     public const short LowestVersion = 0;

@@ -10,7 +10,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class ProduceRequest : IApiMessage
+public sealed partial class ProduceRequest : IApiRequest<ProduceResponse>
 {
     public const short ApiKeyValue = 0;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class PushTelemetryRequest : IApiMessage
+public sealed partial class PushTelemetryRequest : IApiRequest<PushTelemetryResponse>
 {
     public const short ApiKeyValue = 72;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class ReadShareGroupStateRequest : IApiMessage
+public sealed partial class ReadShareGroupStateRequest : IApiRequest<ReadShareGroupStateResponse>
 {
     public const short ApiKeyValue = 84;
     public const short LowestVersion = 0;

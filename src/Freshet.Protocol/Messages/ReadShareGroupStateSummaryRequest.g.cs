@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class ReadShareGroupStateSummaryRequest : IApiMessage
+public sealed partial class ReadShareGroupStateSummaryRequest : IApiRequest<ReadShareGroupStateSummaryResponse>
 {
     public const short ApiKeyValue = 87;
     public const short LowestVersion = 0;

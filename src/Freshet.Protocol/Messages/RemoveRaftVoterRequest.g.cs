@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class RemoveRaftVoterRequest : IApiMessage
+public sealed partial class RemoveRaftVoterRequest : IApiRequest<RemoveRaftVoterResponse>
 {
     public const short ApiKeyValue = 81;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class RenewDelegationTokenRequest : IApiMessage
+public sealed partial class RenewDelegationTokenRequest : IApiRequest<RenewDelegationTokenResponse>
 {
     public const short ApiKeyValue = 39;
     public const short LowestVersion = 0;

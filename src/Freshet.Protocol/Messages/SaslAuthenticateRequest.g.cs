@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class SaslAuthenticateRequest : IApiMessage
+public sealed partial class SaslAuthenticateRequest : IApiRequest<SaslAuthenticateResponse>
 {
     public const short ApiKeyValue = 36;
     public const short LowestVersion = 0;

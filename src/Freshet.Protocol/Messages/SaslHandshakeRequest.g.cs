@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class SaslHandshakeRequest : IApiMessage
+public sealed partial class SaslHandshakeRequest : IApiRequest<SaslHandshakeResponse>
 {
     public const short ApiKeyValue = 17;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class ShareAcknowledgeRequest : IApiMessage
+public sealed partial class ShareAcknowledgeRequest : IApiRequest<ShareAcknowledgeResponse>
 {
     public const short ApiKeyValue = 79;
     public const short LowestVersion = 0;

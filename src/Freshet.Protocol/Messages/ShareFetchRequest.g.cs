@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class ShareFetchRequest : IApiMessage
+public sealed partial class ShareFetchRequest : IApiRequest<ShareFetchResponse>
 {
     public const short ApiKeyValue = 78;
     public const short LowestVersion = 0;

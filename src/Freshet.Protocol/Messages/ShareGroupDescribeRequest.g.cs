@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class ShareGroupDescribeRequest : IApiMessage
+public sealed partial class ShareGroupDescribeRequest : IApiRequest<ShareGroupDescribeResponse>
 {
     public const short ApiKeyValue = 77;
     public const short LowestVersion = 0;

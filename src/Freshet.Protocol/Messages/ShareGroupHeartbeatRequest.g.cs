@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class ShareGroupHeartbeatRequest : IApiMessage
+public sealed partial class ShareGroupHeartbeatRequest : IApiRequest<ShareGroupHeartbeatResponse>
 {
     public const short ApiKeyValue = 76;
     public const short LowestVersion = 0;

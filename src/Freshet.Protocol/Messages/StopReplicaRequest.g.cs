@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class StopReplicaRequest : IApiMessage
+public sealed partial class StopReplicaRequest : IApiRequest<StopReplicaResponse>
 {
     public const short ApiKeyValue = 5;
     public const short LowestVersion = 0;

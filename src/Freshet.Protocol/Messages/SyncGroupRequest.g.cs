@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class SyncGroupRequest : IApiMessage
+public sealed partial class SyncGroupRequest : IApiRequest<SyncGroupResponse>
 {
     public const short ApiKeyValue = 14;
     public const short LowestVersion = 0;

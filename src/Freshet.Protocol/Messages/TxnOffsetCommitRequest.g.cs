@@ -10,7 +10,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class TxnOffsetCommitRequest : IApiMessage
+public sealed partial class TxnOffsetCommitRequest : IApiRequest<TxnOffsetCommitResponse>
 {
     public const short ApiKeyValue = 28;
     public const short LowestVersion = 0;

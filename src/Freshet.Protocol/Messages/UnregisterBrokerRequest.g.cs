@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class UnregisterBrokerRequest : IApiMessage
+public sealed partial class UnregisterBrokerRequest : IApiRequest<UnregisterBrokerResponse>
 {
     public const short ApiKeyValue = 64;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class UpdateFeaturesRequest : IApiMessage
+public sealed partial class UpdateFeaturesRequest : IApiRequest<UpdateFeaturesResponse>
 {
     public const short ApiKeyValue = 57;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class UpdateMetadataRequest : IApiMessage
+public sealed partial class UpdateMetadataRequest : IApiRequest<UpdateMetadataResponse>
 {
     public const short ApiKeyValue = 6;
     public const short LowestVersion = 0;

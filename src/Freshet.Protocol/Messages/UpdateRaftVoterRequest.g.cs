@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class UpdateRaftVoterRequest : IApiMessage
+public sealed partial class UpdateRaftVoterRequest : IApiRequest<UpdateRaftVoterResponse>
 {
     public const short ApiKeyValue = 82;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class VoteRequest : IApiMessage
+public sealed partial class VoteRequest : IApiRequest<VoteResponse>
 {
     public const short ApiKeyValue = 52;
     public const short LowestVersion = 0;

@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class WriteShareGroupStateRequest : IApiMessage
+public sealed partial class WriteShareGroupStateRequest : IApiRequest<WriteShareGroupStateResponse>
 {
     public const short ApiKeyValue = 85;
     public const short LowestVersion = 0;

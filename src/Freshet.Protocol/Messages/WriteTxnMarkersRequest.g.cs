@@ -9,7 +9,7 @@ using Freshet.Protocol.Wire;
 
 namespace Freshet.Protocol.Messages;
 
-public sealed partial class WriteTxnMarkersRequest : IApiMessage
+public sealed partial class WriteTxnMarkersRequest : IApiRequest<WriteTxnMarkersResponse>
 {
     public const short ApiKeyValue = 27;
     public const short LowestVersion = 0;

@@ -28,6 +28,12 @@ public interface IApiMessage : IMessage
     short ApiKey { get; }
 }
 
+/// <summary>
+/// A request body that names its response type (generated: <c>VoteRequest : IApiRequest&lt;VoteResponse&gt;</c>),
+/// so a typed client returns the right response without the caller naming it or switching on the request.
+/// </summary>
+public interface IApiRequest<TResponse> : IApiMessage where TResponse : IApiMessage, new();
+
 public static class MessageExtensions
 {
     /// <summary>The encoded size at <paramref name="version"/>.</summary>

@@ -6,7 +6,7 @@ namespace Freshet.Protocol.Wire;
 
 /// <summary>
 /// Writes Kafka's primitive types into a span sized beforehand with <see cref="MessageSize"/>.
-/// External record sets are not copied: their place is noted in <see cref="Splices"/> and the
+/// Transferable records are not copied: their place is noted in <see cref="Splices"/> and the
 /// transport sends them between the in-memory parts.
 /// </summary>
 public ref struct ProtocolWriter
@@ -25,7 +25,7 @@ public ref struct ProtocolWriter
     /// <summary>Bytes written to the span so far (external records excluded).</summary>
     public readonly int Position => _pos;
 
-    /// <summary>External record sets in wire order, or null when there are none.</summary>
+    /// <summary>Transferable records in wire order, or null when there are none.</summary>
     public readonly List<RecordSplice>? Splices => _splices;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -119,7 +119,7 @@ public ref struct ProtocolWriter
         int n = v.Length;
         if (compact) WriteUnsignedVarInt((uint)n + 1);
         else WriteInt32(n);
-        if (v is ExternalRecordSet ext)
+        if (v is TransferableRecords ext)
             (_splices ??= []).Add(new RecordSplice(_pos, ext));
         else
             v.Memory.Span.CopyTo(Take(n));

@@ -1,9 +1,11 @@
+using Microsoft.Win32.SafeHandles;
+
 namespace Freshet.Protocol.Wire;
 
 /// <summary>
 /// The value of a <c>records</c> field: record batches kept as bytes, never decoded on the way
 /// through. A request's records are a slice of the request buffer; a fetch response's records are
-/// usually an <see cref="ExternalRecordSet"/> (a file range) that the transport sends itself.
+/// usually <see cref="TransferableRecords"/> (a file range) that the transport sends itself.
 /// </summary>
 public class RecordSet
 {
@@ -27,17 +29,40 @@ public class RecordSet
 }
 
 /// <summary>
-/// Records that stay where they are (a range of a segment file) until the transport copies them
-/// to the socket, with sendfile where the platform allows. Protocol code only knows the length.
+/// Records that stay where they are (a range of a segment file) until the transport writes them to
+/// the connection, between the in-memory parts of the message (Kafka's TransferableRecords). Protocol
+/// code only knows the length; the transport only knows this class and the target it hands to
+/// <see cref="WriteToAsync"/>, never the concrete kind of records, so each kind chooses how its bytes
+/// go out (a file range asks for a zero-copy transfer).
 /// </summary>
-public abstract class ExternalRecordSet : RecordSet
+public abstract class TransferableRecords : RecordSet
 {
-    protected ExternalRecordSet() : base(ReadOnlyMemory<byte>.Empty) { }
+    protected TransferableRecords() : base(ReadOnlyMemory<byte>.Empty) { }
 
     public abstract override int Length { get; }
 
     public sealed override bool IsExternal => true;
+
+    /// <summary>Writes all <see cref="RecordSet.Length"/> bytes to <paramref name="target"/>, in order; throws when it cannot.</summary>
+    public abstract ValueTask WriteToAsync(IRecordTransferTarget target, CancellationToken ct);
 }
 
-/// <summary>Where an external record set goes in an encoded message: before byte <see cref="Position"/> of the in-memory part.</summary>
-public readonly record struct RecordSplice(int Position, ExternalRecordSet Records);
+/// <summary>
+/// Where <see cref="TransferableRecords"/> write themselves: implemented by the transport over its
+/// connection. A file handle is only passed through to the transport (which may hand it to the
+/// kernel); Protocol code never opens or reads a file.
+/// </summary>
+public interface IRecordTransferTarget
+{
+    /// <summary>Sends bytes held in memory.</summary>
+    ValueTask WriteAsync(ReadOnlyMemory<byte> bytes, CancellationToken ct);
+
+    /// <summary>
+    /// Sends <paramref name="count"/> bytes of <paramref name="file"/> from <paramref name="position"/>,
+    /// without copying them through managed memory where the platform allows (sendfile on Linux).
+    /// </summary>
+    ValueTask TransferFromFileAsync(SafeFileHandle file, long position, long count, CancellationToken ct);
+}
+
+/// <summary>Where transferable records go in an encoded message: before byte <see cref="Position"/> of the in-memory part.</summary>
+public readonly record struct RecordSplice(int Position, TransferableRecords Records);

@@ -4,15 +4,18 @@ using Microsoft.Win32.SafeHandles;
 namespace Freshet.Storage.Segments;
 
 /// <summary>
-/// A range of a segment's .log file holding whole batches, handed to the transport unread so it
-/// can send it with sendfile. The handle stays valid after the segment is deleted by retention:
+/// A range of a segment's .log file holding whole batches, handed to the transport unread: it writes
+/// itself as a file transfer, which the transport makes with sendfile. The handle stays valid after the segment is deleted by retention:
 /// deleted segments are closed only after file.delete.delay.ms.
 /// </summary>
-public sealed class FileRecords(SafeFileHandle handle, long position, int length) : ExternalRecordSet
+public sealed class FileRecords(SafeFileHandle handle, long position, int length) : TransferableRecords
 {
     public SafeFileHandle Handle { get; } = handle;
     public long Position { get; } = position;
     public override int Length => length;
+
+    public override ValueTask WriteToAsync(IRecordTransferTarget target, CancellationToken ct) =>
+        target.TransferFromFileAsync(Handle, Position, length, ct);
 
     /// <summary>Copies the bytes into memory (cold paths: tests, internal readers, down-conversion).</summary>
     public byte[] ReadAll()

@@ -1,6 +1,7 @@
 using Freshet.Metadata.Controller;
 using Freshet.Metadata.Log;
 using Freshet.Metadata.Raft;
+using Freshet.Protocol.Wire;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Freshet.Metadata.Tests.Raft;
@@ -76,8 +77,15 @@ public sealed class RaftDriverFailureTests
     }
 
     private static RaftDriver Driver() =>
-        new(new RaftConfig { NodeId = 1, Voters = [1], ClusterId = "c" }, (_, _, _) => throw new IOException("no peers"), TimeProvider.System,
+        new(new RaftConfig { NodeId = 1, Voters = [1], ClusterId = "c" }, new NoPeers(), key => 0, TimeProvider.System,
             NullLogger<RaftDriver>.Instance);
+
+    /// <summary>A single voter has no one to send to.</summary>
+    private sealed class NoPeers : INodeClient
+    {
+        public Task<TResponse> SendAsync<TResponse>(int nodeId, IApiRequest<TResponse> request, short version, CancellationToken ct)
+            where TResponse : IApiMessage, new() => throw new IOException("no peers");
+    }
 
     /// <summary>A single voter elects itself at once; its first append commits once it is leader.</summary>
     private static async Task<RaftDriver> LeaderAsync(IRaftLog log, IQuorumStateStore store, IRaftListener listener)

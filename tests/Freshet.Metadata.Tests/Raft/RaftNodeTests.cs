@@ -2,6 +2,7 @@ using Freshet.Metadata.Raft;
 using Freshet.Protocol;
 using Freshet.Protocol.Messages;
 using Freshet.Protocol.Records;
+using Freshet.Protocol.Wire;
 
 namespace Freshet.Metadata.Tests.Raft;
 
@@ -14,7 +15,7 @@ public sealed class RaftNodeTests
         public List<RaftEntry> Committed { get; } = [];
         public List<LeaderAndEpoch> Leaders { get; } = [];
         public List<RaftSnapshot> Snapshots { get; } = [];
-        public void Send(int toNodeId, object request) => Sent.Add((toNodeId, request));
+        public void Send<TResponse>(int toNodeId, IApiRequest<TResponse> request) where TResponse : IApiMessage, new() => Sent.Add((toNodeId, request));
         public void HandleCommit(IReadOnlyList<RaftEntry> entries) => Committed.AddRange(entries);
         public void HandleLeaderChange(LeaderAndEpoch leader) => Leaders.Add(leader);
         public void HandleSnapshot(RaftSnapshot snapshot) => Snapshots.Add(snapshot);

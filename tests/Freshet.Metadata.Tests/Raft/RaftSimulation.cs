@@ -593,7 +593,7 @@ public sealed class RaftSimulation
             });
         }
 
-        public void Send(int toNodeId, object request) => sim.Send(this, toNodeId, request);
+        public void Send<TResponse>(int toNodeId, IApiRequest<TResponse> request) where TResponse : IApiMessage, new() => sim.Send(this, toNodeId, request);
 
         public string Describe() => Node?.ToString() ?? $"node {Id} down";
     }

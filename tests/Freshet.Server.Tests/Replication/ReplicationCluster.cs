@@ -345,7 +345,7 @@ public sealed class ReplicationCluster : IAsyncDisposable
     {
         private static int s_correlation;
 
-        public async Task<TResponse> SendAsync<TResponse>(int nodeId, IApiMessage request, short version, CancellationToken ct) where TResponse : IApiMessage, new()
+        public async Task<TResponse> SendAsync<TResponse>(int nodeId, IApiRequest<TResponse> request, short version, CancellationToken ct) where TResponse : IApiMessage, new()
         {
             ct.ThrowIfCancellationRequested();
             if (cluster.IsCut(from, nodeId) || !cluster.Nodes.TryGetValue(nodeId, out var node) || node.Stopped)

@@ -1,24 +1,30 @@
-using Freshet.Protocol.Wire;
+namespace Freshet.Protocol.Wire;
 
-namespace Freshet.Broker.Replication;
-
-/// <summary>Requests from this node to another node of the cluster (replica fetches, controller calls, Raft).</summary>
+/// <summary>
+/// Requests from this node to another node of the cluster: replica fetches, controller calls
+/// (AlterPartition, broker registration and heartbeats, forwarded admin requests) and Raft's
+/// Vote, BeginQuorumEpoch, EndQuorumEpoch, Fetch and FetchSnapshot. It lives below every layer
+/// that sends such requests (Raft in Metadata, replication in Broker); the network layer
+/// implements it over TCP. The response type comes from the request's type, the API key from
+/// the request; the caller chooses the version.
+/// </summary>
 public interface INodeClient
 {
     /// <summary>
     /// Sends a request to node <paramref name="nodeId"/> at <paramref name="version"/> and returns its response;
     /// throws <see cref="NodeUnreachableException"/> when the connection fails, drops or the request times out.
     /// </summary>
-    Task<TResponse> SendAsync<TResponse>(int nodeId, IApiMessage request, short version, CancellationToken ct) where TResponse : IApiMessage, new();
+    Task<TResponse> SendAsync<TResponse>(int nodeId, IApiRequest<TResponse> request, short version, CancellationToken ct)
+        where TResponse : IApiMessage, new();
 
     /// <summary>
     /// As <see cref="SendAsync{TResponse}"/>, but the response (its record sets in particular) may point
     /// into a pooled buffer that goes back to the pool when the lease is disposed: nothing taken from the
     /// response may be used after that. For large, short-lived responses (replica fetches).
     /// </summary>
-    async Task<ResponseLease<TResponse>> SendLeasedAsync<TResponse>(int nodeId, IApiMessage request, short version, CancellationToken ct)
+    async Task<ResponseLease<TResponse>> SendLeasedAsync<TResponse>(int nodeId, IApiRequest<TResponse> request, short version, CancellationToken ct)
         where TResponse : IApiMessage, new() =>
-        new(await SendAsync<TResponse>(nodeId, request, version, ct).ConfigureAwait(false), null);
+        new(await SendAsync(nodeId, request, version, ct).ConfigureAwait(false), null);
 }
 
 /// <summary>A response whose bytes live in a rented buffer until <see cref="Dispose"/>.</summary>
