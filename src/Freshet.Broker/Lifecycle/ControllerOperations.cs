@@ -84,6 +84,7 @@ public sealed class ControllerOperations(QuorumController local, IControllerChan
         DeleteTopicsRequest r => Send(r, version, notController, ct),
         CreatePartitionsRequest r => Send(r, version, notController, ct),
         IncrementalAlterConfigsRequest r => Send(r, version, notController, ct),
+        AlterConfigsRequest r => Send(r, version, notController, ct),
         ElectLeadersRequest r => Send(r, version, notController, ct),
         AlterPartitionReassignmentsRequest r => Send(r, version, notController, ct),
         ListPartitionReassignmentsRequest r => Send(r, version, notController, ct),

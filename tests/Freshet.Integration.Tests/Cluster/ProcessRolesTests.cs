@@ -50,6 +50,27 @@ public sealed class ProcessRolesTests(ITestOutputHelper output)
         {
             var md = admin.GetMetadata(TimeSpan.FromSeconds(10));
             Assert.Equal([2, 3], md.Brokers.Select(b => b.BrokerId).Order());
+
+            // Config changes sent to a broker-only node are forwarded to the controller: the non-incremental
+            // AlterConfigs (API 33) as much as IncrementalAlterConfigs.
+            var resource = new Confluent.Kafka.Admin.ConfigResource { Type = Confluent.Kafka.Admin.ResourceType.Topic, Name = topic };
+#pragma warning disable CS0618 // AlterConfigsAsync is what older tools still send: it is the API under test.
+            await admin.AlterConfigsAsync(new Dictionary<Confluent.Kafka.Admin.ConfigResource, List<Confluent.Kafka.Admin.ConfigEntry>>
+            {
+                [resource] = [new() { Name = "retention.ms", Value = "3600000" }, new() { Name = "min.insync.replicas", Value = "1" }],
+            });
+#pragma warning restore CS0618
+            await admin.IncrementalAlterConfigsAsync(new Dictionary<Confluent.Kafka.Admin.ConfigResource, List<Confluent.Kafka.Admin.ConfigEntry>>
+            {
+                [resource] = [new() { Name = "segment.ms", Value = "7200000", IncrementalOperation = Confluent.Kafka.Admin.AlterConfigOpType.Set }],
+            });
+            // The brokers apply the change once the controller's record reaches them.
+            for (var deadline = DateTime.UtcNow.AddSeconds(30); ; await Task.Delay(100))
+            {
+                var entries = (await admin.DescribeConfigsAsync([resource])).Single().Entries;
+                if (entries["retention.ms"].Value == "3600000" && entries["segment.ms"].Value == "7200000") break;
+                Assert.True(DateTime.UtcNow < deadline, $"retention.ms={entries["retention.ms"].Value}, segment.ms={entries["segment.ms"].Value} after 30 s");
+            }
         }
         var config = Clients.ProducerConfig(bootstrap);
         config.Acks = Acks.All;
