@@ -162,6 +162,9 @@ public sealed class PartitionsCommandTests(ITestOutputHelper output) : IDisposab
         Assert.Equal(current, rollback);
         Assert.Contains(execute.Lines, l => l.StartsWith("moves-0", StringComparison.Ordinal) && l.Contains("1,2 -> 3,2", StringComparison.Ordinal) && l.EndsWith("started", StringComparison.Ordinal));
         Assert.Matches(@"Reassignment of 2 partitions completed in \d+\.\d s\.", execute.Stdout);
+        // --wait ends once the controller has finished the move; the broker answering Metadata applies its record soon after.
+        await Eventually(() => State(admin, "moves", 0).Replicas.SequenceEqual([3, 2]) && State(admin, "moves", 1).Replicas.SequenceEqual([1, 2]),
+            "the brokers see the reassigned replicas");
         var moved = State(admin, "moves", 0);
         Assert.Equal([3, 2], moved.Replicas);
         Assert.Contains(3, moved.Isr);
@@ -229,6 +232,14 @@ public sealed class PartitionsCommandTests(ITestOutputHelper output) : IDisposab
         var cancelAgain = await Partitions(live, "reassign", "--cancel", "--topic", "stuck", "--partition", "0");
         Assert.Equal(1, cancelAgain.ExitCode);
         Assert.Contains("NO_REASSIGNMENT_IN_PROGRESS: No ongoing reassignment for partition stuck-0.", cancelAgain.Stdout, StringComparison.Ordinal);
+        // --verify asks the controller whether a reassignment is in progress and a broker for the replicas: wait
+        // until both live brokers have applied the cancellation's record.
+        foreach (var node in cluster.Nodes.Where(n => n.Key != victim))
+        {
+            using var nodeAdmin = Clients.Admin(node.Value.BootstrapServers);
+            for (var deadline = DateTime.UtcNow.AddSeconds(30); !State(nodeAdmin, "stuck", 0).Replicas.SequenceEqual(others); await Task.Delay(100))
+                Assert.True(DateTime.UtcNow < deadline, $"node {node.Key} still lists replicas {string.Join(",", State(nodeAdmin, "stuck", 0).Replicas)} 30 s after the cancellation");
+        }
         var cancelled = await Partitions(live, "reassign", "--verify", "--topic", "stuck", "--partition", "0", "--replicas", target);
         Assert.Equal(1, cancelled.ExitCode);
         Assert.Contains($"no reassignment in progress, but the replicas are {others[0]},{others[1]}", cancelled.Stdout, StringComparison.Ordinal);
