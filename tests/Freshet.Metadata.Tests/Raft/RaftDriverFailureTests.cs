@@ -87,11 +87,14 @@ public sealed class RaftDriverFailureTests
             where TResponse : IApiMessage, new() => throw new IOException("no peers");
     }
 
-    /// <summary>A single voter elects itself at once; its first append commits once it is leader.</summary>
+    /// <summary>A single voter elects itself; its first append commits once it is leader.</summary>
     private static async Task<RaftDriver> LeaderAsync(IRaftLog log, IQuorumStateStore store, IRaftListener listener)
     {
         var driver = Driver();
         driver.Start(log, store, listener, new Random(1));
+        // It elects itself on its thread soon after the start; an append before that is refused (NotLeaderException).
+        for (var deadline = DateTime.UtcNow + Bound; !await driver.InvokeAsync((n, _) => n.IsLeader).WaitAsync(Bound); await Task.Delay(10))
+            Assert.True(DateTime.UtcNow < deadline, "the single voter did not elect itself");
         await driver.AppendAsync([[1]]).WaitAsync(Bound);
         Assert.True(driver.State.IsLeader);
         return driver;
@@ -125,9 +128,17 @@ public sealed class RaftDriverFailureTests
     {
         var log = new FailingLog();
         using var driver = await LeaderAsync(log, new FailingStore(), new NullListener());
-        // An observer caught up with the log: its fetch waits (long poll) for new entries.
-        var state = driver.State;
-        var parked = driver.HandleRequestAsync(9, RaftMessages.FetchRequest("c", 9, state.Epoch, state.LogEndOffset, state.Epoch, 60_000, 1 << 20));
+        // Once the high watermark has reached the log end (a parked fetch is also answered when the high
+        // watermark moves, which would complete it before the failure this test is about)...
+        (long Hw, long End, int Epoch) state;
+        for (var deadline = DateTime.UtcNow + Bound; ; await Task.Delay(10))
+        {
+            state = await driver.InvokeAsync((n, _) => (n.HighWatermark, n.LogEndOffset, n.Epoch)).WaitAsync(Bound);
+            if (state.Hw == state.End) break;
+            Assert.True(DateTime.UtcNow < deadline, $"the high watermark stayed at {state.Hw}, below the log end {state.End}");
+        }
+        // ...an observer caught up with the log: its fetch waits (long poll) for new entries.
+        var parked = driver.HandleRequestAsync(9, RaftMessages.FetchRequest("c", 9, state.Epoch, state.End, state.Epoch, 60_000, 1 << 20));
         await driver.InvokeAsync((n, _) => n.Epoch).WaitAsync(Bound); // the fetch was handled (and parked) before this
         Assert.False(parked.IsCompleted);
 
