@@ -10,7 +10,7 @@ namespace Freshet.Protocol.Tests;
 /// </summary>
 public class OverlayTests
 {
-    private const string OverlayPath = "tools/Freshet.ProtocolGen/overlay/kafka-protocol/DemoRequest.json";
+    private const string OverlayPath = "tools/Freshet.ProtocolGen/overlay/kafka-protocol/DemoRequest.overlay.json";
 
     /// <summary>A small request schema in Kafka's syntax: versions 0-2, flexible from 1, with a nested struct.</summary>
     private static MessageSpec Schema(bool unstable = false)

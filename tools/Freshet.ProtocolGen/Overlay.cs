@@ -9,7 +9,7 @@ namespace Freshet.ProtocolGen;
 /// schemas themselves.
 ///
 /// Where: tools/Freshet.ProtocolGen/overlay/&lt;schema folder&gt;/&lt;schema file name&gt;, e.g.
-/// overlay/kafka-protocol/ProduceRequest.json for kafka-protocol/ProduceRequest.json. Format (JSON,
+/// overlay/kafka-protocol/ProduceRequest.overlay.json for kafka-protocol/ProduceRequest.json. Format (JSON,
 /// // comments allowed; unknown properties are an error, so a typo never passes silently):
 ///
 ///   {
@@ -51,10 +51,20 @@ public static class Overlay
     {
         string dir = Path.Combine(repoRoot, Folder, schemaDir);
         if (!Directory.Exists(dir)) return new(StringComparer.Ordinal);
-        return Directory.EnumerateFiles(dir, "*.json")
+        return Directory.EnumerateFiles(dir, "*" + Suffix)
             .Order(StringComparer.Ordinal)
-            .ToDictionary(p => Path.GetFileName(p), p => p, StringComparer.Ordinal);
+            .ToDictionary(p => Path.GetFileName(p)[..^Suffix.Length] + ".json", p => p, StringComparer.Ordinal);
     }
+
+    /// <summary>
+    /// An overlay's file name ends so ("ProduceRequest.overlay.json" for ProduceRequest.json): a delta of our own,
+    /// never mistaken for one of Kafka's schema files, which stay outside the repository.
+    /// </summary>
+    public const string Suffix = ".overlay.json";
+
+    /// <summary>The repository-relative path of the overlay for <paramref name="schemaFile"/> ("ProduceRequest.json").</summary>
+    public static string RelativePath(string schemaDir, string schemaFile) =>
+        $"{Folder}/{schemaDir}/{schemaFile[..^".json".Length]}{Suffix}";
 
     /// <summary>The schema with the overlay's changes; throws <see cref="SchemaException"/> naming the overlay on any misuse.</summary>
     public static MessageSpec Apply(MessageSpec spec, string overlayJson, string overlayPath)

@@ -146,12 +146,12 @@ public static class Program
                     string file = Path.GetFileName(p);
                     var spec = SchemaParser.ParseFile(p, $"{schemaDir}/{file}", kind);
                     if (!overlays.Remove(file, out var overlay)) return spec;
-                    return Overlay.Apply(spec, File.ReadAllText(overlay), $"{Overlay.Folder}/{schemaDir}/{file}");
+                    return Overlay.Apply(spec, File.ReadAllText(overlay), Overlay.RelativePath(schemaDir, file));
                 })
                 .ToList();
             // An overlay whose schema is gone would silently stop applying.
             foreach (var file in overlays.Keys)
-                throw new SchemaException($"{Overlay.Folder}/{schemaDir}/{file}: there is no schema {schemaDir}/{file} to apply it to");
+                throw new SchemaException($"{Overlay.RelativePath(schemaDir, file)}: there is no schema {schemaDir}/{file} to apply it to");
             foreach (var spec in specs)
             {
                 var model = ClassModelBuilder.Build(spec);
