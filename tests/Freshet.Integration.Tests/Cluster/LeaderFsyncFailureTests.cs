@@ -20,16 +20,6 @@ namespace Freshet.Integration.Tests.Cluster;
 /// </summary>
 public sealed class LeaderFsyncFailureTests(ITestOutputHelper output)
 {
-    private static async Task WaitFor(Func<bool> condition, string what, int seconds = 60)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(seconds);
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"timed out waiting until {what}");
-            await Task.Delay(100);
-        }
-    }
-
     [Fact]
     public async Task ARecordWhoseLeaderFsyncFailedIsOnNoReplicaAndARetryWritesItOnce()
     {
@@ -59,20 +49,20 @@ public sealed class LeaderFsyncFailureTests(ITestOutputHelper output)
             var started = await Task.WhenAll(ports.Keys.Select(n =>
                 FreshetServer.StartAsync(new FreshetServerOptions { Properties = Props(n), Loggers = loggers, StorageIo = n == 1 ? io : null })));
             foreach (var s in started) servers[s.Config.NodeId] = s;
-            await WaitFor(() => servers.Values.Any(s => s.Controller.IsActive), "a controller is active");
+            await Wait.UntilAsync(() => servers.Values.Any(s => s.Controller.IsActive), "a controller is active");
             QuorumController Active() => servers.Values.Select(s => s.Controller).First(c => c.IsActive);
             const string topic = "leader-fsync";
             var tp = new TopicPartition(topic, 0);
             var created = Active().CreateTopics([new NewTopic(topic, -1, -1, new Dictionary<int, IReadOnlyList<int>> { [0] = [1, 2, 3] },
                 new Dictionary<string, string?> { ["min.insync.replicas"] = "2" })], false);
             Assert.Equal(ErrorCode.None, created[0].Error);
-            await WaitFor(() => Active().Image.Partition(topic, 0)!.Isr.Length == 3, "the ISR is complete");
+            await Wait.UntilAsync(() => Active().Image.Partition(topic, 0)!.Isr.Length == 3, "the ISR is complete");
             Assert.Equal(1, Active().Image.Partition(topic, 0)!.Leader);
-            await WaitFor(() => servers[1].Replicas.GetPartition(tp) is { IsLeader: true }, "node 1 leads the partition");
+            await Wait.UntilAsync(() => servers[1].Replicas.GetPartition(tp) is { IsLeader: true }, "node 1 leads the partition");
 
             await using (var c = await RawKafkaClient.ConnectAsync($"127.0.0.1:{ports[1].Client}"))
                 Assert.Equal((ErrorCode.None, 0L), await StorageFailureTests.ProduceAsync(c, 0, "kept", topic));
-            await WaitFor(() => servers[2].Logs.GetLog(tp)!.LogEndOffset == 2 && servers[3].Logs.GetLog(tp)!.LogEndOffset == 2, "the followers have the first batch");
+            await Wait.UntilAsync(() => servers[2].Logs.GetLog(tp)!.LogEndOffset == 2 && servers[3].Logs.GetLog(tp)!.LogEndOffset == 2, "the followers have the first batch");
 
             // Node 1's next fsync of the segment fails, after giving the followers up to 3 s to fetch the batch
             // it covers: enough for them to get it, were they allowed past the leader's durable end.
@@ -104,9 +94,9 @@ public sealed class LeaderFsyncFailureTests(ITestOutputHelper output)
             Assert.Contains("every log directory has failed", halted.Message, StringComparison.Ordinal);
             Assert.True(servers[1].Logs.GetLog(tp)!.IsOffline);
             QuorumController Survivor() => servers.Where(s => s.Key != 1).Select(s => s.Value.Controller).First(c => c.IsActive);
-            await WaitFor(() => servers.Any(s => s.Key != 1 && s.Value.Controller.IsActive), "node 2 or 3 is the active controller");
-            await WaitFor(() => Survivor().Image.Partition(topic, 0)!.Leader is 2 or 3, "the leadership leaves node 1");
-            await WaitFor(() => !Survivor().Image.Partition(topic, 0)!.Isr.Contains(1), "node 1 leaves the ISR");
+            await Wait.UntilAsync(() => servers.Any(s => s.Key != 1 && s.Value.Controller.IsActive), "node 2 or 3 is the active controller");
+            await Wait.UntilAsync(() => Survivor().Image.Partition(topic, 0)!.Leader is 2 or 3, "the leadership leaves node 1");
+            await Wait.UntilAsync(() => !Survivor().Image.Partition(topic, 0)!.Isr.Contains(1), "node 1 leaves the ISR");
             int leader = Survivor().Image.Partition(topic, 0)!.Leader;
 
             // The producer retries the failed batch (not idempotent) where the metadata now points: written once.

@@ -17,16 +17,6 @@ namespace Freshet.Integration.Tests.Cluster;
 /// </summary>
 public sealed class NetworkPartitionTests(ITestOutputHelper output)
 {
-    private static async Task WaitFor(Func<bool> condition, string what, int seconds = 60)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(seconds);
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"timed out waiting until {what}");
-            await Task.Delay(200);
-        }
-    }
-
     /// <summary>Records straight to a node's own port (a client on the cut-off side), acks=all.</summary>
     private static async Task<ErrorCode> ProduceDirectAsync(string bootstrap, string topic, int count, int timeoutMs)
     {
@@ -59,7 +49,7 @@ public sealed class NetworkPartitionTests(ITestOutputHelper output)
         using var admin = Clients.Admin(cluster.BootstrapServers);
         // Leader and ISR from one answer: each request may reach a broker that has not applied the topic yet.
         (int Leader, int[] Isr) ready = (-1, []);
-        await WaitFor(() => (ready = PartitionStates.Of(admin, topic)).Isr.Length == 3 && ready.Leader > 0, "the ISR is complete");
+        await Wait.UntilAsync(() => (ready = PartitionStates.Of(admin, topic)).Isr.Length == 3 && ready.Leader > 0, "the ISR is complete");
         Assert.Equal(cut, ready.Leader);
 
         const int Total = 60_000;
@@ -74,7 +64,7 @@ public sealed class NetworkPartitionTests(ITestOutputHelper output)
 
         try
         {
-            await WaitFor(() => acked.Count >= Total / 4 || producing.IsCompleted, "a quarter is acknowledged");
+            await Wait.UntilAsync(() => acked.Count >= Total / 4 || producing.IsCompleted, "a quarter is acknowledged");
             cluster.Cut(cut);
             var cutAt = DateTime.UtcNow;
             output.WriteLine($"cut node {cut} off after {acked.Count} acknowledgements (active controller {controller})");
@@ -85,17 +75,17 @@ public sealed class NetworkPartitionTests(ITestOutputHelper output)
             output.WriteLine($"acks=all on the cut-off leader: {stale}");
             Assert.Contains(stale, new[] { ErrorCode.RequestTimedOut, ErrorCode.NotEnoughReplicas, ErrorCode.NotEnoughReplicasAfterAppend, ErrorCode.NotLeaderOrFollower });
 
-            await WaitFor(() => PartitionStates.Of(admin, topic) is var s && s.Leader > 0 && s.Leader != cut, "another node leads");
+            await Wait.UntilAsync(() => PartitionStates.Of(admin, topic) is var s && s.Leader > 0 && s.Leader != cut, "another node leads");
             var moved = PartitionStates.Of(admin, topic);
             output.WriteLine($"leader {moved.Leader} (ISR {string.Join(",", moved.Isr)}) {(DateTime.UtcNow - cutAt).TotalSeconds:F1} s after the cut");
             Assert.DoesNotContain(cut, moved.Isr);
             // Still cut off, still refused.
             Assert.NotEqual(ErrorCode.None, await ProduceDirectAsync(cluster.Nodes[cut].BootstrapServers, topic, 5, timeoutMs: 2000));
 
-            await WaitFor(() => acked.Count >= Total * 2 / 3 || producing.IsCompleted, "two thirds are acknowledged", 120);
+            await Wait.UntilAsync(() => acked.Count >= Total * 2 / 3 || producing.IsCompleted, "two thirds are acknowledged", 120);
             cluster.Heal(cut);
             var healedAt = DateTime.UtcNow;
-            await WaitFor(() => PartitionStates.Of(admin, topic).Isr.Contains(cut), "the healed node is back in the ISR", 90);
+            await Wait.UntilAsync(() => PartitionStates.Of(admin, topic).Isr.Contains(cut), "the healed node is back in the ISR", 90);
             output.WriteLine($"node {cut} back in the ISR {(DateTime.UtcNow - healedAt).TotalSeconds:F1} s after healing");
 
             await producing.WaitAsync(TimeSpan.FromSeconds(200));
@@ -110,10 +100,10 @@ public sealed class NetworkPartitionTests(ITestOutputHelper output)
 
         // Leadership back to the healed node (preferred election), then read everything from it: every
         // acknowledged record, in order, and none of what it took while cut off (it truncated them).
-        await WaitFor(() => PartitionStates.Of(admin, topic).Isr.Length == 3, "the ISR is complete again");
+        await Wait.UntilAsync(() => PartitionStates.Of(admin, topic).Isr.Length == 3, "the ISR is complete again");
         var elected = await admin.ElectLeadersAsync(ElectionType.Preferred, [new TopicPartition(topic, 0)]);
         output.WriteLine($"preferred election: {elected.TopicPartitions.Single().Error.Code}");
-        await WaitFor(() => PartitionStates.Of(admin, topic).Leader == cut, "the healed node leads again");
+        await Wait.UntilAsync(() => PartitionStates.Of(admin, topic).Leader == cut, "the healed node leads again");
 
         var read = SequenceReader.Read(cluster.BootstrapServers, topic, Total, TimeSpan.FromSeconds(90));
         Assert.Equal(0, read.Foreign); // the "stale-N" records the cut-off leader took are gone

@@ -17,16 +17,6 @@ namespace Freshet.Integration.Tests.Cluster;
 /// </summary>
 public sealed class ReplicaDiskFullTests(ITestOutputHelper output)
 {
-    private static async Task WaitFor(Func<bool> condition, string what, int seconds = 60)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(seconds);
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"timed out waiting until {what}");
-            await Task.Delay(100);
-        }
-    }
-
     /// <param name="full">The node whose disk fills: 3, a follower; or 1, the partition's leader (its leadership moves).</param>
     [Theory]
     [InlineData(3)]
@@ -63,14 +53,14 @@ public sealed class ReplicaDiskFullTests(ITestOutputHelper output)
         {
             var started = await Task.WhenAll(ports.Keys.Select(n => FreshetServer.StartEmbeddedAsync(Props(n))));
             foreach (var s in started) servers[s.Config.NodeId] = s;
-            await WaitFor(() => servers.Values.Any(s => s.Controller.IsActive), "a controller is active");
+            await Wait.UntilAsync(() => servers.Values.Any(s => s.Controller.IsActive), "a controller is active");
             QuorumController Active() => servers.Values.Select(s => s.Controller).First(c => c.IsActive);
             const string topic = "fills-one-replica";
             var created = Active().CreateTopics([new NewTopic(topic, -1, -1, new Dictionary<int, IReadOnlyList<int>> { [0] = [1, 2, 3] },
                 new Dictionary<string, string?> { ["min.insync.replicas"] = "2" })], false);
             Assert.Equal(ErrorCode.None, created[0].Error);
             int[] Isr() => [.. Active().Image.Partition(topic, 0)!.Isr.Order()];
-            await WaitFor(() => Isr().Length == 3, "the ISR is complete");
+            await Wait.UntilAsync(() => Isr().Length == 3, "the ISR is complete");
 
             // Leave the node about 1.5 MB, then send 4 MB with acks=all.
             string ballast = Path.Combine(LogDir(full), "ballast");
@@ -102,7 +92,7 @@ public sealed class ReplicaDiskFullTests(ITestOutputHelper output)
 
             // The replica is out of the ISR (and, if it led, the leadership moved); the broker is not out of
             // the cluster: still registered, unfenced, serving.
-            await WaitFor(() => !Isr().Contains(full), $"node {full} leaves the ISR");
+            await Wait.UntilAsync(() => !Isr().Contains(full), $"node {full} leaves the ISR");
             Assert.Equal([.. new[] { 1, 2, 3 }.Where(n => n != full)], Isr());
             int leader = Active().Image.Partition(topic, 0)!.Leader;
             Assert.NotEqual(full, leader);
@@ -116,8 +106,8 @@ public sealed class ReplicaDiskFullTests(ITestOutputHelper output)
 
             // Space again: the node catches up, rejoins, and holds exactly the leader's batches.
             File.Delete(ballast);
-            await WaitFor(() => Isr().Contains(full), $"node {full} rejoins the ISR");
-            await WaitFor(() => fullLog.LogEndOffset == leaderLog.LogEndOffset, $"node {full} reaches the leader's log end");
+            await Wait.UntilAsync(() => Isr().Contains(full), $"node {full} rejoins the ISR");
+            await Wait.UntilAsync(() => fullLog.LogEndOffset == leaderLog.LogEndOffset, $"node {full} reaches the leader's log end");
             Assert.Equal(Total, leaderLog.LogEndOffset);
             var leaderBatches = leaderLog.ReadBatches(0).ToList();
             var replicaBatches = fullLog.ReadBatches(0).ToList();
