@@ -77,7 +77,12 @@ public sealed class RaftDriverFailureTests
     }
 
     private static RaftDriver Driver() =>
-        new(new RaftConfig { NodeId = 1, Voters = [1], ClusterId = "c" }, new NoPeers(), key => 0, TimeProvider.System,
+        new(new RaftConfig
+        {
+            NodeId = 1, Voters = [1], ClusterId = "c",
+            // A parked fetch is answered once its wait is over (500 ms by default); these tests park one until the driver stops.
+            FetchMaxWaitMs = 60_000, FetchTimeoutMs = 120_000, RequestTimeoutMs = 120_000,
+        }, new NoPeers(), key => 0, TimeProvider.System,
             NullLogger<RaftDriver>.Instance);
 
     /// <summary>A single voter has no one to send to.</summary>
